@@ -1,0 +1,115 @@
+"""Start and stop the real Firestore emulator of the Google Cloud SDK.
+
+Used by the test suite, `make demo` and `make bench`; never by the production tools.
+The emulator script starts a `java` child, so it runs in its own process group and the
+whole group is stopped, or the database would outlive its caller.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+EMULATOR_SCRIPT = Path(
+    "/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud_firestore_emulator"
+)
+READY_LINE = "Dev App Server is now running"
+INSTALL_HINT = (
+    "The Firestore emulator could not be started. It comes with the Google Cloud SDK "
+    "and needs Java 17+: install the SDK, then `gcloud components install "
+    "cloud-firestore-emulator` (or Debian's google-cloud-cli-firestore-emulator package)."
+)
+
+
+class EmulatorError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _command(port: int) -> list[str]:
+    if EMULATOR_SCRIPT.exists():
+        return [str(EMULATOR_SCRIPT), "start", "--host=127.0.0.1", f"--port={port}"]
+    gcloud = shutil.which("gcloud")
+    if gcloud:
+        return [gcloud, "emulators", "firestore", "start", f"--host-port=127.0.0.1:{port}"]
+    raise EmulatorError(INSTALL_HINT + " (neither the emulator script nor gcloud was found)")
+
+
+class Emulator:
+    """One running emulator. Use as a context manager, or call start() and stop()."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log = Path(tempfile.mkstemp(prefix="firestore-emulator-", suffix=".log")[1])
+
+    def start(self, timeout: float = 90.0) -> Emulator:
+        with self._log.open("wb") as log:
+            try:
+                self._process = subprocess.Popen(
+                    _command(self.port),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            except OSError as error:
+                raise EmulatorError(f"{INSTALL_HINT} ({error})") from error
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise EmulatorError(f"{INSTALL_HINT}\nIts output:\n{self.output()}")
+            if READY_LINE in self.output():
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise EmulatorError(f"{INSTALL_HINT} (not ready after {timeout:.0f}s)\n{self.output()}")
+
+    def output(self) -> str:
+        return self._log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        _signal_group(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10.0
+        while _group_alive(process) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _group_alive(process):
+            _signal_group(process.pid, signal.SIGKILL)
+        process.wait()
+        self._log.unlink(missing_ok=True)
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+
+
+def _group_alive(process: subprocess.Popen[bytes]) -> bool:
+    process.poll()  # reap the script itself, so that a zombie does not count as alive
+    try:
+        os.killpg(process.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
