@@ -1,0 +1,210 @@
+"""The CLI boundary the scripts share: options, confirmation, the run, exit codes.
+
+Typed errors from the engine become one message and one exit code here, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+from google.cloud import firestore
+
+from backfill import console
+from backfill.errors import Aborted, BackfillError, DatabaseError, ExitCode
+from backfill.jobs import Job
+from backfill.logs import LOG_FILE_NAME, close_run_log, open_run_log
+from backfill.pager import count_documents
+from backfill.retry import RetryPolicy
+from backfill.runner import BatchOutcome, Runner, RunSettings
+from backfill.stats import RunStats, utc_now
+from backfill.target import (
+    DEFAULT_COLLECTION,
+    DEFAULT_DATABASE,
+    ENVIRONMENTS,
+    Target,
+    make_client,
+    resolve_target,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+CONFIRMATION_PROMPT = "⚠️  You are about to modify PRODUCTION data. Type 'YES' to continue: "
+
+
+def target_options(command: F) -> F:
+    """--environment, --project, --database, --collection: where a tool points."""
+    for option in reversed([
+        click.option("--environment", type=click.Choice(ENVIRONMENTS), default="development",
+                     envvar="BACKFILL_ENVIRONMENT", show_default=True,
+                     help="Which environment this is (also BACKFILL_ENVIRONMENT)."),
+        click.option("--project", envvar="GOOGLE_CLOUD_PROJECT",
+                     help="Google Cloud project (default: GOOGLE_CLOUD_PROJECT)."),
+        click.option("--database", default=DEFAULT_DATABASE, show_default=True,
+                     help="Firestore database ID."),
+        click.option("--collection", default=DEFAULT_COLLECTION, show_default=True,
+                     help="The collection of wardrobe items."),
+    ]):
+        command = option(command)
+    return command
+
+
+def output_options(command: F) -> F:
+    """--batch-size, --output-dir, --quiet, --json, --max-retry-seconds."""
+    for option in reversed([
+        click.option("--batch-size", type=click.IntRange(1, 500), default=500,
+                     show_default=True, help="Documents per page read and per batch write."),
+        click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
+                     default=Path("."), show_default=True,
+                     help="Where the stats file and the log go."),
+        click.option("--quiet", is_flag=True, help="No progress bar."),
+        click.option("--json", "as_json", is_flag=True,
+                     help="Print the final stats as one JSON object on stdout."),
+        click.option("--max-retry-seconds", type=click.FloatRange(0), default=120.0,
+                     show_default=True,
+                     help="How long to keep retrying a transient database error."),
+    ]):
+        command = option(command)
+    return command
+
+
+def run_boundary(body: Callable[..., int]) -> Callable[..., NoReturn]:
+    """Turn a command body's return value or typed error into the process's exit code."""
+
+    @wraps(body)
+    def wrapper(*args: Any, **kwargs: Any) -> NoReturn:
+        try:
+            code = body(*args, **kwargs)
+        except BackfillError as error:
+            click.echo(f"❌ {error}", err=True)
+            code = error.exit_code
+        except KeyboardInterrupt:
+            click.echo("❌ Interrupted.", err=True)
+            code = ExitCode.INTERRUPTED
+        sys.exit(int(code))
+
+    return wrapper
+
+
+def confirm_production(target: Target, dry_run: bool, yes: bool) -> None:
+    """Production writes need a typed YES (or --yes); anything else aborts, writing nothing."""
+    if dry_run or yes or target.environment != "production":
+        return
+    click.echo(CONFIRMATION_PROMPT, nl=False, err=True)
+    answer = sys.stdin.readline()
+    if not sys.stdin.isatty():
+        click.echo(err=True)  # the typed answer did not end the prompt's line
+    if answer.rstrip("\r\n") != "YES":
+        raise Aborted("Aborted: nothing was written (the answer was not YES).")
+
+
+def new_run_id(tool: str) -> str:
+    return f"{tool}-{utc_now().strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    environment: str
+    project: str | None
+    database: str
+    collection: str
+    batch_size: int
+    output_dir: Path
+    quiet: bool
+    as_json: bool
+    max_retry_seconds: float
+    dry_run: bool = False
+    yes: bool = False
+    limit: int | None = None
+
+    @property
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(max_total_wait=self.max_retry_seconds)
+
+
+def connect(options: RunOptions) -> tuple[Target, firestore.Client]:
+    """Resolve and check the configuration first; only then make a client."""
+    target = resolve_target(environment=options.environment, project=options.project,
+                            database=options.database, collection=options.collection,
+                            env=dict(os.environ))
+    return target, make_client(target)
+
+
+def execute_writing_run(job: Job, options: RunOptions, labels: console.Labels,
+                        stats_prefix: str) -> int:
+    """The whole flow of a writing tool (backfill, rollback): banner, count, confirmation,
+    run, summary, stats file, log. Returns the exit code."""
+    target, client = connect(options)
+    console.banner(target, labels, options.dry_run, options.batch_size)
+    total = count_documents(client.collection(target.collection), options.policy)
+    console.say(f"📊 Items in {target.collection}: {total}")
+    if options.limit is not None:
+        console.say(f"✂️  Limited to the first {options.limit} items (canary run)")
+    confirm_production(target, options.dry_run, options.yes)
+
+    run_id = new_run_id(job.tool)
+    stats = RunStats(run_id=run_id, tool=job.tool, environment=target.environment,
+                     dry_run=options.dry_run, project=target.project,
+                     database=target.database, collection=target.collection)
+    log = open_run_log(options.output_dir, job.tool, run_id)
+    log.info("start %s: %s, dry_run=%s, batch_size=%s, limit=%s", console.mode_tag(
+        target, options.dry_run), target.describe(), options.dry_run, options.batch_size,
+        options.limit)
+    settings = RunSettings(batch_size=options.batch_size, dry_run=options.dry_run,
+                           limit=options.limit, policy=options.policy)
+    expected = total if options.limit is None else min(total, options.limit)
+    try:
+        with console.progress(expected, options.quiet) as bar:
+
+            def on_batch(outcome: BatchOutcome) -> None:
+                bar.update(outcome.processed)
+                written = labels.would if options.dry_run else labels.done
+                line = (f"Batch {outcome.number}: {outcome.processed} processed, "
+                        f"{outcome.written} {written}, {outcome.skipped} skipped, "
+                        f"{len(outcome.errors)} errors")
+                console.say(line)
+                log.info(line)
+                for doc_id, message in outcome.errors:
+                    log.error("item %s: %s", doc_id, message)
+                for decision in outcome.decisions.values():
+                    for dropped in decision.report.dropped if decision.report else []:
+                        log.info("item %s: dropped %s value %s (%s)", decision.doc_id,
+                                 dropped.facet, dropped.value, dropped.reason)
+                if options.dry_run and outcome.number <= 2:
+                    for sample in outcome.samples:
+                        console.say(f"  {labels.sample} {sample.doc_id}: "
+                                    f"{_printable(sample.fields)}")
+
+            Runner(client, target.collection, job, settings).run(stats, on_batch)
+        stats.status = "completed"
+    except DatabaseError as error:
+        stats.status = "failed"
+        log.error("fatal: %s", error)
+        raise
+    except BaseException as error:
+        stats.status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        log.error("stopped: %r", error)
+        raise
+    finally:
+        stats.finished_at = utc_now()
+        stats_path = stats.write_file(options.output_dir, stats_prefix)
+        log.info("finished %s: %s processed, %s written, %s would write, %s skipped, "
+                 "%s errors; stats in %s", stats.status, stats.processed, stats.updated,
+                 stats.would_update, stats.skipped, len(stats.errors), stats_path)
+        close_run_log(log)
+        console.summary(stats, labels, {"Run ID": run_id, "Stats file": str(stats_path),
+                                        "Log file": str(options.output_dir / LOG_FILE_NAME)},
+                        options.as_json)
+    return ExitCode.ITEM_ERRORS if stats.errors else ExitCode.OK
+
+
+def _printable(fields: dict[str, Any] | None) -> str:
+    import json
+
+    return json.dumps(fields, ensure_ascii=False, default=str)

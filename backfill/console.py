@@ -1,0 +1,93 @@
+"""What the operator sees. Progress and logs go to stderr; results and --json to stdout."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+from backfill.stats import RunStats
+from backfill.target import Target
+
+RULE = "=" * 60
+
+
+@dataclass(frozen=True)
+class Labels:
+    """The words one tool uses for its writes."""
+
+    title: str  # "wardrobe backfill"
+    done: str  # "updated"
+    would: str  # "would update"
+    sample: str  # "Would update"
+
+
+def say(message: str = "") -> None:
+    """A progress line, on stderr, without breaking a progress bar."""
+    tqdm.write(message, file=sys.stderr)
+
+
+def mode_tag(target: Target, dry_run: bool) -> str:
+    return "[DRY RUN]" if dry_run else f"[{target.environment.upper()}]"
+
+
+def banner(target: Target, labels: Labels, dry_run: bool, batch_size: int) -> None:
+    say(f"🌍 Environment: {target.environment}")
+    say(f"🚀 Starting {labels.title} {mode_tag(target, dry_run)}")
+    say(f"🎯 Target: {target.describe()}")
+    say(f"📦 Batch size: {batch_size}")
+
+
+@contextmanager
+def progress(total: int | None, quiet: bool) -> Iterator[tqdm[Any]]:
+    """A progress bar with total and ETA, on stderr, only when stderr is a terminal."""
+    bar: tqdm[Any] = tqdm(total=total, unit="item", file=sys.stderr, dynamic_ncols=True,
+                          disable=quiet or not sys.stderr.isatty())
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+def summary(stats: RunStats, labels: Labels, extra: dict[str, str], as_json: bool) -> None:
+    """The final block; with --json, the stats as one JSON object on stdout instead."""
+    if stats.status == "completed":
+        headline = "✅ Complete" if not stats.errors else "⚠️  Finished with errors"
+    else:
+        headline = f"❌ Stopped: {stats.status}"
+    written = (labels.would if stats.dry_run else labels.done).capitalize()
+    rows = [
+        ("Duration", f"{stats.duration_seconds:.1f}s"),
+        ("Processed", str(stats.processed)),
+        (written, str(stats.would_update if stats.dry_run else stats.updated)),
+        ("Skipped", str(stats.skipped)),
+        ("Errors", str(len(stats.errors))),
+        ("Success rate", f"{stats.success_rate:.1f}%"),
+        ("Throughput", f"{stats.items_per_second:,.1f} items/s"),
+    ]
+    if stats.conflicts_retried:
+        rows.append(("Conflicts retried", str(stats.conflicts_retried)))
+    if stats.vanished:
+        rows.append(("Deleted meanwhile", str(stats.vanished)))
+    if stats.dropped_values:
+        rows.append(("Dropped values", str(stats.dropped_values)))
+    rows += list(extra.items())
+    lines = [RULE, f"{headline}: {labels.title} [{'DRY RUN' if stats.dry_run else 'WRITES'}]"]
+    lines += [f"{name + ':':<20}{value}" for name, value in rows]
+    for error in stats.errors[:10]:
+        lines.append(f"  ✗ {error['id']}: {error['error']}")
+    if len(stats.errors) > 10:
+        lines.append(f"  … and {len(stats.errors) - 10} more (all in the stats file and the log)")
+    lines.append(RULE)
+    text = "\n".join(lines)
+    if as_json:
+        click.echo(text, err=True)
+        click.echo(json.dumps(stats.to_dict(), ensure_ascii=False, default=str))
+    else:
+        click.echo(text)

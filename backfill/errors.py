@@ -1,0 +1,43 @@
+"""Typed errors of the engine. The CLI boundary turns them into messages and exit codes."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    ITEM_ERRORS = 1  # finished, but some items failed; or aborted at the prompt
+    USAGE = 2  # bad options or configuration, found before anything was read
+    FATAL = 3  # the run could not go on
+    INTERRUPTED = 130  # SIGINT or SIGTERM
+
+
+class BackfillError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+    exit_code = ExitCode.FATAL
+
+
+class ConfigurationError(BackfillError):
+    """Missing project, unreadable credentials, options that do not go together."""
+
+    exit_code = ExitCode.USAGE
+
+
+class Aborted(BackfillError):
+    """The operator did not confirm."""
+
+    exit_code = ExitCode.ITEM_ERRORS
+
+
+class DatabaseError(BackfillError):
+    """The database could not be reached, or refused a request, and retrying did not help."""
+
+    exit_code = ExitCode.FATAL
+
+
+class RunInterrupted(BackfillError):
+    """SIGINT or SIGTERM arrived; the run stopped at a clean point."""
+
+    exit_code = ExitCode.INTERRUPTED

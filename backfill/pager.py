@@ -1,0 +1,127 @@
+"""Paging through a collection: ordered by document ID, cursor-based, a page at a time.
+
+Never offsets (they are billed and slow), never order_by on a data field (documents
+without it would be skipped), never the whole collection in memory. Every page is its
+own short query, so a long scan never meets the stream deadline, and a failed page is
+retried whole from the same cursor.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Generic, TypeVar
+
+from google.cloud.firestore_v1.base_query import BaseQuery
+from google.cloud.firestore_v1.collection import CollectionReference
+from google.cloud.firestore_v1.document import DocumentSnapshot
+from google.cloud.firestore_v1.field_path import FieldPath
+
+from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_with_retry
+
+T = TypeVar("T")
+DOCUMENT_ID = FieldPath.document_id()  # "__name__"
+KEYS_ONLY: tuple[str, ...] = (DOCUMENT_ID,)
+PAGE_TIMEOUT_SECONDS = 60.0
+
+
+def read_page(collection: CollectionReference, *, fields: Sequence[str] | None, size: int,
+              after_id: str | None, before_id: str | None = None,
+              policy: RetryPolicy) -> list[DocumentSnapshot]:
+    """One page of at most `size` documents with IDs after `after_id` (and before `before_id`)."""
+    query: BaseQuery = collection
+    if fields is not None:
+        query = query.select(list(fields))
+    query = query.order_by(DOCUMENT_ID).limit(size)
+    if after_id is not None:
+        query = query.start_after({DOCUMENT_ID: after_id})
+    if before_id is not None:
+        query = query.end_before({DOCUMENT_ID: before_id})
+
+    def fetch() -> list[DocumentSnapshot]:
+        return list(query.stream(retry=NO_LIBRARY_RETRY, timeout=PAGE_TIMEOUT_SECONDS))
+
+    return call_with_retry(fetch, policy, f"reading collection {collection.id!r}")
+
+
+def iter_pages(collection: CollectionReference, *, fields: Sequence[str] | None,
+               page_size: int, policy: RetryPolicy, after_id: str | None = None,
+               before_id: str | None = None, limit: int | None = None,
+               ) -> Iterator[list[DocumentSnapshot]]:
+    """Pages in document-ID order, until the collection (or `limit` documents) is done."""
+    remaining = limit
+    while remaining is None or remaining > 0:
+        size = page_size if remaining is None else min(page_size, remaining)
+        page = read_page(collection, fields=fields, size=size, after_id=after_id,
+                         before_id=before_id, policy=policy)
+        if not page:
+            return
+        yield page
+        if len(page) < size:
+            return
+        after_id = page[-1].id
+        if remaining is not None:
+            remaining -= len(page)
+
+
+class _End:
+    pass
+
+
+class _Failure(Generic[T]):
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def prefetched(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """Iterate `items` with up to `depth` of them fetched ahead in a background thread.
+
+    The next page is read while the current one is being written. An error in the
+    reader is raised in the consumer, at the point where the failed item would come.
+    """
+    buffer: queue.Queue[T | _End | _Failure[T]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: T | _End | _Failure[T]) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(_End())
+        except BaseException as error:  # handed to the consumer, who decides
+            put(_Failure(error))
+
+    reader = threading.Thread(target=produce, name="page-prefetch", daemon=True)
+    reader.start()
+    try:
+        while True:
+            entry = buffer.get()
+            if isinstance(entry, _End):
+                return
+            if isinstance(entry, _Failure):
+                raise entry.error
+            yield entry
+    finally:
+        stop.set()
+        reader.join(timeout=PAGE_TIMEOUT_SECONDS)
+
+
+def count_documents(query: BaseQuery, policy: RetryPolicy) -> int:
+    """An aggregation count() query: billed per 1,000 index entries, not per document."""
+
+    def fetch() -> int:
+        results = query.count(alias="n").get(retry=NO_LIBRARY_RETRY,
+                                             timeout=PAGE_TIMEOUT_SECONDS)
+        return int(results[0][0].value)
+
+    return call_with_retry(fetch, policy, "counting documents")

@@ -1,0 +1,183 @@
+"""The run loop shared by the writing tools: read pages, decide, write, count, checkpoint.
+
+Reading and writing overlap: the next page is read while earlier batches are written,
+with a bounded number of batches in flight. Outcomes are collected in page order, so
+the checkpoint only ever moves past documents that are fully done.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from google.cloud import firestore
+from google.cloud.firestore_v1.document import DocumentReference, DocumentSnapshot
+
+from backfill.errors import RunInterrupted
+from backfill.jobs import Decision, Job
+from backfill.pager import PAGE_TIMEOUT_SECONDS, iter_pages, prefetched
+from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_with_retry
+from backfill.stats import RunStats
+from backfill.writer import Write, WriteResult, WriteStatus, commit_writes
+
+# How often an item that the app keeps editing is re-read and written again.
+MAX_CONFLICT_ROUNDS = 3
+SAMPLES_PER_BATCH = 3
+
+
+@dataclass
+class BatchOutcome:
+    number: int
+    first_id: str
+    last_id: str
+    processed: int = 0
+    written: int = 0  # in a dry run: would be written
+    skipped: int = 0
+    vanished: int = 0
+    conflicts_retried: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    decisions: dict[str, Decision] = field(default_factory=dict)  # final, per document
+    samples: list[Decision] = field(default_factory=list)  # a few writes, for dry-run output
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    batch_size: int = 500
+    dry_run: bool = False
+    limit: int | None = None
+    after_id: str | None = None  # resume: start after this document ID
+    max_in_flight: int = 4
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+class Runner:
+    def __init__(self, client: firestore.Client, collection: str, job: Job,
+                 settings: RunSettings, stop: threading.Event | None = None) -> None:
+        self.client = client
+        self.collection = client.collection(collection)
+        self.job = job
+        self.settings = settings
+        self.stop = stop or threading.Event()
+
+    def run(self, stats: RunStats, on_batch: Callable[[BatchOutcome], None]) -> None:
+        """Process the collection; count into `stats`; call on_batch once per batch, in order.
+
+        Raises DatabaseError when the database fails for good, RunInterrupted when `stop`
+        is set; in both cases after the batches in flight have finished and been counted.
+        """
+        settings = self.settings
+        pages = iter_pages(self.collection, fields=self.job.read_fields,
+                           page_size=settings.batch_size, policy=settings.policy,
+                           after_id=settings.after_id, limit=settings.limit)
+        in_flight: deque[Future[BatchOutcome]] = deque()
+        failure: BaseException | None = None
+
+        def collect() -> None:
+            nonlocal failure
+            try:
+                outcome = in_flight.popleft().result()
+            except BaseException as error:
+                failure = failure or error
+                return
+            _count(stats, outcome, advance_checkpoint=failure is None)
+            on_batch(outcome)
+
+        workers = 1 if settings.dry_run else settings.max_in_flight
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batch") as pool:
+            try:
+                for number, page in enumerate(prefetched(pages), start=stats.batches + 1):
+                    decisions = [self.job.decide(snap.id, snap.to_dict() or {}) for snap in page]
+                    in_flight.append(pool.submit(self._settle, number, page, decisions))
+                    while in_flight and (len(in_flight) >= workers or in_flight[0].done()):
+                        collect()
+                    if failure is not None or self.stop.is_set():
+                        break
+            except BaseException as error:  # a page that could not be read
+                failure = failure or error
+            while in_flight:
+                collect()
+        if failure is not None:
+            raise failure
+        if self.stop.is_set():
+            raise RunInterrupted("stopped on request")
+
+    def _settle(self, number: int, page: Sequence[DocumentSnapshot],
+                decisions: list[Decision]) -> BatchOutcome:
+        """Write one page's decisions; re-read and decide again where the app got there first."""
+        outcome = BatchOutcome(number, page[0].id, page[-1].id, processed=len(page))
+        outcome.decisions = {decision.doc_id: decision for decision in decisions}
+        writes = [Write(snap.reference, decision.fields, snap.update_time)
+                  for snap, decision in zip(page, decisions, strict=True)
+                  if decision.fields is not None]
+        outcome.skipped = len(page) - len(writes)
+        outcome.samples = [d for d in decisions if d.fields is not None][:SAMPLES_PER_BATCH]
+        if self.settings.dry_run:
+            outcome.written = len(writes)
+            return outcome
+        results = commit_writes(self.client, writes, self.settings.policy)
+        for _ in range(MAX_CONFLICT_ROUNDS):
+            conflicted = [r.write.reference for r in results if r.status is WriteStatus.CONFLICT]
+            if not conflicted:
+                break
+            outcome.conflicts_retried += len(conflicted)
+            results = [r for r in results if r.status is not WriteStatus.CONFLICT]
+            retry_writes = self._decide_again(conflicted, outcome)
+            results += commit_writes(self.client, retry_writes, self.settings.policy)
+        self._tally(results, outcome)
+        return outcome
+
+    def _decide_again(self, references: list[DocumentReference],
+                      outcome: BatchOutcome) -> list[Write]:
+        fresh: list[DocumentSnapshot] = call_with_retry(
+            lambda: list(self.client.get_all(references, field_paths=list(self.job.read_fields),
+                                             retry=NO_LIBRARY_RETRY,
+                                             timeout=PAGE_TIMEOUT_SECONDS)),
+            self.settings.policy, "re-reading documents changed during the run")
+        writes: list[Write] = []
+        for snap in fresh:
+            if not snap.exists:
+                outcome.vanished += 1
+                continue
+            decision = self.job.decide(snap.id, snap.to_dict() or {})
+            outcome.decisions[snap.id] = decision
+            if decision.fields is None:
+                outcome.skipped += 1
+            else:
+                writes.append(Write(snap.reference, decision.fields, snap.update_time))
+        return writes
+
+    @staticmethod
+    def _tally(results: list[WriteResult], outcome: BatchOutcome) -> None:
+        for result in results:
+            doc_id = result.write.reference.id
+            if result.status is WriteStatus.OK:
+                outcome.written += 1
+            elif result.status is WriteStatus.MISSING:
+                outcome.vanished += 1
+            elif result.status is WriteStatus.CONFLICT:
+                outcome.errors.append((doc_id, f"changed by someone else during the run "
+                                                f"{MAX_CONFLICT_ROUNDS + 1} times; not written"))
+            else:
+                outcome.errors.append((doc_id, f"write refused: {result.message}"))
+
+
+def _count(stats: RunStats, outcome: BatchOutcome, *, advance_checkpoint: bool) -> None:
+    stats.batches = max(stats.batches, outcome.number)
+    stats.processed += outcome.processed
+    if stats.dry_run:
+        stats.would_update += outcome.written
+    else:
+        stats.updated += outcome.written
+    stats.skipped += outcome.skipped
+    stats.vanished += outcome.vanished
+    stats.conflicts_retried += outcome.conflicts_retried
+    for doc_id, message in outcome.errors:
+        stats.add_error(doc_id, message)
+    for decision in outcome.decisions.values():
+        if decision.report is not None:
+            stats.add_report(decision.report)
+    if advance_checkpoint:
+        stats.checkpoint = outcome.last_id

@@ -1,0 +1,125 @@
+"""What a run did, counted as it goes, and the stats file it leaves."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from normalizer import FACETS, NORMALIZED_VERSION, Report
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).isoformat()
+
+
+def file_stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y%m%d_%H%M%S")
+
+
+@dataclass
+class RunStats:
+    run_id: str
+    tool: str
+    environment: str
+    dry_run: bool
+    project: str
+    database: str
+    collection: str
+    started_at: datetime = field(default_factory=utc_now)
+    finished_at: datetime | None = None
+    status: str = "running"
+    batches: int = 0
+    processed: int = 0
+    updated: int = 0
+    would_update: int = 0
+    skipped: int = 0
+    vanished: int = 0  # deleted by someone else while the run went on
+    conflicts_retried: int = 0
+    errors: list[dict[str, str]] = field(default_factory=list)
+    unknown_terms: dict[str, Counter[str]] = field(
+        default_factory=lambda: {facet: Counter() for facet in FACETS})
+    dropped_values: int = 0
+    checkpoint: str | None = None  # the last document ID fully done
+
+    def add_report(self, report: Report) -> None:
+        for facet, term in report.unknown:
+            self.unknown_terms[facet][term] += 1
+        self.dropped_values += len(report.dropped)
+
+    def add_error(self, doc_id: str, message: str) -> None:
+        self.errors.append({"id": doc_id, "error": message})
+
+    @property
+    def duration_seconds(self) -> float:
+        end = self.finished_at or utc_now()
+        return max(0.0, (end - self.started_at).total_seconds())
+
+    @property
+    def success_rate(self) -> float:
+        """Share of processed items that ended without error; skipped items succeed."""
+        if self.processed == 0:
+            return 100.0
+        return round(100.0 * (self.processed - len(self.errors)) / self.processed, 2)
+
+    @property
+    def items_per_second(self) -> float:
+        duration = self.duration_seconds
+        return round(self.processed / duration, 1) if duration > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "tool": self.tool,
+            "status": self.status,
+            "environment": self.environment,
+            "dry_run": self.dry_run,
+            "project": self.project,
+            "database": self.database,
+            "collection": self.collection,
+            "normalized_version": NORMALIZED_VERSION,
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "duration_seconds": round(self.duration_seconds, 3),
+            "items_per_second": self.items_per_second,
+            "batches": self.batches,
+            "total_processed": self.processed,
+            "total_updated": self.updated,
+            "total_would_update": self.would_update,
+            "total_skipped": self.skipped,
+            "total_vanished": self.vanished,
+            "total_errors": len(self.errors),
+            "conflicts_retried": self.conflicts_retried,
+            "success_rate": self.success_rate,
+            "checkpoint": self.checkpoint,
+            "errors": self.errors,
+            "unknown_terms": {facet: dict(counter.most_common())
+                              for facet, counter in self.unknown_terms.items()},
+            "dropped_values": self.dropped_values,
+        }
+
+    def write_file(self, output_dir: Path, prefix: str) -> Path:
+        """`<prefix>_YYYYMMDD_HHMMSS.json` in output_dir; never overwrites an older file."""
+        output_dir.mkdir(parents=True, exist_ok=True)
+        stamp = file_stamp(self.finished_at or utc_now())
+        path = output_dir / f"{prefix}_{stamp}.json"
+        suffix = 1
+        while path.exists():
+            suffix += 1
+            path = output_dir / f"{prefix}_{stamp}_{suffix}.json"
+        write_json(path, self.to_dict())
+        return path
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Written whole or not at all: a file that is read while being written is never torn."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    partial.replace(path)

@@ -1,0 +1,104 @@
+"""Writing a batch of updates in one round trip, each with its own precondition.
+
+A WriteBatch commit is atomic: one failed precondition fails the whole batch. The
+BatchWrite RPC (what the client's BulkWriter sends) applies each write on its own and
+reports a status per write, so one concurrently edited item cannot hold back the other
+499. We send BatchWrite directly rather than through BulkWriter, because BulkWriter
+retries every failed write (failed preconditions included) up to 15 times on its own
+and caps itself at its own rate; here a failed precondition must come back to the caller,
+who re-reads the item and decides again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from functools import partial
+from typing import Any
+
+from google.cloud import firestore
+from google.cloud.firestore_v1.bulk_batch import BulkWriteBatch
+from google.cloud.firestore_v1.document import DocumentReference
+
+from backfill.errors import DatabaseError
+from backfill.retry import (
+    FAILED_PRECONDITION,
+    NO_LIBRARY_RETRY,
+    NOT_FOUND,
+    TRANSIENT_CODES,
+    RetryPolicy,
+    call_with_retry,
+)
+
+MAX_BATCH_WRITES = 500  # Firestore's limit for one BatchWrite request
+WRITE_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Write:
+    """An update of some field paths of one document, if it was not changed since read."""
+
+    reference: DocumentReference
+    fields: dict[str, Any]  # field path -> new value (or DELETE_FIELD)
+    last_update_time: Any  # the update_time read with the document
+
+
+class WriteStatus(Enum):
+    OK = "ok"
+    CONFLICT = "conflict"  # the document changed after it was read
+    MISSING = "missing"  # the document was deleted after it was read
+    FAILED = "failed"  # refused for another reason; see message
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    write: Write
+    status: WriteStatus
+    message: str = ""
+
+
+def commit_writes(client: firestore.Client, writes: Sequence[Write], policy: RetryPolicy,
+                  sleep: Callable[[float], None] = time.sleep) -> list[WriteResult]:
+    """Apply `writes` (at most 500, one per document); a result per write, in order.
+
+    Writes that fail transiently are sent again (only those), with backoff; when the
+    policy's total wait is spent, DatabaseError is raised, as for any fatal error.
+    """
+    if len(writes) > MAX_BATCH_WRITES:
+        raise ValueError(f"at most {MAX_BATCH_WRITES} writes per batch, got {len(writes)}")
+    results: dict[int, WriteResult] = {}
+    pending = list(range(len(writes)))
+    next_delay = policy.delays()
+    while pending:
+        batch = BulkWriteBatch(client)
+        for index in pending:
+            write = writes[index]
+            option = client.write_option(last_update_time=write.last_update_time)
+            batch.update(write.reference, write.fields, option=option)
+        response = call_with_retry(
+            partial(batch.commit, retry=NO_LIBRARY_RETRY, timeout=WRITE_TIMEOUT_SECONDS),
+            policy, "writing a batch")
+        again: list[int] = []
+        for index, status in zip(pending, response.status, strict=True):
+            write = writes[index]
+            if status.code == 0:
+                results[index] = WriteResult(write, WriteStatus.OK)
+            elif status.code == FAILED_PRECONDITION:
+                results[index] = WriteResult(write, WriteStatus.CONFLICT, status.message)
+            elif status.code == NOT_FOUND:
+                results[index] = WriteResult(write, WriteStatus.MISSING, status.message)
+            elif status.code in TRANSIENT_CODES:
+                again.append(index)
+            else:
+                results[index] = WriteResult(write, WriteStatus.FAILED,
+                                             f"code {status.code}: {status.message}")
+        if again:
+            delay = next_delay()
+            if delay is None:
+                raise DatabaseError(f"{len(again)} writes kept failing transiently after "
+                                    f"retrying for {policy.max_total_wait:.0f}s")
+            sleep(delay)
+        pending = again
+    return [results[index] for index in range(len(writes))]
