@@ -1,0 +1,228 @@
+"""The backfill CLI against the real emulator: what an operator would check afterwards."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from normalizer import NORMALIZED_VERSION, build_normalized, normalize_item
+from run_backfill_production import main
+from tests.conftest import Database
+from tools.sample_data import make_wardrobe
+
+PROMPT = "⚠️  You are about to modify PRODUCTION data. Type 'YES' to continue:"
+
+MESSY: dict[str, dict[str, Any]] = {
+    "null-normalized": {"style": ["Classic"], "normalized": None, "id": "x1"},
+    "stale": {"style": ["Boho"], "normalized": {"style": ["casual"], "occasion": [], "mood": [],
+                                              "season": ["all"], "normalized_at": "2024-01-01T00:00:00Z",
+                                              "normalized_version": NORMALIZED_VERSION}},
+    "malformed": {"occasion": "Gym", "normalized": "oops"},
+    "old-version": {"mood": ["Chill"], "normalized": {"style": [], "occasion": [], "mood": ["relaxed"],
+                                                    "season": ["all"], "normalized_version": "0.1"}},
+    "no-id-field": {"style": "Casual, Classic", "occasion": "Everyday"},
+    "numbers-maps-nulls": {"style": [None, 3, {"a": 1}, "Y2K"], "occasion": 42, "mood": None,
+                           "season": {"x": "summer"}},
+    "fallback": {"style": [], "metadata": {"styleTags": ["Streetwear"], "camera": "x"}},
+    "empty": {"name": "Plain tee", "createdAt": "2023-01-01"},
+}
+
+
+def test_dry_run_reads_everything_and_writes_nothing(db: Database) -> None:
+    db.seed(make_wardrobe(120))
+    before = db.update_times()
+    result = db.invoke(main, ["--dry-run", "--environment", "production", "--batch-size", "50"])
+    assert result.exit_code == 0, result.output
+    assert db.update_times() == before
+    assert "🚀 Starting wardrobe backfill [DRY RUN]" in result.stderr
+    assert "Batch 1: 50 processed, 50 would update, 0 skipped, 0 errors" in result.stderr
+    assert "Batch 3: 20 processed" in result.stderr
+    assert "Would update " in result.stderr
+    assert PROMPT not in result.stderr
+    stats = json.loads(db.stats_files("backfill_stats")[0].read_text())
+    assert stats["dry_run"] is True
+    assert (stats["total_processed"], stats["total_would_update"], stats["total_updated"]) == (
+        120, 120, 0)
+
+
+def test_production_run_asks_and_writes_only_on_yes(db: Database) -> None:
+    db.seed(MESSY)
+    before = db.documents()
+    result = db.invoke(main, ["--environment", "production"], input="YES\n")
+    assert result.exit_code == 0, result.output
+    assert PROMPT in result.stderr
+    assert "Items in wardrobe: 8" in result.stderr
+    after = db.documents()
+    assert set(after) == set(before)
+    for doc_id, item in before.items():
+        # Only `normalized` changes; every other field is as it was.
+        assert {k: v for k, v in after[doc_id].items() if k != "normalized"} == {
+            k: v for k, v in item.items() if k != "normalized"}
+        written = after[doc_id]["normalized"]
+        facets = normalize_item(item)
+        assert {f: written[f] for f in facets} == facets
+        assert written["normalized_version"] == NORMALIZED_VERSION
+        assert written["normalized_at"].endswith("Z")
+
+
+@pytest.mark.parametrize("answer", ["no\n", "yes\n", "YES please\n", "", "\n"],
+                         ids=["no", "lowercase", "more", "end-of-input", "empty"])
+def test_anything_but_yes_aborts_and_writes_nothing(db: Database, answer: str) -> None:
+    db.seed(MESSY)
+    before = db.update_times()
+    result = db.invoke(main, ["--environment", "production"], input=answer)
+    assert result.exit_code == 1
+    assert "Aborted: nothing was written" in result.stderr
+    assert db.update_times() == before
+    assert db.stats_files("backfill_stats") == []
+
+
+def test_yes_flag_skips_the_prompt_and_other_environments_do_not_ask(db: Database) -> None:
+    db.seed(MESSY)
+    result = db.invoke(main, ["--environment", "staging"])
+    assert result.exit_code == 0 and PROMPT not in result.stderr
+    db.seed({"new": {"style": ["Goth"]}})
+    result = db.invoke(main, ["--environment", "production", "--yes"])
+    assert result.exit_code == 0 and PROMPT not in result.stderr
+    assert db.documents()["new"]["normalized"]["style"] == ["gothic"]
+
+
+def test_a_second_run_updates_nothing(db: Database) -> None:
+    db.seed(MESSY)
+    assert db.invoke(main, []).exit_code == 0
+    before = db.update_times()
+    result = db.invoke(main, ["--json"])
+    assert result.exit_code == 0
+    stats = json.loads(result.stdout)
+    assert (stats["total_updated"], stats["total_skipped"]) == (0, len(MESSY))
+    assert db.update_times() == before
+
+
+def test_force_rewrites_items_that_are_up_to_date(db: Database) -> None:
+    db.seed(MESSY)
+    db.invoke(main, [])
+    result = db.invoke(main, ["--force", "--json"])
+    assert json.loads(result.stdout)["total_updated"] == len(MESSY)
+
+
+def test_up_to_date_items_are_skipped(db: Database) -> None:
+    item = {"style": ["Casual"]}
+    fresh = build_normalized(normalize_item(item), __import__("datetime").datetime.now(
+        __import__("datetime").timezone.utc))
+    db.seed({"done": {**item, "normalized": fresh}, "todo": {"style": ["Goth"]}})
+    result = db.invoke(main, ["--json"])
+    stats = json.loads(result.stdout)
+    assert (stats["total_updated"], stats["total_skipped"]) == (1, 1)
+
+
+def test_limit_is_a_canary_run(db: Database) -> None:
+    db.seed(make_wardrobe(30))
+    result = db.invoke(main, ["--limit", "7", "--batch-size", "5", "--json"])
+    assert json.loads(result.stdout)["total_updated"] == 7
+    written = [doc_id for doc_id, item in db.documents().items()
+               if isinstance(item.get("normalized"), dict)]
+    assert written == sorted(db.documents())[:7]
+
+
+def test_stats_file_matches_the_database(db: Database) -> None:
+    db.seed(make_wardrobe(260))
+    result = db.invoke(main, ["--batch-size", "100"])
+    assert result.exit_code == 0
+    [path] = db.stats_files("backfill_stats")
+    assert str(path) in result.stdout
+    stats = json.loads(path.read_text())
+    docs = db.documents()
+    assert stats["total_processed"] == len(docs) == 260
+    assert stats["total_updated"] == sum(isinstance(d.get("normalized"), dict) for d in docs.values())
+    assert stats["total_errors"] == 0 and stats["errors"] == []
+    assert stats["success_rate"] == 100.0
+    for key in ("run_id", "environment", "project", "database", "collection", "started_at",
+                "finished_at", "duration_seconds", "normalized_version", "unknown_terms",
+                "dropped_values", "total_would_update", "total_skipped"):
+        assert key in stats
+    assert stats["project"] == db.project and stats["collection"] == "wardrobe"
+    assert stats["unknown_terms"]["style"]["cottage_core"] > 0
+    log = (db.output_dir / "backfill_production.log").read_text()
+    assert stats["run_id"] in log and "Batch 3: 60 processed" in log
+
+
+def test_documents_without_an_id_field_are_visited(db: Database) -> None:
+    db.seed({f"doc{i}": {"style": ["Casual"]} for i in range(5)})
+    db.invoke(main, [])
+    assert all("normalized" in d for d in db.documents().values())
+
+
+def test_other_collections_are_untouched(db: Database) -> None:
+    db.seed(MESSY)
+    db.seed({"u1": {"style": ["Casual"]}}, collection="users")
+    db.invoke(main, [])
+    assert db.documents("users") == {"u1": {"style": ["Casual"]}}
+
+
+def test_as_a_real_process(db: Database) -> None:
+    db.seed(MESSY)
+    done = db.run_script("run_backfill_production.py", ["--environment", "production"],
+                         input="YES\n")
+    assert done.returncode == 0, done.stderr
+    assert "Complete" in done.stdout
+    assert all("normalized" in d for d in db.documents().values())
+
+
+def test_the_database_being_down_is_fatal_not_zero_items(db: Database) -> None:
+    env = {**db.env, "FIRESTORE_EMULATOR_HOST": "127.0.0.1:9"}  # nothing listens there
+    done = db.run_script("run_backfill_production.py", ["--max-retry-seconds", "1"], env=env)
+    assert done.returncode == 3
+    assert "❌ counting documents failed after retrying" in done.stderr
+    assert "ServiceUnavailable" in done.stderr
+
+
+def test_missing_project_is_a_usage_error_before_any_read(db: Database) -> None:
+    env = {k: v for k, v in db.env.items() if k != "GOOGLE_CLOUD_PROJECT"}
+    done = db.run_script("run_backfill_production.py", [], env=env)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "❌ no Firestore project: pass --project or set GOOGLE_CLOUD_PROJECT")
+
+
+def test_unreadable_credentials_are_a_usage_error_and_no_secret_is_shown(
+        db: Database, tmp_path: Any) -> None:
+    env = {k: v for k, v in db.env.items() if k != "FIRESTORE_EMULATOR_HOST"}
+    env["FIRESTORE_CREDENTIALS_JSON"] = '{"type": "service_account", "private_key": "s3cr3t'
+    done = db.run_script("run_backfill_production.py", [], env=env)
+    assert done.returncode == 2
+    assert "FIRESTORE_CREDENTIALS_JSON is set but does not hold JSON" in done.stderr
+    assert "s3cr3t" not in done.stderr + done.stdout
+    key = tmp_path / "key.json"
+    key.write_text(json.dumps({"type": "service_account", "private_key": "s3cr3t",
+                               "client_email": "x@y", "token_uri": "https://t"}))
+    env = {**env, "GOOGLE_APPLICATION_CREDENTIALS": str(key)}
+    done = db.run_script("run_backfill_production.py", [], env=env)
+    assert done.returncode == 2
+    assert "could not be used" in done.stderr
+    assert "s3cr3t" not in done.stderr + done.stdout
+    env["GOOGLE_APPLICATION_CREDENTIALS"] = str(tmp_path / "missing.json")
+    done = db.run_script("run_backfill_production.py", [], env=env)
+    assert done.returncode == 2 and "cannot be read" in done.stderr
+
+
+@pytest.mark.parametrize("args", [["--batch-size", "0"], ["--batch-size", "501"],
+                                  ["--environment", "prod"], ["--limit", "0"]])
+def test_bad_options_are_usage_errors(db: Database, args: list[str]) -> None:
+    result = db.invoke(main, args)
+    assert result.exit_code == 2
+
+
+def test_environment_comes_from_the_environment_variable(db: Database) -> None:
+    db.seed(MESSY)
+    env = {**db.env, "BACKFILL_ENVIRONMENT": "production"}
+    done = db.run_script("run_backfill_production.py", [], env=env, input="no\n")
+    assert done.returncode == 1 and PROMPT in done.stderr
+
+
+def test_version_and_help() -> None:
+    from click.testing import CliRunner
+
+    assert NORMALIZED_VERSION in CliRunner().invoke(main, ["--version"]).output
+    assert "--dry-run" in CliRunner().invoke(main, ["--help"]).output
