@@ -5,6 +5,7 @@ Typed errors from the engine become one message and one exit code here, and nowh
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sys
@@ -178,8 +179,9 @@ def execute_writing_run(job: Job, options: RunOptions, labels: console.Labels,
                                  dropped.facet, dropped.value, dropped.reason)
                 if options.dry_run and outcome.number <= 2:
                     for sample in outcome.samples:
-                        console.say(f"  {labels.sample} {sample.doc_id}: "
-                                    f"{_printable(sample.fields)}")
+                        shown = (f": {_printable(sample.fields)}"
+                                 if labels.show_sample_fields else "")
+                        console.say(f"  {labels.sample} {sample.doc_id}{shown}")
 
             Runner(client, target.collection, job, settings).run(stats, on_batch)
         stats.status = "completed"
@@ -205,6 +207,4 @@ def execute_writing_run(job: Job, options: RunOptions, labels: console.Labels,
 
 
 def _printable(fields: dict[str, Any] | None) -> str:
-    import json
-
     return json.dumps(fields, ensure_ascii=False, default=str)

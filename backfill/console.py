@@ -26,6 +26,7 @@ class Labels:
     done: str  # "updated"
     would: str  # "would update"
     sample: str  # "Would update"
+    show_sample_fields: bool = True  # a dry run's samples show what would be written
 
 
 def say(message: str = "") -> None:

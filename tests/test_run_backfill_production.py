@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -16,12 +17,13 @@ PROMPT = "⚠️  You are about to modify PRODUCTION data. Type 'YES' to continu
 
 MESSY: dict[str, dict[str, Any]] = {
     "null-normalized": {"style": ["Classic"], "normalized": None, "id": "x1"},
-    "stale": {"style": ["Boho"], "normalized": {"style": ["casual"], "occasion": [], "mood": [],
-                                              "season": ["all"], "normalized_at": "2024-01-01T00:00:00Z",
-                                              "normalized_version": NORMALIZED_VERSION}},
+    "stale": {"style": ["Boho"], "normalized": {
+        "style": ["casual"], "occasion": [], "mood": [], "season": ["all"],
+        "normalized_at": "2024-01-01T00:00:00Z", "normalized_version": NORMALIZED_VERSION}},
     "malformed": {"occasion": "Gym", "normalized": "oops"},
-    "old-version": {"mood": ["Chill"], "normalized": {"style": [], "occasion": [], "mood": ["relaxed"],
-                                                    "season": ["all"], "normalized_version": "0.1"}},
+    "old-version": {"mood": ["Chill"], "normalized": {
+        "style": [], "occasion": [], "mood": ["relaxed"], "season": ["all"],
+        "normalized_version": "0.1"}},
     "no-id-field": {"style": "Casual, Classic", "occasion": "Everyday"},
     "numbers-maps-nulls": {"style": [None, 3, {"a": 1}, "Y2K"], "occasion": 42, "mood": None,
                            "season": {"x": "summer"}},
@@ -109,8 +111,7 @@ def test_force_rewrites_items_that_are_up_to_date(db: Database) -> None:
 
 def test_up_to_date_items_are_skipped(db: Database) -> None:
     item = {"style": ["Casual"]}
-    fresh = build_normalized(normalize_item(item), __import__("datetime").datetime.now(
-        __import__("datetime").timezone.utc))
+    fresh = build_normalized(normalize_item(item), datetime.now(UTC))
     db.seed({"done": {**item, "normalized": fresh}, "todo": {"style": ["Goth"]}})
     result = db.invoke(main, ["--json"])
     stats = json.loads(result.stdout)
@@ -135,7 +136,8 @@ def test_stats_file_matches_the_database(db: Database) -> None:
     stats = json.loads(path.read_text())
     docs = db.documents()
     assert stats["total_processed"] == len(docs) == 260
-    assert stats["total_updated"] == sum(isinstance(d.get("normalized"), dict) for d in docs.values())
+    assert stats["total_updated"] == sum(
+        isinstance(d.get("normalized"), dict) for d in docs.values())
     assert stats["total_errors"] == 0 and stats["errors"] == []
     assert stats["success_rate"] == 100.0
     for key in ("run_id", "environment", "project", "database", "collection", "started_at",

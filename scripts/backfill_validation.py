@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Prove the backfill on a random sample (or every item): read-only, never prompts.
+
+Exit codes: 0 every checked item valid, 1 some invalid, 2 usage or configuration,
+3 fatal during the run, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import json
+
+import click
+
+from backfill import __version__, console
+from backfill.cli import (
+    RunOptions,
+    connect,
+    new_run_id,
+    output_options,
+    run_boundary,
+    target_options,
+)
+from backfill.errors import ConfigurationError, ExitCode
+from backfill.logs import close_run_log, open_run_log
+from backfill.stats import file_stamp, iso, utc_now, write_json
+from backfill.validation import (
+    ValidationResult,
+    coverage,
+    fetch_items,
+    sample_ids,
+    scan_items,
+)
+from normalizer import NORMALIZED_VERSION
+
+SHOWN_INVALID = 20
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@target_options
+@output_options
+@click.option("--sample-size", type=click.IntRange(1), default=100, show_default=True,
+              help="How many items to check, drawn at random from the whole collection.")
+@click.option("--all", "check_all", is_flag=True, help="Check every item instead of a sample.")
+@click.option("--seed", type=int, help="Seed of the random sample, to repeat it.")
+@click.version_option(f"{__version__} (normalizer {NORMALIZED_VERSION})")
+@run_boundary
+def main(sample_size: int, check_all: bool, seed: int | None, **options: Any) -> int:
+    """Check that items carry a valid, current `normalized` field."""
+    run = RunOptions(**options)
+    if check_all and click.get_current_context().get_parameter_source(
+            "sample_size") is click.core.ParameterSource.COMMANDLINE:
+        raise ConfigurationError("--all and --sample-size do not go together")
+    target, client = connect(run)
+    collection = client.collection(target.collection)
+    started = utc_now()
+    console.say(f"🔎 Validating {target.collection} [{target.environment}] (read-only)")
+    console.say(f"🎯 Target: {target.describe()}")
+    cover = coverage(collection, run.policy)
+    console.say(f"📊 Coverage: {cover.normalized} of {cover.total} items carry a "
+                f"`normalized` map ({cover.percent:.1f}%)")
+    result = ValidationResult()
+    if check_all:
+        items = scan_items(collection, run.policy, run.batch_size)
+        mode = "all"
+    else:
+        ids = sample_ids(collection, sample_size, seed, run.policy, run.batch_size)
+        items = fetch_items(client, collection, ids, run.policy)
+        mode = "sample"
+    with console.progress(cover.total if check_all else min(sample_size, cover.total),
+                          run.quiet) as bar:
+        for doc_id, item in items:
+            result.add(doc_id, item)
+            bar.update(1)
+
+    run_id = new_run_id("validation")
+    report = {
+        "run_id": run_id, "tool": "validation", "environment": target.environment,
+        "project": target.project, "database": target.database,
+        "collection": target.collection, "normalized_version": NORMALIZED_VERSION,
+        "started_at": iso(started), "finished_at": iso(utc_now()), "mode": mode,
+        "sample_size": None if check_all else sample_size, "seed": seed,
+        "coverage": {"total": cover.total, "normalized": cover.normalized,
+                     "percent": cover.percent},
+        "checked": result.checked, "valid": result.valid,
+        "invalid": len(result.invalid), "invalid_by_reason": dict(result.reasons),
+        "invalid_items": result.invalid,
+    }
+    run.output_dir.mkdir(parents=True, exist_ok=True)
+    path = run.output_dir / f"validation_report_{file_stamp(utc_now())}.json"
+    write_json(path, report)
+    log = open_run_log(run.output_dir, "validation", run_id)
+    log.info("%s items checked (%s), %s valid, %s invalid %s; coverage %s/%s; report %s",
+             result.checked, mode, result.valid, len(result.invalid), dict(result.reasons),
+             cover.normalized, cover.total, path)
+    for entry in result.invalid:
+        log.warning("item %s invalid: %s", entry["id"], ", ".join(entry["reasons"]))
+    close_run_log(log)
+
+    lines = [console.RULE,
+             f"{'✅' if not result.invalid else '❌'} Validation of {target.collection}",
+             f"{'Coverage:':<20}{cover.normalized}/{cover.total} ({cover.percent:.1f}%)",
+             f"{'Checked:':<20}{result.checked} ({mode})",
+             f"{'Valid:':<20}{result.valid}",
+             f"{'Invalid:':<20}{len(result.invalid)}"]
+    lines += [f"  {reason}: {count}" for reason, count in result.reasons.most_common()]
+    lines += [f"  ✗ {e['id']}: {', '.join(e['reasons'])}" for e in result.invalid[:SHOWN_INVALID]]
+    if len(result.invalid) > SHOWN_INVALID:
+        lines.append(f"  … and {len(result.invalid) - SHOWN_INVALID} more in the report")
+    lines += [f"{'Report:':<20}{path}", console.RULE]
+    click.echo("\n".join(lines), err=run.as_json)
+    if run.as_json:
+        click.echo(json.dumps(report, ensure_ascii=False))
+    return ExitCode.ITEM_ERRORS if result.invalid else ExitCode.OK
+
+
+if __name__ == "__main__":
+    main()
