@@ -57,7 +57,7 @@ ITEMS = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 @given(ITEMS)
 def test_never_raises_and_terms_are_canonical(item: dict[str, Any]) -> None:
     result, report = analyze_item(item)
@@ -74,14 +74,14 @@ def test_never_raises_and_terms_are_canonical(item: dict[str, Any]) -> None:
     assert all(isinstance(d.value, str) for d in report.dropped)
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 @given(ITEMS)
 def test_idempotent(item: dict[str, Any]) -> None:
     once = normalize_item(item)
     assert normalize_item({**item, **once}) == once
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(ITEMS, st.sampled_from(["style", "occasion", "mood"]), TAG_WORDS)
 def test_up_to_date_until_a_source_tag_changes(item: dict[str, Any], facet: str,
                                                 new_tag: str) -> None:
