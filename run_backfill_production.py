@@ -23,20 +23,20 @@ from backfill.cli import (
     output_options,
     run_boundary,
     target_options,
+    writing_options,
 )
 from backfill.jobs import BackfillJob
 from normalizer import NORMALIZED_VERSION
 
 LABELS = console.Labels(title="wardrobe backfill", done="updated", would="would update",
-                        sample="Would update")
+                        sample="Would update",
+                        script="run_backfill_production.py")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @target_options
 @output_options
-@click.option("--dry-run", is_flag=True, help="Read everything, write nothing.")
-@click.option("--yes", is_flag=True, help="Skip the production confirmation (scheduled jobs).")
-@click.option("--limit", type=click.IntRange(1), help="Stop after N items (a canary run).")
+@writing_options
 @click.option("--force", is_flag=True, help="Rewrite items that are already up to date.")
 @click.version_option(f"{__version__} (normalizer {NORMALIZED_VERSION})")
 @run_boundary

@@ -6,21 +6,33 @@ Typed errors from the engine become one message and one exit code here, and nowh
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
+import signal
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from functools import wraps
 from pathlib import Path
+from types import FrameType
 from typing import Any, NoReturn, TypeVar
 
 import click
 from google.cloud import firestore
 
 from backfill import console
-from backfill.errors import Aborted, BackfillError, DatabaseError, ExitCode
+from backfill.errors import (
+    Aborted,
+    BackfillError,
+    ConfigurationError,
+    ExitCode,
+    RunInterrupted,
+)
 from backfill.jobs import Job
+from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger, restore
 from backfill.logs import LOG_FILE_NAME, close_run_log, open_run_log
 from backfill.pager import count_documents
 from backfill.retry import RetryPolicy
@@ -36,6 +48,7 @@ from backfill.target import (
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
+RESUME_LATEST = "latest"
 CONFIRMATION_PROMPT = "⚠️  You are about to modify PRODUCTION data. Type 'YES' to continue: "
 
 
@@ -123,6 +136,13 @@ class RunOptions:
     dry_run: bool = False
     yes: bool = False
     limit: int | None = None
+    resume: str | None = None
+    ledger_collection: str = DEFAULT_LEDGER_COLLECTION
+
+    def arguments(self) -> dict[str, Any]:
+        """The options as recorded in the ledger and the log (they hold no secret)."""
+        return {name: str(value) if isinstance(value, Path) else value
+                for name, value in asdict(self).items()}
 
     @property
     def policy(self) -> RetryPolicy:
@@ -137,73 +157,154 @@ def connect(options: RunOptions) -> tuple[Target, firestore.Client]:
     return target, make_client(target)
 
 
+def writing_options(command: F) -> F:
+    """--dry-run, --yes, --limit, --resume, --ledger-collection: the writing tools' options."""
+    for option in reversed([
+        click.option("--dry-run", is_flag=True, help="Read everything, write nothing."),
+        click.option("--yes", is_flag=True,
+                     help="Skip the production confirmation (scheduled jobs)."),
+        click.option("--limit", type=click.IntRange(1),
+                     help="Stop after N items (a canary run)."),
+        click.option("--resume", is_flag=False, flag_value=RESUME_LATEST, default=None,
+                     metavar="[RUN_ID]",
+                     help="Continue the newest unfinished run of this tool and collection "
+                          "from its checkpoint, or the run RUN_ID."),
+        click.option("--ledger-collection", default=DEFAULT_LEDGER_COLLECTION,
+                     show_default=True, help="Where runs record themselves."),
+    ]):
+        command = option(command)
+    return command
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """SIGINT/SIGTERM ask the run to stop at a clean point; a second one exits at once."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            os._exit(ExitCode.INTERRUPTED)
+        stop.set()
+        console.say(f"⏸  {signal.Signals(signum).name}: stopping after the batches in "
+                    "flight (press Ctrl-C again to exit at once, without a checkpoint)")
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def execute_writing_run(job: Job, options: RunOptions, labels: console.Labels,
                         stats_prefix: str) -> int:
     """The whole flow of a writing tool (backfill, rollback): banner, count, confirmation,
-    run, summary, stats file, log. Returns the exit code."""
+    ledger, run, summary, stats file, log. Returns the exit code."""
+    if options.resume and options.dry_run:
+        raise ConfigurationError("--resume and --dry-run do not go together "
+                                 "(a dry run has no ledger entry to resume)")
     target, client = connect(options)
     console.banner(target, labels, options.dry_run, options.batch_size)
     total = count_documents(client.collection(target.collection), options.policy)
     console.say(f"📊 Items in {target.collection}: {total}")
+    ledger = None if options.dry_run else Ledger(client, options.ledger_collection,
+                                                 options.policy)
+    resumed = None
+    if ledger is not None and options.resume:
+        resumed = ledger.find_resumable(job.tool, target.collection,
+                                        None if options.resume == RESUME_LATEST
+                                        else options.resume)
+        console.say(f"↩️  Resuming run {resumed.run_id} ({resumed.status}) after "
+                    f"{resumed.checkpoint or 'the beginning'}")
     if options.limit is not None:
-        console.say(f"✂️  Limited to the first {options.limit} items (canary run)")
+        console.say(f"✂️  Limited to {options.limit} items (canary run)")
     confirm_production(target, options.dry_run, options.yes)
 
-    run_id = new_run_id(job.tool)
-    stats = RunStats(run_id=run_id, tool=job.tool, environment=target.environment,
-                     dry_run=options.dry_run, project=target.project,
-                     database=target.database, collection=target.collection)
-    log = open_run_log(options.output_dir, job.tool, run_id)
-    log.info("start %s: %s, dry_run=%s, batch_size=%s, limit=%s", console.mode_tag(
-        target, options.dry_run), target.describe(), options.dry_run, options.batch_size,
-        options.limit)
+    stats = RunStats(run_id=resumed.run_id if resumed else new_run_id(job.tool),
+                     tool=job.tool, environment=target.environment, dry_run=options.dry_run,
+                     project=target.project, database=target.database,
+                     collection=target.collection)
+    if resumed is not None and ledger is not None:
+        restore(stats, resumed)
+        ledger.reopen(stats)
+    elif ledger is not None:
+        ledger.start(stats, options.arguments())
+    log = open_run_log(options.output_dir, job.tool, stats.run_id)
+    log.info("%s %s: %s, options %s", "resume" if resumed else "start",
+             console.mode_tag(target, options.dry_run), target.describe(), options.arguments())
     settings = RunSettings(batch_size=options.batch_size, dry_run=options.dry_run,
-                           limit=options.limit, policy=options.policy)
-    expected = total if options.limit is None else min(total, options.limit)
+                           limit=options.limit, after_id=stats.checkpoint,
+                           policy=options.policy)
+    resume_command = labels.resume_command(target.environment, stats.run_id)
     try:
-        with console.progress(expected, options.quiet) as bar:
+        with console.progress(total, options.quiet) as bar, stop_on_signals() as stop:
+            bar.update(stats.processed)
 
             def on_batch(outcome: BatchOutcome) -> None:
+                if ledger is not None:
+                    ledger.record(stats)
                 bar.update(outcome.processed)
-                written = labels.would if options.dry_run else labels.done
-                line = (f"Batch {outcome.number}: {outcome.processed} processed, "
-                        f"{outcome.written} {written}, {outcome.skipped} skipped, "
-                        f"{len(outcome.errors)} errors")
-                console.say(line)
-                log.info(line)
-                for doc_id, message in outcome.errors:
-                    log.error("item %s: %s", doc_id, message)
-                for decision in outcome.decisions.values():
-                    for dropped in decision.report.dropped if decision.report else []:
-                        log.info("item %s: dropped %s value %s (%s)", decision.doc_id,
-                                 dropped.facet, dropped.value, dropped.reason)
-                if options.dry_run and outcome.number <= 2:
-                    for sample in outcome.samples:
-                        shown = (f": {_printable(sample.fields)}"
-                                 if labels.show_sample_fields else "")
-                        console.say(f"  {labels.sample} {sample.doc_id}{shown}")
+                _report_batch(outcome, labels, options.dry_run, log)
 
-            Runner(client, target.collection, job, settings).run(stats, on_batch)
+            Runner(client, target.collection, job, settings, stop).run(stats, on_batch)
         stats.status = "completed"
-    except DatabaseError as error:
+    except RunInterrupted:
+        stats.status = "interrupted"
+        raise
+    except BaseException as error:
         stats.status = "failed"
         log.error("fatal: %s", error)
         raise
-    except BaseException as error:
-        stats.status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
-        log.error("stopped: %r", error)
-        raise
     finally:
         stats.finished_at = utc_now()
+        _close_run(stats, ledger, log)
         stats_path = stats.write_file(options.output_dir, stats_prefix)
         log.info("finished %s: %s processed, %s written, %s would write, %s skipped, "
-                 "%s errors; stats in %s", stats.status, stats.processed, stats.updated,
-                 stats.would_update, stats.skipped, len(stats.errors), stats_path)
+                 "%s errors, checkpoint %s; stats in %s", stats.status, stats.processed,
+                 stats.updated, stats.would_update, stats.skipped, stats.error_count,
+                 stats.checkpoint, stats_path)
         close_run_log(log)
-        console.summary(stats, labels, {"Run ID": run_id, "Stats file": str(stats_path),
+        console.summary(stats, labels, {"Run ID": stats.run_id, "Stats file": str(stats_path),
                                         "Log file": str(options.output_dir / LOG_FILE_NAME)},
                         options.as_json)
-    return ExitCode.ITEM_ERRORS if stats.errors else ExitCode.OK
+        if stats.status != "completed" and ledger is not None:
+            console.say(f"↩️  To continue from the checkpoint: {resume_command}")
+    return ExitCode.ITEM_ERRORS if stats.error_count else ExitCode.OK
+
+
+def _report_batch(outcome: BatchOutcome, labels: console.Labels, dry_run: bool,
+                  log: logging.Logger) -> None:
+    written = labels.would if dry_run else labels.done
+    line = (f"Batch {outcome.number}: {outcome.processed} processed, "
+            f"{outcome.written} {written}, {outcome.skipped} skipped, "
+            f"{len(outcome.errors)} errors")
+    if outcome.conflicts_retried:
+        line += f", {outcome.conflicts_retried} conflicts retried"
+    console.say(line)
+    log.info(line)
+    for doc_id, message in outcome.errors:
+        log.error("item %s: %s", doc_id, message)
+    for decision in outcome.decisions.values():
+        for dropped in decision.report.dropped if decision.report else []:
+            log.info("item %s: dropped %s value %s (%s)", decision.doc_id,
+                     dropped.facet, dropped.value, dropped.reason)
+    if dry_run and outcome.number <= 2:
+        for sample in outcome.samples:
+            shown = f": {_printable(sample.fields)}" if labels.show_sample_fields else ""
+            console.say(f"  {labels.sample} {sample.doc_id}{shown}")
+
+
+def _close_run(stats: RunStats, ledger: Ledger | None, log: logging.Logger) -> None:
+    """The final ledger record. When the database is what failed, this may fail too: the
+    ledger then keeps the last checkpoint, status `running`, and --resume still finds it."""
+    if ledger is None:
+        return
+    try:
+        ledger.record(stats)
+    except BackfillError as error:
+        log.error("could not record the end of the run in the ledger: %s", error)
+        console.say(f"⚠️  The ledger could not be updated ({error}); it keeps the last "
+                    f"checkpoint, {stats.checkpoint}")
 
 
 def _printable(fields: dict[str, Any] | None) -> str:

@@ -26,7 +26,11 @@ class Labels:
     done: str  # "updated"
     would: str  # "would update"
     sample: str  # "Would update"
+    script: str  # how the operator runs it: "run_backfill_production.py"
     show_sample_fields: bool = True  # a dry run's samples show what would be written
+
+    def resume_command(self, environment: str, run_id: str) -> str:
+        return f"python3 {self.script} --environment {environment} --resume {run_id}"
 
 
 def say(message: str = "") -> None:
@@ -59,7 +63,7 @@ def progress(total: int | None, quiet: bool) -> Iterator[tqdm[Any]]:
 def summary(stats: RunStats, labels: Labels, extra: dict[str, str], as_json: bool) -> None:
     """The final block; with --json, the stats as one JSON object on stdout instead."""
     if stats.status == "completed":
-        headline = "✅ Complete" if not stats.errors else "⚠️  Finished with errors"
+        headline = "✅ Complete" if not stats.error_count else "⚠️  Finished with errors"
     else:
         headline = f"❌ Stopped: {stats.status}"
     written = (labels.would if stats.dry_run else labels.done).capitalize()
@@ -68,7 +72,7 @@ def summary(stats: RunStats, labels: Labels, extra: dict[str, str], as_json: boo
         ("Processed", str(stats.processed)),
         (written, str(stats.would_update if stats.dry_run else stats.updated)),
         ("Skipped", str(stats.skipped)),
-        ("Errors", str(len(stats.errors))),
+        ("Errors", str(stats.error_count)),
         ("Success rate", f"{stats.success_rate:.1f}%"),
         ("Throughput", f"{stats.items_per_second:,.1f} items/s"),
     ]
@@ -83,8 +87,8 @@ def summary(stats: RunStats, labels: Labels, extra: dict[str, str], as_json: boo
     lines += [f"{name + ':':<20}{value}" for name, value in rows]
     for error in stats.errors[:10]:
         lines.append(f"  ✗ {error['id']}: {error['error']}")
-    if len(stats.errors) > 10:
-        lines.append(f"  … and {len(stats.errors) - 10} more (all in the stats file and the log)")
+    if stats.error_count > 10:
+        lines.append(f"  … and {stats.error_count - 10} more (in the stats file and the log)")
     lines.append(RULE)
     text = "\n".join(lines)
     if as_json:

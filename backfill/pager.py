@@ -113,7 +113,7 @@ def prefetched(items: Iterator[T], depth: int = 1) -> Iterator[T]:
             yield entry
     finally:
         stop.set()
-        reader.join(timeout=PAGE_TIMEOUT_SECONDS)
+        reader.join(timeout=1.0)  # a daemon; a read in progress must not hold up a stop
 
 
 def count_documents(query: BaseQuery, policy: RetryPolicy) -> int:

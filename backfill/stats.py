@@ -44,6 +44,7 @@ class RunStats:
     vanished: int = 0  # deleted by someone else while the run went on
     conflicts_retried: int = 0
     errors: list[dict[str, str]] = field(default_factory=list)
+    errors_not_listed: int = 0  # a resumed run's earlier errors beyond what the ledger keeps
     unknown_terms: dict[str, Counter[str]] = field(
         default_factory=lambda: {facet: Counter() for facet in FACETS})
     dropped_values: int = 0
@@ -58,6 +59,10 @@ class RunStats:
         self.errors.append({"id": doc_id, "error": message})
 
     @property
+    def error_count(self) -> int:
+        return len(self.errors) + self.errors_not_listed
+
+    @property
     def duration_seconds(self) -> float:
         end = self.finished_at or utc_now()
         return max(0.0, (end - self.started_at).total_seconds())
@@ -67,7 +72,7 @@ class RunStats:
         """Share of processed items that ended without error; skipped items succeed."""
         if self.processed == 0:
             return 100.0
-        return round(100.0 * (self.processed - len(self.errors)) / self.processed, 2)
+        return round(100.0 * (self.processed - self.error_count) / self.processed, 2)
 
     @property
     def items_per_second(self) -> float:
@@ -95,7 +100,7 @@ class RunStats:
             "total_would_update": self.would_update,
             "total_skipped": self.skipped,
             "total_vanished": self.vanished,
-            "total_errors": len(self.errors),
+            "total_errors": self.error_count,
             "conflicts_retried": self.conflicts_retried,
             "success_rate": self.success_rate,
             "checkpoint": self.checkpoint,

@@ -23,21 +23,21 @@ from backfill.cli import (
     output_options,
     run_boundary,
     target_options,
+    writing_options,
 )
 from backfill.jobs import RollbackJob
 from normalizer import NORMALIZED_VERSION
 
 LABELS = console.Labels(title="wardrobe rollback", done="rolled back",
                         would="would roll back", sample="Would roll back",
-                        show_sample_fields=False)
+                        show_sample_fields=False,
+                        script="scripts/backfill_rollback.py")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @target_options
 @output_options
-@click.option("--dry-run", is_flag=True, help="Read everything, write nothing.")
-@click.option("--yes", is_flag=True, help="Skip the production confirmation (scheduled jobs).")
-@click.option("--limit", type=click.IntRange(1), help="Stop after N items (a canary run).")
+@writing_options
 @click.version_option(f"{__version__} (normalizer {NORMALIZED_VERSION})")
 @run_boundary
 def main(**options: Any) -> int:

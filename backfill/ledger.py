@@ -1,0 +1,147 @@
+"""The run ledger: every non-dry run records itself in the database, in its own collection.
+
+A container that restarts loses its local files; the ledger is where the truth survives:
+who ran what, with which arguments, how far it got (the checkpoint: the last document ID
+fully done) and with what counts, updated after every batch. `--resume` reads it back.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from backfill.errors import ConfigurationError
+from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_with_retry
+from backfill.stats import RunStats, iso, utc_now
+from normalizer import NORMALIZED_VERSION
+
+DEFAULT_LEDGER_COLLECTION = "_backfill_runs"
+UNFINISHED = ("running", "interrupted", "failed")
+# The ledger keeps this many item errors in full (a document holds at most 1 MiB); the
+# stats file of each run session has every one.
+MAX_ERRORS_KEPT = 200
+COUNTS = ("batches", "processed", "updated", "skipped", "vanished", "conflicts_retried",
+          "dropped_values")
+
+
+def who() -> dict[str, str]:
+    try:
+        user = getpass.getuser()
+    except Exception:  # containers often run as a UID with no name
+        user = os.environ.get("USER", "unknown")
+    return {"user": user, "host": socket.gethostname()}
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """A run as the ledger holds it."""
+
+    data: dict[str, Any]
+
+    @property
+    def run_id(self) -> str:
+        return str(self.data["run_id"])
+
+    @property
+    def checkpoint(self) -> str | None:
+        value = self.data.get("checkpoint")
+        return None if value is None else str(value)
+
+    @property
+    def status(self) -> str:
+        return str(self.data.get("status"))
+
+
+class Ledger:
+    def __init__(self, client: firestore.Client, collection: str, policy: RetryPolicy) -> None:
+        self.collection = client.collection(collection)
+        self.policy = policy
+
+    def _write(self, run_id: str, fields: dict[str, Any], *, create: bool = False) -> None:
+        ref = self.collection.document(run_id)
+        action = ref.create if create else ref.update
+        call_with_retry(lambda: action(fields, retry=NO_LIBRARY_RETRY), self.policy,
+                        "writing the run ledger")
+
+    @staticmethod
+    def _progress(stats: RunStats) -> dict[str, Any]:
+        return {
+            "status": stats.status,
+            "checkpoint": stats.checkpoint,
+            "counts": {**{name: getattr(stats, name) for name in COUNTS},
+                       "errors": stats.error_count},
+            "errors": stats.errors[:MAX_ERRORS_KEPT],
+            "updated_at": iso(utc_now()),
+            "finished_at": iso(stats.finished_at),
+        }
+
+    def start(self, stats: RunStats, arguments: dict[str, Any]) -> None:
+        self._write(stats.run_id, {
+            "run_id": stats.run_id, "tool": stats.tool, "environment": stats.environment,
+            "project": stats.project, "database": stats.database,
+            "collection": stats.collection, "arguments": arguments, **who(),
+            "normalized_version": NORMALIZED_VERSION, "started_at": iso(stats.started_at),
+            "resumed_at": [], **self._progress(stats),
+        }, create=True)
+
+    def reopen(self, stats: RunStats) -> None:
+        """A resumed run: same ID, status running again, a note of when and by whom."""
+        self._write(stats.run_id, {**self._progress(stats), "resumed_at":
+                                   firestore.ArrayUnion([{"at": iso(utc_now()), **who()}])})
+
+    def record(self, stats: RunStats) -> None:
+        """After each batch, and at the end: counts, checkpoint and status together."""
+        self._write(stats.run_id, self._progress(stats))
+
+    def get(self, run_id: str) -> LedgerEntry | None:
+        snap = call_with_retry(lambda: self.collection.document(run_id).get(
+            retry=NO_LIBRARY_RETRY), self.policy, "reading the run ledger")
+        return LedgerEntry(snap.to_dict()) if snap.exists else None
+
+    def runs(self, tool: str | None = None) -> list[LedgerEntry]:
+        """Runs, newest first. Equality filters only: no composite index is needed."""
+        query: Any = self.collection
+        if tool is not None:
+            query = query.where(filter=FieldFilter("tool", "==", tool))
+        snaps: Iterable[Any] = call_with_retry(
+            lambda: list(query.stream(retry=NO_LIBRARY_RETRY)), self.policy,
+            "reading the run ledger")
+        entries = [LedgerEntry(s.to_dict()) for s in snaps]
+        return sorted(entries, key=lambda e: str(e.data.get("started_at")), reverse=True)
+
+    def find_resumable(self, tool: str, collection: str, run_id: str | None) -> LedgerEntry:
+        """The run to resume: the given one, or the newest unfinished one of this tool."""
+        if run_id is not None:
+            entry = self.get(run_id)
+            if entry is None:
+                raise ConfigurationError(f"no run {run_id!r} in the ledger "
+                                         f"{self.collection.id!r}")
+            if entry.data.get("tool") != tool or entry.data.get("collection") != collection:
+                raise ConfigurationError(
+                    f"run {run_id} is a {entry.data.get('tool')} of collection "
+                    f"{entry.data.get('collection')!r}, not a {tool} of {collection!r}")
+            if entry.status == "completed":
+                raise ConfigurationError(f"run {run_id} is already completed")
+            return entry
+        for entry in self.runs(tool):
+            if entry.data.get("collection") == collection and entry.status in UNFINISHED:
+                return entry
+        raise ConfigurationError(f"no unfinished {tool} run of collection {collection!r} "
+                                 "to resume")
+
+
+def restore(stats: RunStats, entry: LedgerEntry) -> None:
+    """Carry a resumed run's counts on: the totals cover the whole run, all sessions."""
+    counts = entry.data.get("counts", {})
+    for name in COUNTS:
+        setattr(stats, name, int(counts.get(name, 0)))
+    stats.errors = list(entry.data.get("errors", []))
+    stats.errors_not_listed = max(0, int(counts.get("errors", 0)) - len(stats.errors))
+    stats.checkpoint = entry.checkpoint
