@@ -27,6 +27,7 @@ from backfill.cli import (
     target_options,
 )
 from backfill.errors import ConfigurationError, ExitCode
+from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger
 from backfill.logs import close_run_log, open_run_log
 from backfill.stats import file_stamp, iso, utc_now, write_json
 from backfill.validation import (
@@ -48,9 +49,13 @@ SHOWN_INVALID = 20
               help="How many items to check, drawn at random from the whole collection.")
 @click.option("--all", "check_all", is_flag=True, help="Check every item instead of a sample.")
 @click.option("--seed", type=int, help="Seed of the random sample, to repeat it.")
+@click.option("--run-id", help="Also report what this run recorded in the ledger.")
+@click.option("--ledger-collection", default=DEFAULT_LEDGER_COLLECTION, show_default=True,
+              help="Where runs record themselves.")
 @click.version_option(f"{__version__} (normalizer {NORMALIZED_VERSION})")
 @run_boundary
-def main(sample_size: int, check_all: bool, seed: int | None, **options: Any) -> int:
+def main(sample_size: int, check_all: bool, seed: int | None, run_id: str | None,
+         ledger_collection: str, **options: Any) -> int:
     """Check that items carry a valid, current `normalized` field."""
     run = RunOptions(**options)
     if check_all and click.get_current_context().get_parameter_source(
@@ -61,6 +66,17 @@ def main(sample_size: int, check_all: bool, seed: int | None, **options: Any) ->
     started = utc_now()
     console.say(f"🔎 Validating {target.collection} [{target.environment}] (read-only)")
     console.say(f"🎯 Target: {target.describe()}")
+    recorded = None
+    if run_id is not None:
+        entry = Ledger(client, ledger_collection, run.policy).get(run_id)
+        if entry is None:
+            raise ConfigurationError(f"no run {run_id!r} in the ledger {ledger_collection!r}")
+        recorded = entry.data
+        counts = recorded.get("counts", {})
+        console.say(f"📒 Run {run_id}: {recorded.get('tool')} of {recorded.get('collection')}, "
+                    f"{recorded.get('status')}, by {recorded.get('user')}@{recorded.get('host')}"
+                    f", started {recorded.get('started_at')}, checkpoint "
+                    f"{recorded.get('checkpoint')}, counts {json.dumps(counts)}")
     cover = coverage(collection, run.policy)
     console.say(f"📊 Coverage: {cover.normalized} of {cover.total} items carry a "
                 f"`normalized` map ({cover.percent:.1f}%)")
@@ -78,9 +94,10 @@ def main(sample_size: int, check_all: bool, seed: int | None, **options: Any) ->
             result.add(doc_id, item)
             bar.update(1)
 
-    run_id = new_run_id("validation")
+    report_id = new_run_id("validation")
     report = {
-        "run_id": run_id, "tool": "validation", "environment": target.environment,
+        "run_id": report_id, "recorded_run": recorded, "tool": "validation",
+        "environment": target.environment,
         "project": target.project, "database": target.database,
         "collection": target.collection, "normalized_version": NORMALIZED_VERSION,
         "started_at": iso(started), "finished_at": iso(utc_now()), "mode": mode,
@@ -94,12 +111,12 @@ def main(sample_size: int, check_all: bool, seed: int | None, **options: Any) ->
     run.output_dir.mkdir(parents=True, exist_ok=True)
     path = run.output_dir / f"validation_report_{file_stamp(utc_now())}.json"
     write_json(path, report)
-    log = open_run_log(run.output_dir, "validation", run_id)
+    log = open_run_log(run.output_dir, "validation", report_id)
     log.info("%s items checked (%s), %s valid, %s invalid %s; coverage %s/%s; report %s",
              result.checked, mode, result.valid, len(result.invalid), dict(result.reasons),
              cover.normalized, cover.total, path)
-    for entry in result.invalid:
-        log.warning("item %s invalid: %s", entry["id"], ", ".join(entry["reasons"]))
+    for invalid_item in result.invalid:
+        log.warning("item %s invalid: %s", invalid_item["id"], ", ".join(invalid_item["reasons"]))
     close_run_log(log)
 
     lines = [console.RULE,
