@@ -11,7 +11,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner, Result
 from google.cloud import firestore
 
+from normalizer import FACETS, normalize_item
 from tools.emulator import Emulator, EmulatorError
 from tools.seed import seed
 
@@ -82,6 +83,14 @@ class Database:
 
     def stats_files(self, prefix: str) -> list[Path]:
         return sorted(self.output_dir.glob(f"{prefix}_*.json"))
+
+    def assert_normalized(self, except_ids: Collection[str] = ()) -> None:
+        """Every item (but those excepted) carries the normalized tags of its current content."""
+        for doc_id, item in self.documents().items():
+            if doc_id in except_ids:
+                continue
+            assert isinstance(item.get("normalized"), dict), doc_id
+            assert {f: item["normalized"][f] for f in FACETS} == normalize_item(item), doc_id
 
 
 @pytest.fixture

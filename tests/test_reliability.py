@@ -1,0 +1,274 @@
+"""Faults, on the real emulator: concurrent edits, kill -9, the database going away,
+flaky connections, deletions, hostile data, Ctrl-C. The backfill runs as a real process,
+behind a TCP proxy of our own (tools/tcp_proxy.py) that adds delay and faults."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.cloud.firestore_v1 import GeoPoint
+
+from backfill.ledger import DEFAULT_LEDGER_COLLECTION
+from normalizer import FACETS, normalize_item
+from tests.conftest import REPO, Database
+from tools.sample_data import make_wardrobe
+from tools.tcp_proxy import TcpProxy
+
+SCRIPT = "run_backfill_production.py"
+
+
+@pytest.fixture
+def proxy(db: Database) -> Iterator[TcpProxy]:
+    with TcpProxy(db.emulator.host, delay=0.004) as running:
+        yield running
+
+
+def via(db: Database, proxy: TcpProxy) -> dict[str, str]:
+    return {**db.env, "FIRESTORE_EMULATOR_HOST": proxy.host}
+
+
+def start(db: Database, env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], Path]:
+    """The backfill as a real process; its stderr goes to a file we can watch."""
+    log = db.output_dir.parent / f"stderr-{time.monotonic_ns()}.txt"
+    db.output_dir.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, SCRIPT, "--yes", "--quiet", "--output-dir", str(db.output_dir),
+         *args], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
+    return process, log
+
+
+def wait_for(log: Path, text: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text():
+        assert time.monotonic() < deadline, f"{text!r} never appeared:\n{log.read_text()}"
+        time.sleep(0.02)
+
+
+def ledger(db: Database) -> list[dict[str, Any]]:
+    return list(db.documents(DEFAULT_LEDGER_COLLECTION).values())
+
+
+def test_concurrent_edits_are_never_lost(db: Database, proxy: TcpProxy) -> None:
+    db.seed(make_wardrobe(800))
+    ids = sorted(db.documents())
+    edits: dict[str, list[str]] = {}
+    process, log = start(db, via(db, proxy), "--batch-size", "20", "--json")
+    wardrobe = db.client.collection(db.collection)
+    rng = random.Random(3)
+    while process.poll() is None:  # the live app keeps editing tags meanwhile
+        doc_id = rng.choice(ids)
+        edits[doc_id] = [f"Edit {len(edits)}", rng.choice(["Boho", "Goth", "Comfy"])]
+        wardrobe.document(doc_id).update({"style": edits[doc_id]})
+    stats = json.loads(process.stdout.read())  # type: ignore[union-attr]
+    assert process.returncode in (0, 1), log.read_text()
+    docs = db.documents()
+    for doc_id, style in edits.items():
+        assert docs[doc_id]["style"] == style  # no edit was overwritten
+    failed = {e["id"] for e in stats["errors"]}
+    assert all("changed by someone else" in e["error"] for e in stats["errors"])
+    assert len(edits) > 50 and stats["total_processed"] == 800
+    # Items the app did not touch are all correct; an edit that landed after the run had
+    # written an item is beyond any run's reach, and a second pass finds exactly those.
+    db.assert_normalized(except_ids=set(edits) | failed)
+    again = db.run_script(SCRIPT, ["--json"])
+    assert again.returncode == 0
+    assert json.loads(again.stdout)["total_updated"] <= len(edits)
+    db.assert_normalized()
+
+
+def run_to_completion_with_kills(db: Database, env: dict[str, str], kills: int,
+                                 rng: random.Random) -> None:
+    args = ["--batch-size", "25"]
+    for trial in range(kills):
+        process, log = start(db, env, *args)
+        wait_for(log, "Batch 1:" if trial == 0 else "Resuming run")
+        time.sleep(rng.uniform(0.05, 0.6))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        args = ["--batch-size", "25", "--resume"]
+    process, log = start(db, env, *args)
+    assert process.wait(timeout=300) == 0, log.read_text()
+
+
+def test_kill_9_at_random_points_then_resume(db: Database, proxy: TcpProxy) -> None:
+    items = make_wardrobe(1500, seed=11)
+    db.seed(items)
+    run_to_completion_with_kills(db, via(db, proxy), kills=3, rng=random.Random(5))
+    db.assert_normalized()
+    [entry] = ledger(db)
+    assert entry["status"] == "completed" and len(entry["resumed_at"]) == 3
+    # Counts are recorded with the checkpoint, batch by batch: every item was counted
+    # exactly once, so none before a checkpoint was read again after a kill.
+    assert entry["counts"]["processed"] == 1500
+    assert entry["counts"]["updated"] + entry["counts"]["skipped"] == 1500
+
+
+def test_the_database_going_away_is_fatal_then_resumable(db: Database,
+                                                          proxy: TcpProxy) -> None:
+    db.seed(make_wardrobe(1000))
+    process, log = start(db, via(db, proxy), "--batch-size", "25", "--max-retry-seconds", "2")
+    wait_for(log, "Batch 3:")
+    proxy.go_down()
+    assert process.wait(timeout=120) == 3
+    err = log.read_text()
+    assert "failed after retrying for 2s" in err
+    assert "To continue from the checkpoint: python3 run_backfill_production.py " \
+           "--environment development --resume backfill-" in err
+    [entry] = ledger(db)
+    [stats_file] = db.stats_files("backfill_stats")
+    stats = json.loads(stats_file.read_text())
+    assert stats["status"] == "failed"
+    # The ledger holds the last checkpoint it could record; the stats file may be a batch
+    # or two further (written, but the ledger was unreachable by then). Both are true.
+    assert entry["checkpoint"] is not None and entry["checkpoint"] <= stats["checkpoint"]
+    assert entry["counts"]["processed"] <= stats["total_processed"] < 1000
+    assert entry["status"] == "running"  # the end could not be recorded: --resume finds it
+    proxy.go_up()
+    process, log = start(db, via(db, proxy), "--batch-size", "25", "--resume")
+    assert process.wait(timeout=120) == 0, log.read_text()
+    db.assert_normalized()
+    [entry] = ledger(db)
+    assert entry["status"] == "completed" and entry["counts"]["processed"] == 1000
+
+
+def test_a_flaky_connection_is_survived(db: Database, proxy: TcpProxy) -> None:
+    db.seed(make_wardrobe(1500))
+    process, log = start(db, via(db, proxy), "--batch-size", "30", "--json",
+                         "--max-retry-seconds", "60")
+    drops = 0
+    for tick in range(10_000):
+        if process.poll() is not None:
+            break
+        time.sleep(0.2)
+        if tick % 4 == 3:
+            proxy.stall(0.3)  # traffic held, then the connection dropped
+        else:
+            drops += proxy.drop_connections()
+    assert process.returncode == 0, log.read_text()
+    stats = json.loads(process.stdout.read())  # type: ignore[union-attr]
+    assert drops >= 3
+    assert stats["total_processed"] == 1500 and stats["total_errors"] == 0
+    db.assert_normalized()
+
+
+def test_items_deleted_during_the_run_are_counted_honestly(db: Database,
+                                                          proxy: TcpProxy) -> None:
+    db.seed(make_wardrobe(1000))
+    ids = sorted(db.documents())
+    process, log = start(db, via(db, proxy), "--batch-size", "20", "--json")
+    wait_for(log, "Batch 1:")
+    wardrobe = db.client.collection(db.collection)
+    deleted = random.Random(1).sample(ids, 300)
+    for doc_id in deleted:
+        wardrobe.document(doc_id).delete()
+    assert process.wait(timeout=120) == 0, log.read_text()
+    stats = json.loads(process.stdout.read())  # type: ignore[union-attr]
+    assert stats["total_errors"] == 0
+    assert stats["total_processed"] == (stats["total_updated"] + stats["total_skipped"]
+                                        + stats["total_vanished"])
+    assert 700 <= stats["total_processed"] <= 1000
+    db.assert_normalized()
+    assert len(db.documents()) == 700
+
+
+def hostile_value(rng: random.Random, depth: int = 0, in_array: bool = False) -> Any:
+    if depth < 18 and rng.random() < 0.4:  # Firestore nests at most 20 levels
+        width = rng.randint(0, 3) if depth < 2 else 1  # wide only near the top
+        # Firestore stores no array directly in an array: those go through a map.
+        if rng.random() < 0.6 and not in_array:
+            return [hostile_value(rng, depth + 1, in_array=True) for _ in range(width)]
+        return {"k": hostile_value(rng, depth + 1), "styleTags": ["Goth"]}
+    return rng.choice([
+        None, True, rng.randint(-2**63, 2**63 - 1), rng.random() * 1e308, math.inf,
+        -math.inf, math.nan, -0.0, "x" * rng.randint(0, 20_000), "😀" * 500,
+        "Ｃａｓｕａｌ, Élégant; boho/Goth|" * rng.randint(1, 20), b"\x00\xff" * 10,
+        datetime(2020, 1, 1, tzinfo=UTC), GeoPoint(45.0, 7.0), "", " ,;/| ", "\u200b\t\n",
+    ])
+
+
+def test_hostile_data_at_scale(db: Database) -> None:
+    rng = random.Random(13)
+    items: list[tuple[str, dict[str, Any]]] = []
+    for n in range(2000):
+        item = {f: hostile_value(rng) for f in (*FACETS, "metadata", "normalized")
+                if rng.random() < 0.8}
+        item["ref"] = db.client.collection("x").document(f"d{n}")
+        items.append((f"hostile{n:05d}", item))
+    db.seed(items)
+    done = db.run_script(SCRIPT, ["--json", "--quiet"], timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    stats = json.loads(done.stdout)
+    assert stats["total_processed"] == 2000 and stats["total_errors"] == 0
+    assert stats["dropped_values"] > 1000
+    log = (db.output_dir / "backfill_production.log").read_text()
+    assert log.count(": dropped ") == stats["dropped_values"]
+    db.assert_normalized()
+
+
+def test_ctrl_c_stops_cleanly_and_resume_completes(db: Database, proxy: TcpProxy) -> None:
+    db.seed(make_wardrobe(1500))
+    process, log = start(db, via(db, proxy), "--batch-size", "25")
+    wait_for(log, "Batch 2:")
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130, log.read_text()
+    err = log.read_text()
+    assert "SIGINT: stopping after the batches in flight" in err
+    assert "--resume backfill-" in err
+    [entry] = ledger(db)
+    assert entry["status"] == "interrupted" and entry["checkpoint"]
+    process, log = start(db, via(db, proxy), "--batch-size", "25", "--resume",
+                         entry["run_id"])
+    assert process.wait(timeout=120) == 0, log.read_text()
+    [entry] = ledger(db)
+    assert entry["status"] == "completed" and entry["counts"]["processed"] == 1500
+    db.assert_normalized()
+
+
+def test_sigterm_is_handled_like_ctrl_c(db: Database, proxy: TcpProxy) -> None:
+    db.seed(make_wardrobe(800))
+    process, log = start(db, via(db, proxy), "--batch-size", "25")
+    wait_for(log, "Batch 1:")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 130
+    assert ledger(db)[0]["status"] == "interrupted"
+
+
+def test_dry_runs_leave_no_ledger_entry_and_resume_needs_one(db: Database) -> None:
+    db.seed(make_wardrobe(20))
+    assert db.run_script(SCRIPT, ["--dry-run"]).returncode == 0
+    assert ledger(db) == []
+    done = db.run_script(SCRIPT, ["--resume"])
+    assert done.returncode == 2
+    assert "no unfinished backfill run of collection 'wardrobe' to resume" in done.stderr
+    done = db.run_script(SCRIPT, ["--resume", "--dry-run"])
+    assert done.returncode == 2 and "do not go together" in done.stderr
+
+
+def test_the_ledger_records_who_what_and_how_far(db: Database) -> None:
+    db.seed(make_wardrobe(60))
+    done = db.run_script(SCRIPT, ["--batch-size", "25", "--environment", "staging"])
+    assert done.returncode == 0
+    [entry] = ledger(db)
+    assert entry["tool"] == "backfill" and entry["environment"] == "staging"
+    assert entry["status"] == "completed" and entry["normalized_version"] == "1.0"
+    assert entry["arguments"]["batch_size"] == 25
+    assert entry["user"] and entry["host"]
+    assert entry["counts"]["processed"] == 60 and entry["counts"]["batches"] == 3
+    assert entry["checkpoint"] == sorted(db.documents())[-1]
+    assert entry["started_at"] and entry["finished_at"]
+    result = db.run_script("scripts/backfill_validation.py", ["--run-id", entry["run_id"],
+                                                                "--all", "--json"])
+    report = json.loads(result.stdout)
+    assert report["recorded_run"]["counts"]["processed"] == 60
+    assert f"Run {entry['run_id']}: backfill of wardrobe, completed" in result.stderr
