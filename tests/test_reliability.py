@@ -20,7 +20,7 @@ import pytest
 from google.cloud.firestore_v1 import GeoPoint
 
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION
-from normalizer import FACETS, normalize_item
+from normalizer import FACETS
 from tests.conftest import REPO, Database
 from tools.sample_data import make_wardrobe
 from tools.tcp_proxy import TcpProxy
