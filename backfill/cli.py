@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import secrets
 import signal
@@ -35,6 +36,7 @@ from backfill.jobs import Job
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger, restore
 from backfill.logs import LOG_FILE_NAME, close_run_log, open_run_log
 from backfill.pager import count_documents
+from backfill.ratelimit import RAMP_START, WriteRateLimiter
 from backfill.retry import RetryPolicy
 from backfill.runner import BatchOutcome, Runner, RunSettings
 from backfill.stats import RunStats, utc_now
@@ -138,6 +140,9 @@ class RunOptions:
     limit: int | None = None
     resume: str | None = None
     ledger_collection: str = DEFAULT_LEDGER_COLLECTION
+    max_writes_per_second: float = 10_000.0
+    initial_writes_per_second: float = RAMP_START
+    parallel_batches: int = 4
 
     def arguments(self) -> dict[str, Any]:
         """The options as recorded in the ledger and the log (they hold no secret)."""
@@ -171,6 +176,15 @@ def writing_options(command: F) -> F:
                           "from its checkpoint, or the run RUN_ID."),
         click.option("--ledger-collection", default=DEFAULT_LEDGER_COLLECTION,
                      show_default=True, help="Where runs record themselves."),
+        click.option("--max-writes-per-second", type=click.FloatRange(0), default=10_000.0,
+                     show_default=True,
+                     help="Ceiling of the write rate; 0 turns pacing off."),
+        click.option("--initial-writes-per-second", type=click.FloatRange(min=1),
+                     default=RAMP_START, show_default=True,
+                     help="Starting write rate, raised by 50%% every 5 minutes (Firestore's "
+                          "500/50/5 ramp-up guidance)."),
+        click.option("--parallel-batches", type=click.IntRange(1, 16), default=4,
+                     show_default=True, help="Write batches in flight at once."),
     ]):
         command = option(command)
     return command
@@ -232,9 +246,13 @@ def execute_writing_run(job: Job, options: RunOptions, labels: console.Labels,
     log = open_run_log(options.output_dir, job.tool, stats.run_id)
     log.info("%s %s: %s, options %s", "resume" if resumed else "start",
              console.mode_tag(target, options.dry_run), target.describe(), options.arguments())
-    settings = RunSettings(batch_size=options.batch_size, dry_run=options.dry_run,
-                           limit=options.limit, after_id=stats.checkpoint,
-                           policy=options.policy)
+    settings = RunSettings(
+        batch_size=options.batch_size, dry_run=options.dry_run, limit=options.limit,
+        after_id=stats.checkpoint, max_in_flight=options.parallel_batches,
+        policy=options.policy,
+        limiter=WriteRateLimiter(initial=min(options.initial_writes_per_second,
+                                             options.max_writes_per_second or math.inf),
+                                 ceiling=options.max_writes_per_second))
     resume_command = labels.resume_command(target.environment, stats.run_id)
     try:
         with console.progress(total, options.quiet) as bar, stop_on_signals() as stop:

@@ -19,6 +19,7 @@ from google.cloud.firestore_v1.document import DocumentReference, DocumentSnapsh
 from backfill.errors import RunInterrupted
 from backfill.jobs import Decision, Job
 from backfill.pager import PAGE_TIMEOUT_SECONDS, iter_pages, prefetched
+from backfill.ratelimit import WriteRateLimiter
 from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_with_retry
 from backfill.stats import RunStats
 from backfill.writer import Write, WriteResult, WriteStatus, commit_writes
@@ -51,6 +52,7 @@ class RunSettings:
     after_id: str | None = None  # resume: start after this document ID
     max_in_flight: int = 4
     policy: RetryPolicy = field(default_factory=RetryPolicy)
+    limiter: WriteRateLimiter | None = None
 
 
 class Runner:
@@ -117,7 +119,8 @@ class Runner:
         if self.settings.dry_run:
             outcome.written = len(writes)
             return outcome
-        results = commit_writes(self.client, writes, self.settings.policy)
+        results = commit_writes(self.client, writes, self.settings.policy,
+                                self.settings.limiter)
         for _ in range(MAX_CONFLICT_ROUNDS):
             conflicted = [r.write.reference for r in results if r.status is WriteStatus.CONFLICT]
             if not conflicted:
@@ -125,7 +128,8 @@ class Runner:
             outcome.conflicts_retried += len(conflicted)
             results = [r for r in results if r.status is not WriteStatus.CONFLICT]
             retry_writes = self._decide_again(conflicted, outcome)
-            results += commit_writes(self.client, retry_writes, self.settings.policy)
+            results += commit_writes(self.client, retry_writes, self.settings.policy,
+                                     self.settings.limiter)
         self._tally(results, outcome)
         return outcome
 

@@ -23,6 +23,7 @@ from google.cloud.firestore_v1.bulk_batch import BulkWriteBatch
 from google.cloud.firestore_v1.document import DocumentReference
 
 from backfill.errors import DatabaseError
+from backfill.ratelimit import WriteRateLimiter
 from backfill.retry import (
     FAILED_PRECONDITION,
     NO_LIBRARY_RETRY,
@@ -60,6 +61,7 @@ class WriteResult:
 
 
 def commit_writes(client: firestore.Client, writes: Sequence[Write], policy: RetryPolicy,
+                  limiter: WriteRateLimiter | None = None,
                   sleep: Callable[[float], None] = time.sleep) -> list[WriteResult]:
     """Apply `writes` (at most 500, one per document); a result per write, in order.
 
@@ -72,6 +74,8 @@ def commit_writes(client: firestore.Client, writes: Sequence[Write], policy: Ret
     pending = list(range(len(writes)))
     next_delay = policy.delays()
     while pending:
+        if limiter is not None:
+            limiter.acquire(len(pending))
         batch = BulkWriteBatch(client)
         for index in pending:
             write = writes[index]
