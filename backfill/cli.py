@@ -260,7 +260,7 @@ def execute_writing_run(job: Job, options: RunOptions, labels: console.Labels,
 
             def on_batch(outcome: BatchOutcome) -> None:
                 if ledger is not None:
-                    ledger.record(stats)
+                    ledger.record(stats, force=False)
                 bar.update(outcome.processed)
                 _report_batch(outcome, labels, options.dry_run, log)
 

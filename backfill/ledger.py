@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import os
 import socket
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -59,10 +60,20 @@ class LedgerEntry:
         return str(self.data.get("status"))
 
 
+# Firestore sustains about one write per second to one document, and a write per batch
+# would also sit on the run's critical path: progress is recorded at most this often (and
+# always at the end). Counts and checkpoint are written together, so whatever the gap,
+# a resume carries on exactly from what the ledger says.
+MIN_SECONDS_BETWEEN_RECORDS = 1.0
+
+
 class Ledger:
-    def __init__(self, client: firestore.Client, collection: str, policy: RetryPolicy) -> None:
+    def __init__(self, client: firestore.Client, collection: str, policy: RetryPolicy,
+                 min_interval: float = MIN_SECONDS_BETWEEN_RECORDS) -> None:
         self.collection = client.collection(collection)
         self.policy = policy
+        self.min_interval = min_interval
+        self._last_record = 0.0
 
     def _write(self, run_id: str, fields: dict[str, Any], *, create: bool = False) -> None:
         ref = self.collection.document(run_id)
@@ -96,9 +107,14 @@ class Ledger:
         self._write(stats.run_id, {**self._progress(stats), "resumed_at":
                                    firestore.ArrayUnion([{"at": iso(utc_now()), **who()}])})
 
-    def record(self, stats: RunStats) -> None:
-        """After each batch, and at the end: counts, checkpoint and status together."""
+    def record(self, stats: RunStats, *, force: bool = True) -> None:
+        """Counts, checkpoint and status together. Unless forced, skipped when the last
+        record is younger than min_interval."""
+        now = time.monotonic()
+        if not force and now - self._last_record < self.min_interval:
+            return
         self._write(stats.run_id, self._progress(stats))
+        self._last_record = now
 
     def get(self, run_id: str) -> LedgerEntry | None:
         snap = call_with_retry(lambda: self.collection.document(run_id).get(
