@@ -22,6 +22,7 @@ from backfill.cli import (
     execute_writing_run,
     output_options,
     run_boundary,
+    shard_options,
     target_options,
     writing_options,
 )
@@ -37,6 +38,7 @@ LABELS = console.Labels(title="wardrobe backfill", done="updated", would="would 
 @target_options
 @output_options
 @writing_options
+@shard_options
 @click.option("--force", is_flag=True, help="Rewrite items that are already up to date.")
 @click.version_option(f"{__version__} (normalizer {NORMALIZED_VERSION})")
 @run_boundary

@@ -35,10 +35,11 @@ from backfill.errors import (
 from backfill.jobs import Job
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger, restore
 from backfill.logs import LOG_FILE_NAME, close_run_log, open_run_log
-from backfill.pager import count_documents
+from backfill.pager import count_documents, id_range
 from backfill.ratelimit import RAMP_START, WriteRateLimiter
 from backfill.retry import RetryPolicy
 from backfill.runner import BatchOutcome, Runner, RunSettings
+from backfill.shards import compute_boundaries, shard_from, shard_range
 from backfill.stats import RunStats, utc_now
 from backfill.target import (
     DEFAULT_COLLECTION,
@@ -85,6 +86,19 @@ def output_options(command: F) -> F:
         click.option("--max-retry-seconds", type=click.FloatRange(0), default=120.0,
                      show_default=True,
                      help="How long to keep retrying a transient database error."),
+    ]):
+        command = option(command)
+    return command
+
+
+def shard_options(command: F) -> F:
+    """--shard, --shard-count: one part of a collection, for parallel tasks."""
+    for option in reversed([
+        click.option("--shard", metavar="INDEX/COUNT",
+                     help="Process shard INDEX (from 0) of COUNT (default: Cloud Run Jobs' "
+                          "CLOUD_RUN_TASK_INDEX/CLOUD_RUN_TASK_COUNT)."),
+        click.option("--shard-count", type=click.IntRange(1),
+                     help="COUNT, with a Kubernetes Indexed Job's JOB_COMPLETION_INDEX."),
     ]):
         command = option(command)
     return command
@@ -143,6 +157,9 @@ class RunOptions:
     max_writes_per_second: float = 10_000.0
     initial_writes_per_second: float = RAMP_START
     parallel_batches: int = 4
+    shard: str | None = None
+    shard_count: int | None = None
+    run_id: str | None = None
 
     def arguments(self) -> dict[str, Any]:
         """The options as recorded in the ledger and the log (they hold no secret)."""
@@ -185,6 +202,8 @@ def writing_options(command: F) -> F:
                           "500/50/5 ramp-up guidance)."),
         click.option("--parallel-batches", type=click.IntRange(1, 16), default=4,
                      show_default=True, help="Write batches in flight at once."),
+        click.option("--run-id", envvar="CLOUD_RUN_EXECUTION",
+                     help="The ID a sharded run's tasks share (default: CLOUD_RUN_EXECUTION)."),
     ]):
         command = option(command)
     return command
@@ -217,42 +236,76 @@ def execute_writing_run(job: Job, options: RunOptions, labels: console.Labels,
     if options.resume and options.dry_run:
         raise ConfigurationError("--resume and --dry-run do not go together "
                                  "(a dry run has no ledger entry to resume)")
+    shard = shard_from(options.shard, options.shard_count)
+    if shard and not options.dry_run and not options.run_id:
+        raise ConfigurationError(
+            "a sharded run needs --run-id (Cloud Run Jobs set CLOUD_RUN_EXECUTION), so that "
+            "its tasks share one entry in the ledger")
     target, client = connect(options)
     console.banner(target, labels, options.dry_run, options.batch_size)
-    total = count_documents(client.collection(target.collection), options.policy)
+    collection = client.collection(target.collection)
+    total = count_documents(collection, options.policy)
     console.say(f"📊 Items in {target.collection}: {total}")
     ledger = None if options.dry_run else Ledger(client, options.ledger_collection,
                                                  options.policy)
     resumed = None
-    if ledger is not None and options.resume:
-        resumed = ledger.find_resumable(job.tool, target.collection,
-                                        None if options.resume == RESUME_LATEST
-                                        else options.resume)
-        console.say(f"↩️  Resuming run {resumed.run_id} ({resumed.status}) after "
-                    f"{resumed.checkpoint or 'the beginning'}")
+    if ledger is not None and not shard and (options.resume or options.run_id):
+        # --run-id names the run: a task that is retried with the same ID carries it on.
+        wanted = options.resume if options.resume != RESUME_LATEST else None
+        if options.run_id and not options.resume:
+            resumed = ledger.get(options.run_id) and ledger.find_resumable(
+                job.tool, target.collection, options.run_id, allow_completed=True)
+        else:
+            resumed = ledger.find_resumable(job.tool, target.collection, wanted)
+        if resumed is not None:
+            console.say(f"↩️  Resuming run {resumed.run_id} ({resumed.status}) after "
+                        f"{resumed.checkpoint or 'the beginning'}")
     if options.limit is not None:
         console.say(f"✂️  Limited to {options.limit} items (canary run)")
     confirm_production(target, options.dry_run, options.yes)
 
-    stats = RunStats(run_id=resumed.run_id if resumed else new_run_id(job.tool),
-                     tool=job.tool, environment=target.environment, dry_run=options.dry_run,
-                     project=target.project, database=target.database,
-                     collection=target.collection)
+    run_id = (resumed.run_id if resumed else options.run_id) or new_run_id(job.tool)
+    stats = RunStats(run_id=run_id, tool=job.tool, environment=target.environment,
+                     dry_run=options.dry_run, project=target.project,
+                     database=target.database, collection=target.collection, shard=shard)
+    from_id = before_id = None
+    if shard is not None:
+
+        def boundaries_now() -> tuple[list[str], str]:
+            return compute_boundaries(client, target.collection, shard.count, options.policy,
+                                      warn=lambda text: console.say(f"⚠️  {text}"))
+
+        if ledger is None:
+            boundaries, _ = boundaries_now()
+        else:
+            boundaries, resumed = ledger.join_sharded(stats, options.arguments(),
+                                                      boundaries_now)
+        from_id, before_id = shard_range(boundaries, shard)
+        total = count_documents(id_range(collection, from_id, before_id), options.policy)
+        console.say(f"🧩 Shard {shard}: IDs from {from_id or 'the start'} to before "
+                    f"{before_id or 'the end'}: {total} items")
+    if resumed is not None and resumed.status == "completed":
+        console.say(f"✅ {'Shard ' + str(shard) + ' of run' if shard else 'Run'} {run_id} "
+                    "is already completed: nothing to do")
+        return ExitCode.OK
     if resumed is not None and ledger is not None:
         restore(stats, resumed)
         ledger.reopen(stats)
-    elif ledger is not None:
+        console.say(f"↩️  Continuing after {stats.checkpoint or 'the beginning'}")
+    elif ledger is not None and shard is None:
         ledger.start(stats, options.arguments())
     log = open_run_log(options.output_dir, job.tool, stats.run_id)
     log.info("%s %s: %s, options %s", "resume" if resumed else "start",
              console.mode_tag(target, options.dry_run), target.describe(), options.arguments())
+    # Each shard paces itself at its share, so that all tasks together follow the ramp.
+    share = shard.count if shard else 1
     settings = RunSettings(
         batch_size=options.batch_size, dry_run=options.dry_run, limit=options.limit,
-        after_id=stats.checkpoint, max_in_flight=options.parallel_batches,
-        policy=options.policy,
+        after_id=stats.checkpoint, from_id=from_id, before_id=before_id,
+        max_in_flight=options.parallel_batches, policy=options.policy,
         limiter=WriteRateLimiter(initial=min(options.initial_writes_per_second,
-                                             options.max_writes_per_second or math.inf),
-                                 ceiling=options.max_writes_per_second))
+                                             options.max_writes_per_second or math.inf) / share,
+                                 ceiling=options.max_writes_per_second / share))
     resume_command = labels.resume_command(target.environment, stats.run_id)
     try:
         with console.progress(total, options.quiet) as bar, stop_on_signals() as stop:

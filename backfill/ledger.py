@@ -7,14 +7,16 @@ fully done) and with what counts, updated after every batch. `--resume` reads it
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
@@ -24,6 +26,7 @@ from backfill.stats import RunStats, iso, utc_now
 from normalizer import NORMALIZED_VERSION
 
 DEFAULT_LEDGER_COLLECTION = "_backfill_runs"
+SHARDS = "shards"  # a sharded run's subcollection: one progress document per shard
 UNFINISHED = ("running", "interrupted", "failed")
 # The ledger keeps this many item errors in full (a document holds at most 1 MiB); the
 # stats file of each run session has every one.
@@ -48,7 +51,7 @@ class LedgerEntry:
 
     @property
     def run_id(self) -> str:
-        return str(self.data["run_id"])
+        return str(self.data.get("run_id"))
 
     @property
     def checkpoint(self) -> str | None:
@@ -75,11 +78,27 @@ class Ledger:
         self.min_interval = min_interval
         self._last_record = 0.0
 
-    def _write(self, run_id: str, fields: dict[str, Any], *, create: bool = False) -> None:
-        ref = self.collection.document(run_id)
+    def _ref(self, stats: RunStats) -> Any:
+        """A run's progress document: the run's own, or for a shard, the shard's."""
+        run = self.collection.document(stats.run_id)
+        return run if stats.shard is None else run.collection(SHARDS).document(stats.shard.key)
+
+    def _write(self, ref: Any, fields: dict[str, Any], *, create: bool = False) -> None:
         action = ref.create if create else ref.update
-        call_with_retry(lambda: action(fields, retry=NO_LIBRARY_RETRY), self.policy,
-                        "writing the run ledger")
+
+        def write() -> None:
+            try:
+                action(fields, retry=NO_LIBRARY_RETRY)
+            except gexc.Conflict:
+                raise ConfigurationError(f"run {ref.id} is in the ledger already: "
+                                         f"--resume {ref.id} continues it") from None
+
+        call_with_retry(write, self.policy, "writing the run ledger")
+
+    def _read(self, ref: Any) -> LedgerEntry | None:
+        snap = call_with_retry(lambda: ref.get(retry=NO_LIBRARY_RETRY), self.policy,
+                               "reading the run ledger")
+        return LedgerEntry(snap.to_dict()) if snap.exists else None
 
     @staticmethod
     def _progress(stats: RunStats) -> dict[str, Any]:
@@ -93,19 +112,63 @@ class Ledger:
             "finished_at": iso(stats.finished_at),
         }
 
+    @staticmethod
+    def _header(stats: RunStats, arguments: dict[str, Any]) -> dict[str, Any]:
+        return {"run_id": stats.run_id, "tool": stats.tool, "environment": stats.environment,
+                "project": stats.project, "database": stats.database,
+                "collection": stats.collection, "arguments": arguments,
+                "normalized_version": NORMALIZED_VERSION, "started_at": iso(stats.started_at)}
+
     def start(self, stats: RunStats, arguments: dict[str, Any]) -> None:
-        self._write(stats.run_id, {
-            "run_id": stats.run_id, "tool": stats.tool, "environment": stats.environment,
-            "project": stats.project, "database": stats.database,
-            "collection": stats.collection, "arguments": arguments, **who(),
-            "normalized_version": NORMALIZED_VERSION, "started_at": iso(stats.started_at),
-            "resumed_at": [], **self._progress(stats),
-        }, create=True)
+        self._write(self._ref(stats), {**self._header(stats, arguments), **who(),
+                                       "resumed_at": [], **self._progress(stats)}, create=True)
 
     def reopen(self, stats: RunStats) -> None:
         """A resumed run: same ID, status running again, a note of when and by whom."""
-        self._write(stats.run_id, {**self._progress(stats), "resumed_at":
-                                   firestore.ArrayUnion([{"at": iso(utc_now()), **who()}])})
+        self._write(self._ref(stats), {**self._progress(stats), "resumed_at":
+                                       firestore.ArrayUnion([{"at": iso(utc_now()), **who()}])})
+
+    def join_sharded(self, stats: RunStats, arguments: dict[str, Any],
+                     compute_boundaries: Callable[[], tuple[list[str], str]],
+                     ) -> tuple[list[str], LedgerEntry | None]:
+        """Join a sharded run: the first task to arrive computes the boundaries and records
+        the run; every other task reads them. Returns the boundaries, and this shard's
+        entry when it was there already (a retried or resumed task), else None."""
+        shard = stats.shard
+        assert shard is not None
+        run_ref = self.collection.document(stats.run_id)
+        run = self._read(run_ref)
+        if run is None:
+            boundaries, method = compute_boundaries()
+            fields = {**self._header(stats, arguments), "shard_count": shard.count,
+                      "boundaries": boundaries, "boundary_method": method, "status": "sharded"}
+
+            def create_unless_there() -> None:
+                # Another task may be first: then its boundaries are the run's.
+                with contextlib.suppress(gexc.Conflict):
+                    run_ref.create(fields, retry=NO_LIBRARY_RETRY)
+
+            call_with_retry(create_unless_there, self.policy, "writing the run ledger")
+            run = self._read(run_ref)
+            assert run is not None
+        for name, mine in (("tool", stats.tool), ("collection", stats.collection),
+                           ("shard_count", shard.count)):
+            if run.data.get(name) != mine:
+                raise ConfigurationError(f"run {stats.run_id} has {name} "
+                                         f"{run.data.get(name)!r}, this task {mine!r}")
+        existing = self._read(self._ref(stats))
+        if existing is None:
+            self._write(self._ref(stats), {"shard": str(shard), **who(),
+                                           "started_at": iso(stats.started_at),
+                                           "resumed_at": [], **self._progress(stats)},
+                        create=True)
+        return list(run.data["boundaries"]), existing
+
+    def shards(self, run_id: str) -> list[LedgerEntry]:
+        snaps = call_with_retry(lambda: list(self.collection.document(run_id).collection(
+            SHARDS).stream(retry=NO_LIBRARY_RETRY)), self.policy, "reading the run ledger")
+        return sorted((LedgerEntry(s.to_dict()) for s in snaps),
+                      key=lambda e: int(str(e.data["shard"]).split("/")[0]))
 
     def record(self, stats: RunStats, *, force: bool = True) -> None:
         """Counts, checkpoint and status together. Unless forced, skipped when the last
@@ -113,13 +176,11 @@ class Ledger:
         now = time.monotonic()
         if not force and now - self._last_record < self.min_interval:
             return
-        self._write(stats.run_id, self._progress(stats))
+        self._write(self._ref(stats), self._progress(stats))
         self._last_record = now
 
     def get(self, run_id: str) -> LedgerEntry | None:
-        snap = call_with_retry(lambda: self.collection.document(run_id).get(
-            retry=NO_LIBRARY_RETRY), self.policy, "reading the run ledger")
-        return LedgerEntry(snap.to_dict()) if snap.exists else None
+        return self._read(self.collection.document(run_id))
 
     def runs(self, tool: str | None = None) -> list[LedgerEntry]:
         """Runs, newest first. Equality filters only: no composite index is needed."""
@@ -132,7 +193,8 @@ class Ledger:
         entries = [LedgerEntry(s.to_dict()) for s in snaps]
         return sorted(entries, key=lambda e: str(e.data.get("started_at")), reverse=True)
 
-    def find_resumable(self, tool: str, collection: str, run_id: str | None) -> LedgerEntry:
+    def find_resumable(self, tool: str, collection: str, run_id: str | None,
+                       allow_completed: bool = False) -> LedgerEntry:
         """The run to resume: the given one, or the newest unfinished one of this tool."""
         if run_id is not None:
             entry = self.get(run_id)
@@ -143,7 +205,7 @@ class Ledger:
                 raise ConfigurationError(
                     f"run {run_id} is a {entry.data.get('tool')} of collection "
                     f"{entry.data.get('collection')!r}, not a {tool} of {collection!r}")
-            if entry.status == "completed":
+            if entry.status == "completed" and not allow_completed:
                 raise ConfigurationError(f"run {run_id} is already completed")
             return entry
         for entry in self.runs(tool):

@@ -27,15 +27,18 @@ PAGE_TIMEOUT_SECONDS = 60.0
 
 
 def read_page(collection: CollectionReference, *, fields: Sequence[str] | None, size: int,
-              after_id: str | None, before_id: str | None = None,
+              after_id: str | None, before_id: str | None = None, from_id: str | None = None,
               policy: RetryPolicy) -> list[DocumentSnapshot]:
-    """One page of at most `size` documents with IDs after `after_id` (and before `before_id`)."""
+    """One page of at most `size` documents with IDs after `after_id` (else from `from_id`
+    on), and before `before_id`."""
     query: BaseQuery = collection
     if fields is not None:
         query = query.select(list(fields))
     query = query.order_by(DOCUMENT_ID).limit(size)
     if after_id is not None:
         query = query.start_after({DOCUMENT_ID: after_id})
+    elif from_id is not None:
+        query = query.start_at({DOCUMENT_ID: from_id})
     if before_id is not None:
         query = query.end_before({DOCUMENT_ID: before_id})
 
@@ -47,14 +50,14 @@ def read_page(collection: CollectionReference, *, fields: Sequence[str] | None, 
 
 def iter_pages(collection: CollectionReference, *, fields: Sequence[str] | None,
                page_size: int, policy: RetryPolicy, after_id: str | None = None,
-               before_id: str | None = None, limit: int | None = None,
-               ) -> Iterator[list[DocumentSnapshot]]:
-    """Pages in document-ID order, until the collection (or `limit` documents) is done."""
+               before_id: str | None = None, from_id: str | None = None,
+               limit: int | None = None) -> Iterator[list[DocumentSnapshot]]:
+    """Pages in document-ID order, until the range (or `limit` documents) is done."""
     remaining = limit
     while remaining is None or remaining > 0:
         size = page_size if remaining is None else min(page_size, remaining)
         page = read_page(collection, fields=fields, size=size, after_id=after_id,
-                         before_id=before_id, policy=policy)
+                         before_id=before_id, from_id=from_id, policy=policy)
         if not page:
             return
         yield page
@@ -114,6 +117,18 @@ def prefetched(items: Iterator[T], depth: int = 1) -> Iterator[T]:
     finally:
         stop.set()
         reader.join(timeout=1.0)  # a daemon; a read in progress must not hold up a stop
+
+
+def id_range(query: BaseQuery, from_id: str | None, before_id: str | None) -> BaseQuery:
+    """The documents of `query` with IDs from `from_id` (included) to `before_id` (excluded)."""
+    if from_id is None and before_id is None:
+        return query
+    query = query.order_by(DOCUMENT_ID)
+    if from_id is not None:
+        query = query.start_at({DOCUMENT_ID: from_id})
+    if before_id is not None:
+        query = query.end_before({DOCUMENT_ID: before_id})
+    return query
 
 
 def count_documents(query: BaseQuery, policy: RetryPolicy) -> int:

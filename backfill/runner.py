@@ -50,6 +50,8 @@ class RunSettings:
     dry_run: bool = False
     limit: int | None = None
     after_id: str | None = None  # resume: start after this document ID
+    from_id: str | None = None  # a shard's first ID (included)
+    before_id: str | None = None  # the next shard's first ID (excluded)
     max_in_flight: int = 4
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     limiter: WriteRateLimiter | None = None
@@ -73,7 +75,8 @@ class Runner:
         settings = self.settings
         pages = iter_pages(self.collection, fields=self.job.read_fields,
                            page_size=settings.batch_size, policy=settings.policy,
-                           after_id=settings.after_id, limit=settings.limit)
+                           after_id=settings.after_id, from_id=settings.from_id,
+                           before_id=settings.before_id, limit=settings.limit)
         in_flight: deque[Future[BatchOutcome]] = deque()
         failure: BaseException | None = None
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from backfill.shards import Shard
 from normalizer import FACETS, NORMALIZED_VERSION, Report
 
 
@@ -49,6 +50,7 @@ class RunStats:
         default_factory=lambda: {facet: Counter() for facet in FACETS})
     dropped_values: int = 0
     checkpoint: str | None = None  # the last document ID fully done
+    shard: Shard | None = None
 
     def add_report(self, report: Report) -> None:
         for facet, term in report.unknown:
@@ -104,6 +106,7 @@ class RunStats:
             "conflicts_retried": self.conflicts_retried,
             "success_rate": self.success_rate,
             "checkpoint": self.checkpoint,
+            "shard": None if self.shard is None else str(self.shard),
             "errors": self.errors,
             "unknown_terms": {facet: dict(counter.most_common())
                               for facet, counter in self.unknown_terms.items()},

@@ -129,10 +129,11 @@ def fetch_items(client: firestore.Client, collection: CollectionReference, ids: 
                 yield snap.id, snap.to_dict() or {}
 
 
-def scan_items(collection: CollectionReference, policy: RetryPolicy,
-               page_size: int) -> Iterator[tuple[str, dict[str, Any]]]:
+def scan_items(collection: CollectionReference, policy: RetryPolicy, page_size: int,
+               from_id: str | None = None, before_id: str | None = None,
+               ) -> Iterator[tuple[str, dict[str, Any]]]:
     for page in iter_pages(collection, fields=SOURCE_FIELD_PATHS, page_size=page_size,
-                           policy=policy):
+                           policy=policy, from_id=from_id, before_id=before_id):
         for snap in page:
             yield snap.id, snap.to_dict() or {}
 

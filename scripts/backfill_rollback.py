@@ -22,6 +22,7 @@ from backfill.cli import (
     execute_writing_run,
     output_options,
     run_boundary,
+    shard_options,
     target_options,
     writing_options,
 )
@@ -38,6 +39,7 @@ LABELS = console.Labels(title="wardrobe rollback", done="rolled back",
 @target_options
 @output_options
 @writing_options
+@shard_options
 @click.version_option(f"{__version__} (normalizer {NORMALIZED_VERSION})")
 @run_boundary
 def main(**options: Any) -> int:

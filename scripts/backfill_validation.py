@@ -24,11 +24,13 @@ from backfill.cli import (
     new_run_id,
     output_options,
     run_boundary,
+    shard_options,
     target_options,
 )
 from backfill.errors import ConfigurationError, ExitCode
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger
 from backfill.logs import close_run_log, open_run_log
+from backfill.shards import compute_boundaries, shard_from, shard_range
 from backfill.stats import file_stamp, iso, utc_now, write_json
 from backfill.validation import (
     ValidationResult,
@@ -52,15 +54,20 @@ SHOWN_INVALID = 20
 @click.option("--run-id", help="Also report what this run recorded in the ledger.")
 @click.option("--ledger-collection", default=DEFAULT_LEDGER_COLLECTION, show_default=True,
               help="Where runs record themselves.")
+@shard_options
 @click.version_option(f"{__version__} (normalizer {NORMALIZED_VERSION})")
 @run_boundary
 def main(sample_size: int, check_all: bool, seed: int | None, run_id: str | None,
-         ledger_collection: str, **options: Any) -> int:
+         ledger_collection: str, shard: str | None, shard_count: int | None,
+         **options: Any) -> int:
     """Check that items carry a valid, current `normalized` field."""
     run = RunOptions(**options)
     if check_all and click.get_current_context().get_parameter_source(
             "sample_size") is click.core.ParameterSource.COMMANDLINE:
         raise ConfigurationError("--all and --sample-size do not go together")
+    part = shard_from(shard, shard_count)
+    if part is not None and not check_all:
+        raise ConfigurationError("--shard goes with --all (a sample is drawn from everything)")
     target, client = connect(run)
     collection = client.collection(target.collection)
     started = utc_now()
@@ -68,22 +75,35 @@ def main(sample_size: int, check_all: bool, seed: int | None, run_id: str | None
     console.say(f"🎯 Target: {target.describe()}")
     recorded = None
     if run_id is not None:
-        entry = Ledger(client, ledger_collection, run.policy).get(run_id)
+        ledger = Ledger(client, ledger_collection, run.policy)
+        entry = ledger.get(run_id)
         if entry is None:
             raise ConfigurationError(f"no run {run_id!r} in the ledger {ledger_collection!r}")
         recorded = entry.data
-        counts = recorded.get("counts", {})
         console.say(f"📒 Run {run_id}: {recorded.get('tool')} of {recorded.get('collection')}, "
-                    f"{recorded.get('status')}, by {recorded.get('user')}@{recorded.get('host')}"
-                    f", started {recorded.get('started_at')}, checkpoint "
-                    f"{recorded.get('checkpoint')}, counts {json.dumps(counts)}")
+                    f"{recorded.get('status')}, started {recorded.get('started_at')}")
+        parts = ledger.shards(run_id) if "shard_count" in recorded else [entry]
+        recorded["shards"] = [p.data for p in parts] if "shard_count" in recorded else None
+        for progress in parts:
+            label = f"shard {progress.data.get('shard')}: " if recorded["shards"] else ""
+            console.say(f"   {label}{progress.status} by {progress.data.get('user')}@"
+                        f"{progress.data.get('host')}, checkpoint "
+                        f"{progress.checkpoint}, counts {json.dumps(progress.data.get('counts'))}")
     cover = coverage(collection, run.policy)
     console.say(f"📊 Coverage: {cover.normalized} of {cover.total} items carry a "
                 f"`normalized` map ({cover.percent:.1f}%)")
     result = ValidationResult()
     if check_all:
-        items = scan_items(collection, run.policy, run.batch_size)
-        mode = "all"
+        from_id = before_id = None
+        if part is not None:
+            if recorded is not None and "boundaries" in recorded:
+                boundaries = list(recorded["boundaries"])
+            else:
+                boundaries, _ = compute_boundaries(client, target.collection, part.count,
+                                                   run.policy, warn=console.say)
+            from_id, before_id = shard_range(boundaries, part)
+        items = scan_items(collection, run.policy, run.batch_size, from_id, before_id)
+        mode = "all" if part is None else f"shard {part}"
     else:
         ids = sample_ids(collection, sample_size, seed, run.policy, run.batch_size)
         items = fetch_items(client, collection, ids, run.policy)

@@ -1,0 +1,161 @@
+"""Splitting one collection into disjoint, contiguous ranges of document IDs.
+
+Shard i of COUNT covers the IDs in [boundaries[i-1], boundaries[i]) (open at both ends
+of the collection), so the shards of one COUNT are disjoint and cover every document,
+whatever the IDs look like. The boundaries come from Firestore's partition queries where
+the server has them (they balance the shards by the real data), and otherwise from a
+deterministic split of the ID key space between the collection's first and last ID.
+They are computed once per run and kept in the ledger, so every task uses the same.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from google.cloud import firestore
+from google.cloud.firestore_v1 import Query
+
+from backfill.errors import ConfigurationError
+from backfill.pager import DOCUMENT_ID, KEYS_ONLY, PAGE_TIMEOUT_SECONDS
+from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_with_retry
+
+# Characters the key-space split writes into boundaries: printable ASCII but '/'.
+# IDs with other characters still fall into exactly one shard; they just sort outside.
+_ALPHABET = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "/")
+_DIGITS = 8  # precision of the interpolation, in characters after the common prefix
+PARTITION_QUERY = "partition_query"
+KEY_SPACE = "key_space"
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    @property
+    def key(self) -> str:
+        return str(self.index)
+
+
+def parse_shard(text: str) -> Shard:
+    index_text, _, count_text = text.partition("/")
+    try:
+        index, count = int(index_text), int(count_text)
+    except ValueError:
+        raise ConfigurationError(f"--shard takes INDEX/COUNT, like 0/4, not {text!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise ConfigurationError(f"--shard {text}: INDEX must be 0 to COUNT-1, COUNT at least 1")
+    return Shard(index, count)
+
+
+def shard_from(option: str | None, shard_count: int | None,
+               env: Mapping[str, str] | None = None) -> Shard | None:
+    """--shard, else Cloud Run Jobs' task variables, else a Kubernetes Indexed Job's index
+    with --shard-count. None: not sharded."""
+    env = os.environ if env is None else env
+    if option:
+        return parse_shard(option)
+    if env.get("CLOUD_RUN_TASK_INDEX") and env.get("CLOUD_RUN_TASK_COUNT"):
+        shard = parse_shard(f"{env['CLOUD_RUN_TASK_INDEX']}/{env['CLOUD_RUN_TASK_COUNT']}")
+        return shard if shard.count > 1 else None
+    if env.get("JOB_COMPLETION_INDEX"):
+        if not shard_count:
+            raise ConfigurationError("JOB_COMPLETION_INDEX is set: pass --shard-count too")
+        return parse_shard(f"{env['JOB_COMPLETION_INDEX']}/{shard_count}")
+    if shard_count:
+        raise ConfigurationError("--shard-count goes with JOB_COMPLETION_INDEX or --shard")
+    return None
+
+
+def shard_range(boundaries: list[str], shard: Shard) -> tuple[str | None, str | None]:
+    """(first ID included, first ID excluded) of a shard; None is the collection's end."""
+    lower = boundaries[shard.index - 1] if shard.index > 0 else None
+    upper = boundaries[shard.index] if shard.index < shard.count - 1 else None
+    return lower, upper
+
+
+def _edge_id(collection: Any, direction: str, policy: RetryPolicy) -> str | None:
+    query = collection.select(list(KEYS_ONLY)).order_by(DOCUMENT_ID, direction=direction)
+    page = call_with_retry(lambda: list(query.limit(1).stream(
+        retry=NO_LIBRARY_RETRY, timeout=PAGE_TIMEOUT_SECONDS)), policy, "reading edge IDs")
+    return page[0].id if page else None
+
+
+def _digits(text: str) -> list[int]:
+    top = len(_ALPHABET) - 1
+    digits = [min(top, max(0, ord(c) - 0x21 - (ord(c) > 0x2F))) for c in text[:_DIGITS]]
+    return digits + [0] * (_DIGITS - len(digits))
+
+
+def key_space_boundaries(first: str, last: str, count: int) -> list[str]:
+    """count-1 increasing IDs that split [first, last] evenly, character by character."""
+    prefix_length = 0
+    while (prefix_length < min(len(first), len(last))
+           and first[prefix_length] == last[prefix_length]):
+        prefix_length += 1
+    prefix = first[:prefix_length]
+    base = len(_ALPHABET)
+
+    def number(text: str) -> int:
+        value = 0
+        for digit in _digits(text[prefix_length:]):
+            value = value * base + digit
+        return value
+
+    low, high = number(first), number(last)
+    boundaries = []
+    for i in range(1, count):
+        value = low + (high - low) * i // count
+        chars = []
+        for _ in range(_DIGITS):
+            value, digit = divmod(value, base)
+            chars.append(_ALPHABET[digit])
+        boundaries.append(prefix + "".join(reversed(chars)))
+    return boundaries
+
+
+def _partition_boundaries(client: firestore.Client, collection: str,
+                          count: int) -> list[str] | None:
+    """Boundaries from a partition query, or None when it cannot give count-1 of them.
+
+    Partition queries exist only on collection groups: documents of nested collections
+    with the same name come back too, and their cursors are left out by path."""
+    partitions = client.collection_group(collection).get_partitions(
+        count * 4, retry=NO_LIBRARY_RETRY, timeout=PAGE_TIMEOUT_SECONDS)
+    ids = []
+    for partition in partitions:
+        ref = partition.end_at
+        if ref is not None and ref.parent.id == collection and ref.parent.parent is None:
+            ids.append(ref.id)
+    ids = sorted(set(ids))
+    if len(ids) < count - 1:
+        return None
+    return [ids[(len(ids) + 1) * i // count - 1] for i in range(1, count)]
+
+
+def compute_boundaries(client: firestore.Client, collection: str, count: int,
+                       policy: RetryPolicy, warn: Callable[[str], None]) -> tuple[list[str], str]:
+    """(boundaries, how they were found) for `count` shards of a top-level collection."""
+    if count == 1:
+        return [], KEY_SPACE
+    try:
+        found = _partition_boundaries(client, collection, count)
+        if found is not None:
+            return found, PARTITION_QUERY
+        reason = "the partition query gave too few split points"
+    except Exception as error:  # the emulator: 501 unimplemented; or any server error
+        reason = f"partition queries are not available here ({type(error).__name__})"
+    warn(f"{reason}: splitting the document-ID key space instead; shards are balanced for "
+         "random IDs (Firestore's auto IDs), maybe not for other ID shapes")
+    reference = client.collection(collection)
+    first = _edge_id(reference, Query.ASCENDING, policy)
+    last = _edge_id(reference, Query.DESCENDING, policy)
+    if first is None or last is None:
+        first, last = _ALPHABET[0], _ALPHABET[-1]
+    return key_space_boundaries(first, last, count), KEY_SPACE
