@@ -10,21 +10,23 @@ They are computed once per run and kept in the ledger, so every task uses the sa
 
 from __future__ import annotations
 
+import bisect
 import os
+import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from google.cloud import firestore
-from google.cloud.firestore_v1 import Query
 
 from backfill.errors import ConfigurationError
-from backfill.pager import DOCUMENT_ID, KEYS_ONLY, PAGE_TIMEOUT_SECONDS
-from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_with_retry
+from backfill.pager import KEYS_ONLY, PAGE_TIMEOUT_SECONDS, read_page
+from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy
 
-# Characters the key-space split writes into boundaries: printable ASCII but '/'.
-# IDs with other characters still fall into exactly one shard; they just sort outside.
-_ALPHABET = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "/")
+# The key-space split counts in the alphabet of Firestore's auto IDs, in sort order, so
+# that shards of auto IDs are balanced. IDs with other characters still fall into exactly
+# one shard each (the ranges are contiguous); such shards may just be less even.
+_ALPHABET = "".join(sorted(string.digits + string.ascii_letters))
 _DIGITS = 8  # precision of the interpolation, in characters after the common prefix
 PARTITION_QUERY = "partition_query"
 KEY_SPACE = "key_space"
@@ -80,16 +82,40 @@ def shard_range(boundaries: list[str], shard: Shard) -> tuple[str | None, str | 
     return lower, upper
 
 
-def _edge_id(collection: Any, direction: str, policy: RetryPolicy) -> str | None:
-    query = collection.select(list(KEYS_ONLY)).order_by(DOCUMENT_ID, direction=direction)
-    page = call_with_retry(lambda: list(query.limit(1).stream(
-        retry=NO_LIBRARY_RETRY, timeout=PAGE_TIMEOUT_SECONDS)), policy, "reading edge IDs")
+def _first_id_from(collection: Any, from_id: str | None, policy: RetryPolicy) -> str | None:
+    """The first document ID at or after `from_id`: one keys-only read."""
+    page = read_page(collection, fields=KEYS_ONLY, size=1, after_id=None, from_id=from_id,
+                     policy=policy)
     return page[0].id if page else None
+
+
+def _approximate_last_id(collection: Any, first: str, policy: RetryPolicy) -> str:
+    """The last ID's first characters, found by probing with ascending queries only
+    (Firestore does not scan keys in descending order): one query per character shared
+    with `first`, then a binary search over the alphabet for each of _DIGITS more."""
+    prefix = ""
+    while len(prefix) < len(first) and first[len(prefix)] in _ALPHABET[:-1]:
+        following = _ALPHABET[_ALPHABET.index(first[len(prefix)]) + 1]
+        if _first_id_from(collection, prefix + following, policy) is not None:
+            break
+        prefix += first[len(prefix)]
+    for _ in range(_DIGITS):
+        low, high = -1, len(_ALPHABET) - 1  # the answer is the largest index that exists
+        while low < high:
+            middle = (low + high + 1) // 2
+            if _first_id_from(collection, prefix + _ALPHABET[middle], policy) is not None:
+                low = middle
+            else:
+                high = middle - 1
+        if low < 0:
+            break
+        prefix += _ALPHABET[low]
+    return prefix
 
 
 def _digits(text: str) -> list[int]:
     top = len(_ALPHABET) - 1
-    digits = [min(top, max(0, ord(c) - 0x21 - (ord(c) > 0x2F))) for c in text[:_DIGITS]]
+    digits = [min(top, bisect.bisect_left(_ALPHABET, c)) for c in text[:_DIGITS]]
     return digits + [0] * (_DIGITS - len(digits))
 
 
@@ -154,8 +180,8 @@ def compute_boundaries(client: firestore.Client, collection: str, count: int,
     warn(f"{reason}: splitting the document-ID key space instead; shards are balanced for "
          "random IDs (Firestore's auto IDs), maybe not for other ID shapes")
     reference = client.collection(collection)
-    first = _edge_id(reference, Query.ASCENDING, policy)
-    last = _edge_id(reference, Query.DESCENDING, policy)
-    if first is None or last is None:
-        first, last = _ALPHABET[0], _ALPHABET[-1]
-    return key_space_boundaries(first, last, count), KEY_SPACE
+    first = _first_id_from(reference, None, policy)
+    if first is None:
+        return key_space_boundaries(_ALPHABET[0], _ALPHABET[-1], count), KEY_SPACE
+    last = _approximate_last_id(reference, first, policy)
+    return key_space_boundaries(first, max(first, last), count), KEY_SPACE

@@ -1,0 +1,13 @@
+# The image the batch engines run: the tools and their three runtime dependencies only.
+FROM python:3.11-slim
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+COPY normalizer/ normalizer/
+COPY backfill/ backfill/
+COPY scripts/ scripts/
+COPY run_backfill_production.py .
+# Unprivileged; the tools write their stats and log to the working directory (or --output-dir).
+RUN useradd --create-home backfill && chown backfill /app
+USER backfill
+ENTRYPOINT ["python3", "run_backfill_production.py"]
