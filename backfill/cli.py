@@ -32,7 +32,8 @@ from backfill.errors import (
     ExitCode,
     RunInterrupted,
 )
-from backfill.jobs import Job
+from backfill.jobs import Job, UndoRunJob
+from backfill.journal import Journal
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger, restore
 from backfill.logs import LOG_FILE_NAME, close_run_log, open_run_log
 from backfill.pager import count_documents, id_range
@@ -159,7 +160,8 @@ class RunOptions:
     parallel_batches: int = 4
     shard: str | None = None
     shard_count: int | None = None
-    run_id: str | None = None
+    job_id: str | None = None
+    undo_run_id: str | None = None  # rollback: the backfill run to undo exactly
 
     def arguments(self) -> dict[str, Any]:
         """The options as recorded in the ledger and the log (they hold no secret)."""
@@ -202,8 +204,10 @@ def writing_options(command: F) -> F:
                           "500/50/5 ramp-up guidance)."),
         click.option("--parallel-batches", type=click.IntRange(1, 16), default=4,
                      show_default=True, help="Write batches in flight at once."),
-        click.option("--run-id", envvar="CLOUD_RUN_EXECUTION",
-                     help="The ID a sharded run's tasks share (default: CLOUD_RUN_EXECUTION)."),
+        click.option("--job-id", envvar="CLOUD_RUN_EXECUTION",
+                     help="Names this run in the ledger; the tasks of a sharded run share it "
+                          "(default: CLOUD_RUN_EXECUTION). A task started again with the same "
+                          "ID carries the run on."),
     ]):
         command = option(command)
     return command
@@ -237,9 +241,12 @@ def execute_writing_run(job: Job, options: RunOptions, labels: console.Labels,
         raise ConfigurationError("--resume and --dry-run do not go together "
                                  "(a dry run has no ledger entry to resume)")
     shard = shard_from(options.shard, options.shard_count)
-    if shard and not options.dry_run and not options.run_id:
+    if isinstance(job, UndoRunJob) and (options.resume or shard or options.job_id):
+        raise ConfigurationError("an exact rollback (--run-id) takes no --resume, --shard or "
+                                 "--job-id: it is idempotent, run it again to carry it on")
+    if shard and not options.dry_run and not options.job_id:
         raise ConfigurationError(
-            "a sharded run needs --run-id (Cloud Run Jobs set CLOUD_RUN_EXECUTION), so that "
+            "a sharded run needs --job-id (Cloud Run Jobs set CLOUD_RUN_EXECUTION), so that "
             "its tasks share one entry in the ledger")
     target, client = connect(options)
     console.banner(target, labels, options.dry_run, options.batch_size)
@@ -249,22 +256,30 @@ def execute_writing_run(job: Job, options: RunOptions, labels: console.Labels,
     ledger = None if options.dry_run else Ledger(client, options.ledger_collection,
                                                  options.policy)
     resumed = None
-    if ledger is not None and not shard and (options.resume or options.run_id):
-        # --run-id names the run: a task that is retried with the same ID carries it on.
+    if ledger is not None and not shard and (options.resume or options.job_id):
+        # --job-id names the run: a task that is retried with the same ID carries it on.
         wanted = options.resume if options.resume != RESUME_LATEST else None
-        if options.run_id and not options.resume:
-            resumed = ledger.get(options.run_id) and ledger.find_resumable(
-                job.tool, target.collection, options.run_id, allow_completed=True)
+        if options.job_id and not options.resume:
+            resumed = ledger.get(options.job_id) and ledger.find_resumable(
+                job.tool, target.collection, options.job_id, allow_completed=True)
         else:
             resumed = ledger.find_resumable(job.tool, target.collection, wanted)
         if resumed is not None:
             console.say(f"↩️  Resuming run {resumed.run_id} ({resumed.status}) after "
                         f"{resumed.checkpoint or 'the beginning'}")
+    if isinstance(job, UndoRunJob):
+        undone = Ledger(client, options.ledger_collection, options.policy).get(job.run_id)
+        if undone is None or undone.data.get("tool") != "backfill" or \
+                undone.data.get("collection") != target.collection:
+            raise ConfigurationError(f"no backfill run {job.run_id!r} of collection "
+                                     f"{target.collection!r} in the ledger (--list-runs)")
+        console.say(f"⏪ Undoing exactly run {job.run_id} ({undone.status}, started "
+                    f"{undone.data.get('started_at')}) from its journal")
     if options.limit is not None:
         console.say(f"✂️  Limited to {options.limit} items (canary run)")
     confirm_production(target, options.dry_run, options.yes)
 
-    run_id = (resumed.run_id if resumed else options.run_id) or new_run_id(job.tool)
+    run_id = (resumed.run_id if resumed else options.job_id) or new_run_id(job.tool)
     stats = RunStats(run_id=run_id, tool=job.tool, environment=target.environment,
                      dry_run=options.dry_run, project=target.project,
                      database=target.database, collection=target.collection, shard=shard)
@@ -297,12 +312,24 @@ def execute_writing_run(job: Job, options: RunOptions, labels: console.Labels,
     log = open_run_log(options.output_dir, job.tool, stats.run_id)
     log.info("%s %s: %s, options %s", "resume" if resumed else "start",
              console.mode_tag(target, options.dry_run), target.describe(), options.arguments())
+    journal = None
+    if ledger is not None and job.journal_field is not None:
+        journal = Journal(client, options.ledger_collection, run_id, options.policy,
+                          shard.key if shard else "0")
+    source = None
+    if isinstance(job, UndoRunJob):
+        undo_job = job
+
+        def source() -> Iterator[list[Any]]:
+            return undo_job.pages(client, target.collection, options.policy)
+
     # Each shard paces itself at its share, so that all tasks together follow the ramp.
     share = shard.count if shard else 1
     settings = RunSettings(
         batch_size=options.batch_size, dry_run=options.dry_run, limit=options.limit,
         after_id=stats.checkpoint, from_id=from_id, before_id=before_id,
-        max_in_flight=options.parallel_batches, policy=options.policy,
+        max_in_flight=options.parallel_batches, policy=options.policy, journal=journal,
+        source=source, read_ahead=source is None,
         limiter=WriteRateLimiter(initial=min(options.initial_writes_per_second,
                                              options.max_writes_per_second or math.inf) / share,
                                  ceiling=options.max_writes_per_second / share))

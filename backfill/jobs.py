@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, Protocol
 
+from google.cloud import firestore
 from google.cloud.firestore_v1 import DELETE_FIELD
 
+from backfill.journal import Journal
+from backfill.pager import PAGE_TIMEOUT_SECONDS
+from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_with_retry
 from backfill.stats import utc_now
 from normalizer import SOURCE_FIELD_PATHS, Report, analyze_item, build_normalized, is_up_to_date
 
@@ -22,11 +27,13 @@ class Decision:
     doc_id: str
     fields: dict[str, Any] | None
     report: Report | None = None
+    problem: str | None = None  # nothing is written, and the item is listed as an error
 
 
 class Job(Protocol):
     tool: str
     read_fields: tuple[str, ...]  # the field mask for reads: only what decide() needs
+    journal_field: str | None  # the field whose previous values a run journals
 
     def decide(self, doc_id: str, data: dict[str, Any]) -> Decision: ...
 
@@ -36,6 +43,7 @@ class BackfillJob:
 
     tool = "backfill"
     read_fields = SOURCE_FIELD_PATHS
+    journal_field: str | None = NORMALIZED_FIELD
 
     def __init__(self, *, force: bool = False, clock: Callable[[], datetime] = utc_now) -> None:
         self.force = force
@@ -53,8 +61,51 @@ class RollbackJob:
 
     tool = "rollback"
     read_fields: tuple[str, ...] = (NORMALIZED_FIELD,)
+    journal_field: str | None = None
 
     def decide(self, doc_id: str, data: dict[str, Any]) -> Decision:
         if NORMALIZED_FIELD in data:
             return Decision(doc_id, {NORMALIZED_FIELD: DELETE_FIELD})
         return Decision(doc_id, None)
+
+
+class UndoRunJob:
+    """Give back what one backfill run replaced, from its journal: the field deleted where
+    it was absent, null where it was null, the old map where there was one. An item whose
+    `normalized` changed since the run is left alone and reported."""
+
+    tool = "rollback"
+    read_fields: tuple[str, ...] = (NORMALIZED_FIELD,)
+    journal_field: str | None = None
+
+    def __init__(self, run_id: str, ledger_collection: str) -> None:
+        self.run_id = run_id
+        self.ledger_collection = ledger_collection
+        self.entries: dict[str, dict[str, Any]] = {}  # the journal batch being undone
+
+    def pages(self, client: firestore.Client, collection: str,
+              policy: RetryPolicy) -> Iterator[list[Any]]:
+        """The items of each journal batch, newest batch first, as they are now."""
+
+        def read(refs: list[Any]) -> list[Any]:
+            return list(client.get_all(refs, field_paths=list(self.read_fields),
+                                       retry=NO_LIBRARY_RETRY, timeout=PAGE_TIMEOUT_SECONDS))
+
+        journal = Journal(client, self.ledger_collection, self.run_id, policy)
+        for entries in journal.entries():
+            refs = [client.collection(collection).document(e["id"]) for e in entries]
+            snaps = call_with_retry(partial(read, refs), policy,
+                                    "reading the items a run changed")
+            # Read only when the batch before is written: entries of one item follow on.
+            self.entries = {e["id"]: e for e in entries}
+            yield sorted(snaps, key=lambda snap: snap.id)
+
+    def decide(self, doc_id: str, data: dict[str, Any]) -> Decision:
+        entry = self.entries[doc_id]
+        has_field, current = NORMALIZED_FIELD in data, data.get(NORMALIZED_FIELD)
+        if has_field and current == entry["after"]:
+            restored = entry["before"] if entry["had_field"] else DELETE_FIELD
+            return Decision(doc_id, {NORMALIZED_FIELD: restored})
+        if has_field == entry["had_field"] and current == entry["before"]:
+            return Decision(doc_id, None)  # as before the run already (undone, or unwritten)
+        return Decision(doc_id, None, problem="normalized changed after the run; left as is")

@@ -84,16 +84,12 @@ class Ledger:
         return run if stats.shard is None else run.collection(SHARDS).document(stats.shard.key)
 
     def _write(self, ref: Any, fields: dict[str, Any], *, create: bool = False) -> None:
-        action = ref.create if create else ref.update
-
-        def write() -> None:
-            try:
-                action(fields, retry=NO_LIBRARY_RETRY)
-            except gexc.Conflict:
-                raise ConfigurationError(f"run {ref.id} is in the ledger already: "
-                                         f"--resume {ref.id} continues it") from None
-
-        call_with_retry(write, self.policy, "writing the run ledger")
+        # A new entry is written with set, not create: the caller checked it was not
+        # there, and when a write succeeded but its answer was lost, the retry must not
+        # fail on the document it wrote itself.
+        action = ref.set if create else ref.update
+        call_with_retry(lambda: action(fields, retry=NO_LIBRARY_RETRY), self.policy,
+                        "writing the run ledger")
 
     def _read(self, ref: Any) -> LedgerEntry | None:
         snap = call_with_retry(lambda: ref.get(retry=NO_LIBRARY_RETRY), self.policy,

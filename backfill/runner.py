@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -18,6 +18,7 @@ from google.cloud.firestore_v1.document import DocumentReference, DocumentSnapsh
 
 from backfill.errors import RunInterrupted
 from backfill.jobs import Decision, Job
+from backfill.journal import Journal, journal_entry
 from backfill.pager import PAGE_TIMEOUT_SECONDS, iter_pages, prefetched
 from backfill.ratelimit import WriteRateLimiter
 from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_with_retry
@@ -55,6 +56,12 @@ class RunSettings:
     max_in_flight: int = 4
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     limiter: WriteRateLimiter | None = None
+    journal: Journal | None = None  # journal the previous values before each batch
+    # Where the pages come from, when not from scanning the collection (undoing a run
+    # reads its journal). With read_ahead off, a page is read only after the batches
+    # before it are written: undoing walks one item's history backwards.
+    source: Callable[[], Iterator[list[DocumentSnapshot]]] | None = None
+    read_ahead: bool = True
 
 
 class Runner:
@@ -73,10 +80,10 @@ class Runner:
         is set; in both cases after the batches in flight have finished and been counted.
         """
         settings = self.settings
-        pages = iter_pages(self.collection, fields=self.job.read_fields,
-                           page_size=settings.batch_size, policy=settings.policy,
-                           after_id=settings.after_id, from_id=settings.from_id,
-                           before_id=settings.before_id, limit=settings.limit)
+        pages = settings.source() if settings.source else iter_pages(
+            self.collection, fields=self.job.read_fields, page_size=settings.batch_size,
+            policy=settings.policy, after_id=settings.after_id, from_id=settings.from_id,
+            before_id=settings.before_id, limit=settings.limit)
         in_flight: deque[Future[BatchOutcome]] = deque()
         failure: BaseException | None = None
 
@@ -90,11 +97,15 @@ class Runner:
             _count(stats, outcome, advance_checkpoint=failure is None)
             on_batch(outcome)
 
-        workers = 1 if settings.dry_run else settings.max_in_flight
+        workers = 1 if settings.dry_run or not settings.read_ahead else settings.max_in_flight
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batch") as pool:
             try:
-                for number, page in enumerate(prefetched(pages), start=stats.batches + 1):
-                    decisions = [self.job.decide(snap.id, snap.to_dict() or {}) for snap in page]
+                for number, page in enumerate(prefetched(pages) if settings.read_ahead
+                                              else pages, start=stats.batches + 1):
+                    if not page:
+                        continue
+                    decisions = [self.job.decide(snap.id, snap.to_dict() or {})
+                                 for snap in page if snap.exists]
                     in_flight.append(pool.submit(self._settle, number, page, decisions))
                     while in_flight and (len(in_flight) >= workers or in_flight[0].done()):
                         collect()
@@ -114,47 +125,59 @@ class Runner:
         """Write one page's decisions; re-read and decide again where the app got there first."""
         outcome = BatchOutcome(number, page[0].id, page[-1].id, processed=len(page))
         outcome.decisions = {decision.doc_id: decision for decision in decisions}
-        writes = [Write(snap.reference, decision.fields, snap.update_time)
-                  for snap, decision in zip(page, decisions, strict=True)
-                  if decision.fields is not None]
-        outcome.skipped = len(page) - len(writes)
-        outcome.samples = [d for d in decisions if d.fields is not None][:SAMPLES_PER_BATCH]
+        existing = [snap for snap in page if snap.exists]
+        outcome.vanished = len(page) - len(existing)
+        to_write = [(snap, decision) for snap, decision in zip(existing, decisions, strict=True)
+                    if decision.fields is not None]
+        outcome.errors = [(d.doc_id, d.problem) for d in decisions if d.problem]
+        outcome.skipped = len(existing) - len(to_write) - len(outcome.errors)
+        outcome.samples = [d for _, d in to_write][:SAMPLES_PER_BATCH]
         if self.settings.dry_run:
-            outcome.written = len(writes)
+            outcome.written = len(to_write)
             return outcome
-        results = commit_writes(self.client, writes, self.settings.policy,
-                                self.settings.limiter)
+        results = self._commit(to_write)
         for _ in range(MAX_CONFLICT_ROUNDS):
             conflicted = [r.write.reference for r in results if r.status is WriteStatus.CONFLICT]
             if not conflicted:
                 break
             outcome.conflicts_retried += len(conflicted)
             results = [r for r in results if r.status is not WriteStatus.CONFLICT]
-            retry_writes = self._decide_again(conflicted, outcome)
-            results += commit_writes(self.client, retry_writes, self.settings.policy,
-                                     self.settings.limiter)
+            results += self._commit(self._decide_again(conflicted, outcome))
         self._tally(results, outcome)
         return outcome
 
+    def _commit(self, to_write: list[tuple[DocumentSnapshot, Decision]]) -> list[WriteResult]:
+        """Journal (when asked) what the writes replace, then write, with preconditions."""
+        journal, field = self.settings.journal, self.job.journal_field
+        if journal is not None and field is not None:
+            journal.record([journal_entry(snap.id, field, snap.to_dict() or {},
+                                          (decision.fields or {})[field])
+                            for snap, decision in to_write])
+        return commit_writes(self.client, [
+            Write(snap.reference, decision.fields or {}, snap.update_time)
+            for snap, decision in to_write], self.settings.policy, self.settings.limiter)
+
     def _decide_again(self, references: list[DocumentReference],
-                      outcome: BatchOutcome) -> list[Write]:
+                      outcome: BatchOutcome) -> list[tuple[DocumentSnapshot, Decision]]:
         fresh: list[DocumentSnapshot] = call_with_retry(
             lambda: list(self.client.get_all(references, field_paths=list(self.job.read_fields),
                                              retry=NO_LIBRARY_RETRY,
                                              timeout=PAGE_TIMEOUT_SECONDS)),
             self.settings.policy, "re-reading documents changed during the run")
-        writes: list[Write] = []
+        to_write: list[tuple[DocumentSnapshot, Decision]] = []
         for snap in fresh:
             if not snap.exists:
                 outcome.vanished += 1
                 continue
             decision = self.job.decide(snap.id, snap.to_dict() or {})
             outcome.decisions[snap.id] = decision
-            if decision.fields is None:
+            if decision.problem:
+                outcome.errors.append((snap.id, decision.problem))
+            elif decision.fields is None:
                 outcome.skipped += 1
             else:
-                writes.append(Write(snap.reference, decision.fields, snap.update_time))
-        return writes
+                to_write.append((snap, decision))
+        return to_write
 
     @staticmethod
     def _tally(results: list[WriteResult], outcome: BatchOutcome) -> None:

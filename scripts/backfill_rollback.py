@@ -19,6 +19,7 @@ import click
 from backfill import __version__, console
 from backfill.cli import (
     RunOptions,
+    connect,
     execute_writing_run,
     output_options,
     run_boundary,
@@ -26,7 +27,8 @@ from backfill.cli import (
     target_options,
     writing_options,
 )
-from backfill.jobs import RollbackJob
+from backfill.jobs import RollbackJob, UndoRunJob
+from backfill.ledger import Ledger
 from normalizer import NORMALIZED_VERSION
 
 LABELS = console.Labels(title="wardrobe rollback", done="rolled back",
@@ -40,12 +42,40 @@ LABELS = console.Labels(title="wardrobe rollback", done="rolled back",
 @output_options
 @writing_options
 @shard_options
+@click.option("--run-id", "undo_run_id", metavar="RUN_ID",
+              help="Undo exactly this backfill run, from its journal: every item it changed "
+                   "gets its previous `normalized` back; nothing else is touched.")
+@click.option("--list-runs", is_flag=True, help="List recent runs from the ledger, and exit.")
 @click.version_option(f"{__version__} (normalizer {NORMALIZED_VERSION})")
 @run_boundary
-def main(**options: Any) -> int:
-    """Roll the backfill back: delete `normalized` from every item that has it."""
-    return execute_writing_run(RollbackJob(), RunOptions(**options), LABELS,
-                               stats_prefix="rollback_stats")
+def main(list_runs: bool, **options: Any) -> int:
+    """Roll the backfill back: delete `normalized` from every item that has it, or with
+    --run-id undo exactly one backfill run."""
+    run = RunOptions(**options)
+    if list_runs:
+        return print_runs(run)
+    job = (UndoRunJob(run.undo_run_id, run.ledger_collection) if run.undo_run_id
+           else RollbackJob())
+    return execute_writing_run(job, run, LABELS, stats_prefix="rollback_stats")
+
+
+def print_runs(run: RunOptions, shown: int = 20) -> int:
+    target, client = connect(run)
+    runs = Ledger(client, run.ledger_collection, run.policy).runs()
+    click.echo(f"Runs in {run.ledger_collection} of project {target.project}, newest first:")
+    click.echo(f"{'run ID':<38}{'tool':<10}{'environment':<13}{'who':<24}{'started (UTC)':<21}"
+               f"{'status':<13}{'processed':>10}{'written':>9}{'errors':>8}")
+    for entry in runs[:shown]:
+        data, counts = entry.data, entry.data.get("counts", {})
+        who = f"{data.get('user', '')}@{data.get('host', '')}" if data.get("user") else "sharded"
+        click.echo(f"{entry.run_id:<38}{data.get('tool', ''):<10}"
+                   f"{data.get('environment', ''):<13}{who[:23]:<24}"
+                   f"{str(data.get('started_at', ''))[:19]:<21}{entry.status:<13}"
+                   f"{counts.get('processed', ''):>10}{counts.get('updated', ''):>9}"
+                   f"{counts.get('errors', ''):>8}")
+    if not runs:
+        click.echo("(none)")
+    return 0
 
 
 if __name__ == "__main__":

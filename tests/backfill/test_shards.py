@@ -155,7 +155,7 @@ def launch(db: Database, index: int, run_id: str) -> tuple[subprocess.Popen[str]
     with err.open("w") as stderr:
         process = subprocess.Popen(
             [sys.executable, "run_backfill_production.py", "--shard", f"{index}/4",
-             "--run-id", run_id, "--batch-size", "40", "--quiet", "--json", "--output-dir",
+             "--job-id", run_id, "--batch-size", "40", "--quiet", "--json", "--output-dir",
              str(db.output_dir)], cwd=REPO, env=db.env, stdout=subprocess.PIPE,
             stderr=stderr, text=True)
     return process, err
@@ -191,7 +191,7 @@ def test_four_shards_at_once_then_one_killed_and_resumed(db: Database) -> None:
     assert run["shard_count"] == 4 and len(run["boundaries"]) == 3
     assert {r["shard"] for r in results} == {"0/4", "1/4", "2/4", "3/4"}
     # A task started again after its shard completed has nothing to do.
-    done = db.run_script("run_backfill_production.py", ["--shard", "1/4", "--run-id", "job-1"])
+    done = db.run_script("run_backfill_production.py", ["--shard", "1/4", "--job-id", "job-1"])
     assert done.returncode == 0 and "already completed: nothing to do" in done.stderr
     validation = db.run_script("scripts/backfill_validation.py",
                                ["--all", "--shard", "2/4", "--run-id", "job-1", "--json"])
@@ -203,7 +203,7 @@ def test_four_shards_at_once_then_one_killed_and_resumed(db: Database) -> None:
 
 def test_a_sharded_run_needs_a_run_id(db: Database) -> None:
     done = db.run_script("run_backfill_production.py", ["--shard", "0/2"])
-    assert done.returncode == 2 and "needs --run-id" in done.stderr
+    assert done.returncode == 2 and "needs --job-id" in done.stderr
     env = {**db.env, "CLOUD_RUN_TASK_INDEX": "0", "CLOUD_RUN_TASK_COUNT": "2",
            "CLOUD_RUN_EXECUTION": "exec-7"}
     db.seed({"a": {"style": ["Goth"]}})

@@ -1,0 +1,97 @@
+"""Undoing exactly one backfill run from its journal, on the real emulator."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from normalizer import NORMALIZED_VERSION
+from run_backfill_production import main as backfill
+from scripts.backfill_rollback import main as rollback
+from tests.conftest import Database
+
+OLD_MAP = {"style": ["casual"], "occasion": [], "mood": [], "season": ["all"],
+           "normalized_at": "2024-05-01T10:00:00Z", "normalized_version": "0.9",
+           "extra": {"nested": [1, 2.5, None, "x"]}}
+
+
+def items() -> dict[str, dict[str, Any]]:
+    seeded: dict[str, dict[str, Any]] = {}
+    for n in range(45):
+        item: dict[str, Any] = {"style": ["Boho", "Casual"][n % 2:], "name": f"tee {n}",
+                                "createdAt": "2023-01-01"}
+        if n % 3 == 1:
+            item["normalized"] = None
+        elif n % 3 == 2:
+            item["normalized"] = {**OLD_MAP, "style": [f"old{n}"]}
+        seeded[f"i{n:03d}"] = item
+    return seeded
+
+
+def run_ids(db: Database) -> list[str]:
+    return [r["run_id"] for r in db.documents("_backfill_runs").values()
+            if r["tool"] == "backfill"]
+
+
+def test_undo_restores_exactly_what_the_run_replaced(db: Database) -> None:
+    seeded = items()
+    db.seed(seeded)
+    before = db.documents()
+    assert db.invoke(backfill, ["--batch-size", "10"]).exit_code == 0
+    [first_run] = run_ids(db)
+    journal = db.client.collection("_backfill_runs").document(first_run).collection("journal")
+    assert len(list(journal.stream())) == 5  # one journal write per batch of 10, no more
+
+    # After the run: the app rewrites one item's normalized (a change the skip rule lets
+    # be, so the next run does not touch it); another run adds new items.
+    wardrobe = db.client.collection(db.collection)
+    wardrobe.document("i007").update({"normalized.normalized_at": "2030-01-01T00:00:00Z"})
+    db.seed({"new1": {"style": ["Goth"]}, "new2": {"style": ["Edgy"]}})
+    assert db.invoke(backfill, ["--batch-size", "10"]).exit_code == 0
+    after_runs = db.documents()
+
+    dry = db.invoke(rollback, ["--run-id", first_run, "--dry-run", "--json"])
+    assert json.loads(dry.stdout)["total_would_update"] == 44
+    assert db.documents() == after_runs
+
+    result = db.invoke(rollback, ["--run-id", first_run, "--environment", "production"],
+                       input="YES\n")
+    assert result.exit_code == 1  # one item could not be undone, and says so
+    assert "✗ i007: normalized changed after the run; left as is" in result.stdout
+    docs = db.documents()
+    for doc_id, item in before.items():
+        if doc_id == "i007":
+            assert docs[doc_id] == after_runs[doc_id]  # never clobbered
+        else:
+            assert docs[doc_id] == item, doc_id  # byte for byte, absent, null or old map
+    # The other run's changes stay.
+    assert docs["new1"]["normalized"]["style"] == ["gothic"]
+    assert docs["new1"]["normalized"]["normalized_version"] == NORMALIZED_VERSION
+
+    again = db.invoke(rollback, ["--run-id", first_run, "--json"])
+    stats = json.loads(again.stdout)
+    assert stats["total_updated"] == 0 and stats["total_errors"] == 1
+    assert db.documents() == docs
+
+
+def test_undo_needs_a_backfill_run_of_this_collection(db: Database) -> None:
+    db.seed({"a": {"style": ["Goth"]}})
+    result = db.invoke(rollback, ["--run-id", "backfill-nope"])
+    assert result.exit_code == 2
+    assert "no backfill run 'backfill-nope' of collection 'wardrobe'" in result.stderr
+    result = db.invoke(rollback, ["--run-id", "x", "--resume"])
+    assert result.exit_code == 2 and "takes no --resume" in result.stderr
+
+
+def test_list_runs(db: Database) -> None:
+    db.seed({"a": {"style": ["Goth"]}})
+    db.invoke(backfill, ["--environment", "staging"])
+    db.invoke(rollback, [])
+    result = db.invoke(rollback, ["--list-runs"])
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[1].split()[:3] == ["run", "ID", "tool"]
+    rollback_line, backfill_line = lines[2], lines[3]  # newest first
+    assert rollback_line.split()[1:4] == ["rollback", "development", rollback_line.split()[3]]
+    assert backfill_line.split()[1:3] == ["backfill", "staging"]
+    assert "completed" in backfill_line
