@@ -1,7 +1,8 @@
 """`make demo`: the operator's runbook on a local emulator with a messy sample wardrobe.
 
 Starts an emulator, seeds 3,421 items, then runs exactly what an operator runs: the dry
-run, the production run (confirmed by typing YES), the validation, and prints the stats.
+run, the production run (confirmed by typing YES), the validation, the vocabulary
+report, and prints the stats.
 Stops the emulator it started. Files land in demo-output/.
 """
 
@@ -51,10 +52,10 @@ def main() -> None:
                  ["run_backfill_production.py", "--environment", "production", "--quiet"],
                  env, answer="YES\n"),
         ]
-        validation = REPO / "scripts" / "backfill_validation.py"
-        if validation.exists():
-            codes.append(step("Step 3: validation",
-                              ["scripts/backfill_validation.py", "--sample-size", "100"], env))
+        codes.append(step("Step 3: validation",
+                          ["scripts/backfill_validation.py", "--sample-size", "100"], env))
+        codes.append(step("Then: the vocabulary report, to grow the tables",
+                          ["scripts/vocabulary_report.py", "--quiet", "--top", "5"], env))
     latest = sorted(OUTPUT.glob("backfill_stats_*.json"))[-1]
     stats = json.loads(latest.read_text())
     print(f"\nStats of the production run ({latest.relative_to(REPO)}):")

@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Which tags the normalizer's tables do not know yet, counted from the real items.
+
+Read-only. For each facet: the unknown terms with their counts, a few example item IDs
+and near misses (known terms one edit away), the most frequent canonical terms, and the
+share of items whose facet is empty. A table on the console; CSV and JSON files in
+--output-dir. Exit codes: 0 done, 2 usage or configuration, 3 fatal, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import csv
+import json
+
+import click
+
+from backfill import __version__, console
+from backfill.cli import RunOptions, connect, output_options, run_boundary, target_options
+from backfill.errors import ExitCode
+from backfill.stats import file_stamp, utc_now, write_json
+from backfill.validation import fetch_items, sample_ids, scan_items
+from backfill.vocabulary import VocabularyReport, near_misses
+from normalizer import FACETS, NORMALIZED_VERSION
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@target_options
+@output_options
+@click.option("--sample-size", type=click.IntRange(1),
+              help="Look at a uniform random sample instead of every item.")
+@click.option("--seed", type=int, help="Seed of the random sample, to repeat it.")
+@click.option("--top", type=click.IntRange(1), default=15, show_default=True,
+              help="How many terms per facet the console table shows.")
+@click.version_option(f"{__version__} (normalizer {NORMALIZED_VERSION})")
+@run_boundary
+def main(sample_size: int | None, seed: int | None, top: int, **options: Any) -> int:
+    """Report the unknown and the most frequent tags, to grow the tables from real data."""
+    run = RunOptions(**options)
+    target, client = connect(run)
+    collection = client.collection(target.collection)
+    console.say(f"📚 Vocabulary of {target.collection} (read-only): {target.describe()}")
+    if sample_size:
+        items = fetch_items(client, collection, sample_ids(
+            collection, sample_size, seed, run.policy, run.batch_size), run.policy)
+    else:
+        items = scan_items(collection, run.policy, run.batch_size)
+    report = VocabularyReport()
+    with console.progress(None, run.quiet) as bar:
+        for doc_id, item in items:
+            report.add(doc_id, item)
+            bar.update(1)
+
+    run.output_dir.mkdir(parents=True, exist_ok=True)
+    stamp = file_stamp(utc_now())
+    json_path = run.output_dir / f"vocabulary_report_{stamp}.json"
+    csv_path = run.output_dir / f"vocabulary_report_{stamp}.csv"
+    data = report.to_dict()
+    write_json(json_path, {"collection": target.collection, "project": target.project,
+                           "sample_size": sample_size, "seed": seed, **data})
+    with csv_path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["facet", "kind", "term", "count", "examples", "near_misses"])
+        for row in data["terms"]:
+            writer.writerow([row["facet"], row["kind"], row["term"], row["count"],
+                             " ".join(row["examples"]), "; ".join(row["near_misses"])])
+
+    lines = [console.RULE, f"Vocabulary of {report.items} items of {target.collection}"]
+    for facet in FACETS:
+        lines.append(f"\n{facet} (empty on {report.empty_share(facet):.1f}% of items)")
+        unknown = report.unknown[facet].most_common(top)
+        lines.append(f"  {'unknown term':<28}{'count':>7}  examples / near misses")
+        for term, count in unknown:
+            close = near_misses(facet, term)
+            hint = " ".join(report.examples[facet][term]) + (
+                f"  (near: {', '.join(close)})" if close else "")
+            lines.append(f"  {term[:27]:<28}{count:>7}  {hint}")
+        if not unknown:
+            lines.append("  (none)")
+        frequent = ", ".join(f"{t} {c}" for t, c in report.canonical[facet].most_common(top))
+        lines.append(f"  most frequent: {frequent or '(none)'}")
+    lines += [f"\nDropped values: {sum(report.dropped.values())}",
+              f"Files: {csv_path}, {json_path}", console.RULE]
+    click.echo("\n".join(lines), err=run.as_json)
+    if run.as_json:
+        click.echo(json.dumps(data, ensure_ascii=False))
+    return ExitCode.OK
+
+
+if __name__ == "__main__":
+    main()
