@@ -15,7 +15,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import wraps
 from pathlib import Path
 from types import FrameType
@@ -40,7 +40,7 @@ from backfill.pager import count_documents, id_range
 from backfill.ratelimit import RAMP_START, WriteRateLimiter
 from backfill.retry import RetryPolicy
 from backfill.runner import BatchOutcome, Runner, RunSettings
-from backfill.shards import compute_boundaries, shard_from, shard_range
+from backfill.shards import Shard, compute_boundaries, shard_from, shard_range
 from backfill.stats import RunStats, utc_now
 from backfill.target import (
     DEFAULT_COLLECTION,
@@ -237,17 +237,7 @@ def execute_writing_run(job: Job, options: RunOptions, labels: console.Labels,
                         stats_prefix: str) -> int:
     """The whole flow of a writing tool (backfill, rollback): banner, count, confirmation,
     ledger, run, summary, stats file, log. Returns the exit code."""
-    if options.resume and options.dry_run:
-        raise ConfigurationError("--resume and --dry-run do not go together "
-                                 "(a dry run has no ledger entry to resume)")
-    shard = shard_from(options.shard, options.shard_count)
-    if isinstance(job, UndoRunJob) and (options.resume or shard or options.job_id):
-        raise ConfigurationError("an exact rollback (--run-id) takes no --resume, --shard or "
-                                 "--job-id: it is idempotent, run it again to carry it on")
-    if shard and not options.dry_run and not options.job_id:
-        raise ConfigurationError(
-            "a sharded run needs --job-id (Cloud Run Jobs set CLOUD_RUN_EXECUTION), so that "
-            "its tasks share one entry in the ledger")
+    options, shard = _check_options(job, options)
     target, client = connect(options)
     console.banner(target, labels, options.dry_run, options.batch_size)
     collection = client.collection(target.collection)
@@ -312,28 +302,9 @@ def execute_writing_run(job: Job, options: RunOptions, labels: console.Labels,
     log = open_run_log(options.output_dir, job.tool, stats.run_id)
     log.info("%s %s: %s, options %s", "resume" if resumed else "start",
              console.mode_tag(target, options.dry_run), target.describe(), options.arguments())
-    journal = None
-    if ledger is not None and job.journal_field is not None:
-        journal = Journal(client, options.ledger_collection, run_id, options.policy,
-                          shard.key if shard else "0")
-    source = None
-    if isinstance(job, UndoRunJob):
-        undo_job = job
-
-        def source() -> Iterator[list[Any]]:
-            return undo_job.pages(client, target.collection, options.policy)
-
-    # Each shard paces itself at its share, so that all tasks together follow the ramp.
-    share = shard.count if shard else 1
-    settings = RunSettings(
-        batch_size=options.batch_size, dry_run=options.dry_run, limit=options.limit,
-        after_id=stats.checkpoint, from_id=from_id, before_id=before_id,
-        max_in_flight=options.parallel_batches, policy=options.policy, journal=journal,
-        source=source, read_ahead=source is None,
-        limiter=WriteRateLimiter(initial=min(options.initial_writes_per_second,
-                                             options.max_writes_per_second or math.inf) / share,
-                                 ceiling=options.max_writes_per_second / share))
-    resume_command = labels.resume_command(target.environment, stats.run_id)
+    settings = _run_settings(job, options, client, target, stats, from_id, before_id,
+                             journaled=ledger is not None)
+    resume_command = labels.resume_command(target.environment, stats.run_id, shard)
     try:
         with console.progress(total, options.quiet) as bar, stop_on_signals() as stop:
             bar.update(stats.processed)
@@ -368,6 +339,50 @@ def execute_writing_run(job: Job, options: RunOptions, labels: console.Labels,
         if stats.status != "completed" and ledger is not None:
             console.say(f"↩️  To continue from the checkpoint: {resume_command}")
     return ExitCode.ITEM_ERRORS if stats.error_count else ExitCode.OK
+
+
+def _check_options(job: Job, options: RunOptions) -> tuple[RunOptions, Shard | None]:
+    """Option combinations, checked before anything touches the database."""
+    if options.resume and options.dry_run:
+        raise ConfigurationError("--resume and --dry-run do not go together "
+                                 "(a dry run has no ledger entry to resume)")
+    shard = shard_from(options.shard, options.shard_count)
+    if shard and options.resume and options.resume != RESUME_LATEST and not options.job_id:
+        options = replace(options, job_id=options.resume)  # --resume RUN_ID --shard i/N
+    if isinstance(job, UndoRunJob) and (options.resume or shard or options.job_id):
+        raise ConfigurationError("an exact rollback (--run-id) takes no --resume, --shard or "
+                                 "--job-id: it is idempotent, run it again to carry it on")
+    if shard and not options.dry_run and not options.job_id:
+        raise ConfigurationError(
+            "a sharded run needs --job-id (Cloud Run Jobs set CLOUD_RUN_EXECUTION), so that "
+            "its tasks share one entry in the ledger")
+    return options, shard
+
+
+def _run_settings(job: Job, options: RunOptions, client: firestore.Client, target: Target,
+                  stats: RunStats, from_id: str | None, before_id: str | None,
+                  journaled: bool) -> RunSettings:
+    journal = None
+    if journaled and job.journal_field is not None:
+        journal = Journal(client, options.ledger_collection, stats.run_id, options.policy,
+                          stats.shard.key if stats.shard else "0")
+    source = None
+    if isinstance(job, UndoRunJob):
+        undo_job = job
+
+        def source() -> Iterator[list[Any]]:
+            return undo_job.pages(client, target.collection, options.policy)
+
+    # Each shard paces itself at its share, so that all tasks together follow the ramp.
+    share = stats.shard.count if stats.shard else 1
+    initial = min(options.initial_writes_per_second, options.max_writes_per_second or math.inf)
+    return RunSettings(
+        batch_size=options.batch_size, dry_run=options.dry_run, limit=options.limit,
+        after_id=stats.checkpoint, from_id=from_id, before_id=before_id,
+        max_in_flight=options.parallel_batches, policy=options.policy, journal=journal,
+        source=source, read_ahead=source is None,
+        limiter=WriteRateLimiter(initial=initial / share,
+                                 ceiling=options.max_writes_per_second / share))
 
 
 def _report_batch(outcome: BatchOutcome, labels: console.Labels, dry_run: bool,

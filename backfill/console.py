@@ -29,8 +29,9 @@ class Labels:
     script: str  # how the operator runs it: "run_backfill_production.py"
     show_sample_fields: bool = True  # a dry run's samples show what would be written
 
-    def resume_command(self, environment: str, run_id: str) -> str:
-        return f"python3 {self.script} --environment {environment} --resume {run_id}"
+    def resume_command(self, environment: str, run_id: str, shard: object = None) -> str:
+        sharded = f" --shard {shard}" if shard else ""
+        return f"python3 {self.script} --environment {environment} --resume {run_id}{sharded}"
 
 
 def say(message: str = "") -> None:
