@@ -26,9 +26,9 @@ ITEMS = 3421
 PROJECT = "demo-wardrobe"
 
 
-def step(_title: str, args: list[str], env: dict[str, str], answer: str | None = None) -> int:
-    print(f"\n\033[1m$ python3 {' '.join(args)}\033[0m" + (f"   (typing {answer.strip()})"
-                                                            if answer else ""), flush=True)
+def step(title: str, args: list[str], env: dict[str, str], answer: str | None = None) -> int:
+    typing = f"   (typing {answer.strip()})" if answer else ""
+    print(f"\n== {title}\n\033[1m$ python3 {' '.join(args)}\033[0m{typing}", flush=True)
     done = subprocess.run([sys.executable, *args, "--output-dir", str(OUTPUT)], cwd=REPO,
                           env=env, input=answer, text=True)
     print(f"(exit status {done.returncode})", flush=True)
