@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from google.cloud import firestore
 from google.cloud.firestore_v1 import DELETE_FIELD
 
-from backfill.journal import Journal
+from backfill.journal import Journal, fingerprint
 from backfill.pager import PAGE_TIMEOUT_SECONDS
 from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_with_retry
 from backfill.stats import utc_now
@@ -103,9 +103,9 @@ class UndoRunJob:
     def decide(self, doc_id: str, data: dict[str, Any]) -> Decision:
         entry = self.entries[doc_id]
         has_field, current = NORMALIZED_FIELD in data, data.get(NORMALIZED_FIELD)
-        if has_field and current == entry["after"]:
-            restored = entry["before"] if entry["had_field"] else DELETE_FIELD
+        if has_field and fingerprint(current) == entry["after"]:
+            restored = entry.get("before") if entry["had_field"] else DELETE_FIELD
             return Decision(doc_id, {NORMALIZED_FIELD: restored})
-        if has_field == entry["had_field"] and current == entry["before"]:
+        if has_field == entry["had_field"] and current == entry.get("before"):
             return Decision(doc_id, None)  # as before the run already (undone, or unwritten)
         return Decision(doc_id, None, problem="normalized changed after the run; left as is")
