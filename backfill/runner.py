@@ -19,7 +19,7 @@ from google.cloud.firestore_v1.document import DocumentReference, DocumentSnapsh
 from backfill.errors import RunInterrupted
 from backfill.jobs import Decision, Job
 from backfill.journal import Journal, journal_entry
-from backfill.pager import PAGE_TIMEOUT_SECONDS, iter_pages, prefetched
+from backfill.pager import PAGE_TIMEOUT_SECONDS, iter_pages, prefetched, snapshot_data
 from backfill.ratelimit import WriteRateLimiter
 from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_with_retry
 from backfill.stats import RunStats
@@ -104,7 +104,7 @@ class Runner:
                                               else pages, start=stats.batches + 1):
                     if not page:
                         continue
-                    decisions = [self.job.decide(snap.id, snap.to_dict() or {})
+                    decisions = [self.job.decide(snap.id, snapshot_data(snap))
                                  for snap in page if snap.exists]
                     in_flight.append(pool.submit(self._settle, number, page, decisions))
                     while in_flight and (len(in_flight) >= workers or in_flight[0].done()):
@@ -150,7 +150,7 @@ class Runner:
         """Journal (when asked) what the writes replace, then write, with preconditions."""
         journal, field = self.settings.journal, self.job.journal_field
         if journal is not None and field is not None:
-            journal.record([journal_entry(snap.id, field, snap.to_dict() or {},
+            journal.record([journal_entry(snap.id, field, snapshot_data(snap),
                                           (decision.fields or {})[field])
                             for snap, decision in to_write])
         return commit_writes(self.client, [
@@ -169,7 +169,7 @@ class Runner:
             if not snap.exists:
                 outcome.vanished += 1
                 continue
-            decision = self.job.decide(snap.id, snap.to_dict() or {})
+            decision = self.job.decide(snap.id, snapshot_data(snap))
             outcome.decisions[snap.id] = decision
             if decision.problem:
                 outcome.errors.append((snap.id, decision.problem))

@@ -16,7 +16,13 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.collection import CollectionReference
 
 from backfill.jobs import NORMALIZED_FIELD
-from backfill.pager import KEYS_ONLY, PAGE_TIMEOUT_SECONDS, count_documents, iter_pages
+from backfill.pager import (
+    KEYS_ONLY,
+    PAGE_TIMEOUT_SECONDS,
+    count_documents,
+    iter_pages,
+    snapshot_data,
+)
 from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_with_retry
 from normalizer import FACETS, NORMALIZED_VERSION, SOURCE_FIELD_PATHS, normalize_item
 
@@ -126,7 +132,7 @@ def fetch_items(client: firestore.Client, collection: CollectionReference, ids: 
         snaps = call_with_retry(partial(read, references), policy, "reading sampled items")
         for snap in sorted(snaps, key=lambda s: s.id):
             if snap.exists:
-                yield snap.id, snap.to_dict() or {}
+                yield snap.id, snapshot_data(snap)
 
 
 def scan_items(collection: CollectionReference, policy: RetryPolicy, page_size: int,
@@ -135,7 +141,7 @@ def scan_items(collection: CollectionReference, policy: RetryPolicy, page_size: 
     for page in iter_pages(collection, fields=SOURCE_FIELD_PATHS, page_size=page_size,
                            policy=policy, from_id=from_id, before_id=before_id):
         for snap in page:
-            yield snap.id, snap.to_dict() or {}
+            yield snap.id, snapshot_data(snap)
 
 
 @dataclass

@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -50,6 +51,12 @@ def timed(action: Callable[[], int]) -> tuple[int, float]:
     started = time.perf_counter()
     count = action()
     return count, time.perf_counter() - started
+
+
+def cpu_of(emulator: Emulator) -> tuple[float, float]:
+    """(emulator CPU seconds, this process's and its children's CPU seconds) so far."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return emulator.cpu_seconds(), time.process_time() + children.ru_utime + children.ru_stime
 
 
 def bare_read(client: firestore.Client, page_size: int) -> int:
@@ -123,7 +130,14 @@ def main() -> None:
     n = args.items
     data = make_wardrobe(n)
     results: dict[str, tuple[int, float]] = {}
+    cpu: dict[str, tuple[float, float]] = {}
     with Emulator() as emulator, TcpProxy(emulator.host, delay=args.delay_ms / 1000) as proxy:
+
+        def measure(key: str, action: Callable[[], tuple[int, float]]) -> None:
+            before = cpu_of(emulator)
+            results[key] = action()
+            after = cpu_of(emulator)
+            cpu[key] = (after[0] - before[0], after[1] - before[1])
 
         def fresh(name: str, items: list[tuple[str, dict[str, Any]]] = data) -> str:
             project = f"bench-{name}"
@@ -133,20 +147,25 @@ def main() -> None:
         print(f"Seeding and measuring {n:,} items, {2 * args.delay_ms:g} ms round trip ...",
               file=sys.stderr)
         read_only = fresh("read")
-        results["a"] = timed(lambda: bare_read(client_for(proxy.host, read_only),
-                                               args.batch_size))
+        measure("a", lambda: timed(lambda: bare_read(client_for(proxy.host, read_only),
+                                                     args.batch_size)))
         project = fresh("one-by-one")
-        results["b"] = timed(lambda: one_by_one(client_for(proxy.host, project),
-                                                args.one_by_one))
+        measure("b", lambda: timed(lambda: one_by_one(client_for(proxy.host, project),
+                                                      args.one_by_one)))
         project = fresh("sequential")
-        results["c"] = timed(lambda: sequential(client_for(proxy.host, project),
-                                                args.batch_size))
+        measure("c", lambda: timed(lambda: sequential(client_for(proxy.host, project),
+                                                      args.batch_size)))
         common = ["--batch-size", str(args.batch_size)]
-        dry = tool_run(proxy.host, read_only, ["--dry-run", *common], args.output)
-        results["d"] = (dry["total_processed"], dry["duration_seconds"])
-        real = tool_run(proxy.host, fresh("tool"),
-                        ["--yes", "--max-writes-per-second", "0", *common], args.output)
-        results["e"] = (real["total_processed"], real["duration_seconds"])
+        runs: dict[str, dict[str, Any]] = {}
+
+        def tool(key: str, project: str, extra: list[str]) -> tuple[int, float]:
+            runs[key] = tool_run(proxy.host, project, [*extra, *common], args.output)
+            return runs[key]["total_processed"], runs[key]["duration_seconds"]
+
+        measure("d", lambda: tool("d", read_only, ["--dry-run"]))
+        project = fresh("tool")
+        measure("e", lambda: tool("e", project, ["--yes", "--max-writes-per-second", "0"]))
+        real = runs["e"]
         assert real["total_updated"] + real["total_skipped"] == n, real
         big = make_wardrobe(n * args.memory_factor, seed=8)
         real_big = tool_run(proxy.host, fresh("tool-big", big),
@@ -159,11 +178,14 @@ def main() -> None:
     print(f"\nmake bench: {n:,} items, {2 * args.delay_ms:g} ms round trip, batch "
           f"{args.batch_size}, on {platform.machine()} with {os.cpu_count()} cores "
           f"(emulator and tool on the same machine)")
-    print(f"{'contender':<28}{'items/s':>10}{'s for N':>10}{'time/(a)':>10}{'speed/(c)':>11}")
+    print(f"{'contender':<28}{'items/s':>10}{'s for N':>10}{'time/(a)':>10}{'speed/(c)':>11}"
+          f"{'emulator CPU s':>16}{'client CPU s':>14}")
     for key in "abcde":
         print(f"({key}) {names[key]:<24}{speed[key]:>10,.0f}{seconds_for_n[key]:>10.2f}"
               f"{seconds_for_n[key] / seconds_for_n['a']:>10.2f}"
-              f"{speed[key] / speed['c']:>11.2f}")
+              f"{speed[key] / speed['c']:>11.2f}{cpu[key][0]:>16.2f}{cpu[key][1]:>14.2f}")
+    print("    CPU seconds are for the contender's whole measured run ((b): its sample only);"
+          " the machine has 2 cores")
     if args.one_by_one < n:
         print(f"    (b) was timed on its first {args.one_by_one} items; 's for N' extrapolates")
     ratio = real_big["peak_rss_mib"] / real["peak_rss_mib"]

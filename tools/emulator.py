@@ -78,6 +78,20 @@ class Emulator:
         self.stop()
         raise EmulatorError(f"{INSTALL_HINT} (not ready after {timeout:.0f}s)\n{self.output()}")
 
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the emulator's whole process group (the java child)."""
+        if self._process is None:
+            return 0.0
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == self._process.pid:  # field 5, pgrp, after pid and comm
+                total += int(fields[11]) + int(fields[12])  # utime + stime, in ticks
+        return total / os.sysconf("SC_CLK_TCK")
+
     def output(self) -> str:
         return self._log.read_text(errors="replace")
 
