@@ -16,31 +16,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import click
 
-from backfill import __version__, console
+from backfill import console
 from backfill.cli import (
+    COMMAND_SETTINGS,
     RunOptions,
     execute_writing_run,
-    output_options,
     run_boundary,
-    shard_options,
-    target_options,
-    writing_options,
+    version_option,
+    writing_tool_options,
 )
 from backfill.jobs import BackfillJob
-from normalizer import NORMALIZED_VERSION
 
 LABELS = console.Labels(title="wardrobe backfill", done="updated", would="would update",
                         sample="Would update",
                         script="run_backfill_production.py")
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@target_options
-@output_options
-@writing_options
-@shard_options
+@click.command(context_settings=COMMAND_SETTINGS)
+@writing_tool_options
 @click.option("--force", is_flag=True, help="Rewrite items that are already up to date.")
-@click.version_option(f"{__version__} (normalizer {NORMALIZED_VERSION})")
+@version_option
 @run_boundary
 def main(force: bool, **options: Any) -> int:
     """Backfill `normalized` onto every item of the wardrobe collection."""

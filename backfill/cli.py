@@ -24,7 +24,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 from google.cloud import firestore
 
-from backfill import console
+from backfill import __version__, console
 from backfill.errors import (
     Aborted,
     BackfillError,
@@ -50,6 +50,7 @@ from backfill.target import (
     make_client,
     resolve_target,
 )
+from normalizer import NORMALIZED_VERSION
 
 F = TypeVar("F", bound=Callable[..., Any])
 RESUME_LATEST = "latest"
@@ -103,6 +104,18 @@ def shard_options(command: F) -> F:
     ]):
         command = option(command)
     return command
+
+
+def writing_tool_options(command: F) -> F:
+    """Every option of a writing tool (backfill, rollback), in --help order."""
+    for group in (shard_options, writing_options, output_options, target_options):
+        command = group(command)
+    return command
+
+
+# What every script's click.command and --version say.
+COMMAND_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
+version_option = click.version_option(f"{__version__} (normalizer {NORMALIZED_VERSION})")
 
 
 def run_boundary(body: Callable[..., int]) -> Callable[..., NoReturn]:
@@ -250,8 +263,8 @@ def execute_writing_run(job: Job, options: RunOptions, labels: console.Labels,
         # --job-id names the run: a task that is retried with the same ID carries it on.
         wanted = options.resume if options.resume != RESUME_LATEST else None
         if options.job_id and not options.resume:
-            resumed = ledger.get(options.job_id) and ledger.find_resumable(
-                job.tool, target.collection, options.job_id, allow_completed=True)
+            resumed = ledger.find_resumable(job.tool, target.collection, options.job_id,
+                                            named=True)
         else:
             resumed = ledger.find_resumable(job.tool, target.collection, wanted)
         if resumed is not None:

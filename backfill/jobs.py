@@ -5,15 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from typing import Any, Protocol
 
 from google.cloud import firestore
 from google.cloud.firestore_v1 import DELETE_FIELD
 
 from backfill.journal import Journal, fingerprint
-from backfill.pager import PAGE_TIMEOUT_SECONDS
-from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_with_retry
+from backfill.pager import read_documents
+from backfill.retry import RetryPolicy
 from backfill.stats import utc_now
 from normalizer import SOURCE_FIELD_PATHS, Report, analyze_item, build_normalized, is_up_to_date
 
@@ -86,16 +85,11 @@ class UndoRunJob:
     def pages(self, client: firestore.Client, collection: str,
               policy: RetryPolicy) -> Iterator[list[Any]]:
         """The items of each journal batch, newest batch first, as they are now."""
-
-        def read(refs: list[Any]) -> list[Any]:
-            return list(client.get_all(refs, field_paths=list(self.read_fields),
-                                       retry=NO_LIBRARY_RETRY, timeout=PAGE_TIMEOUT_SECONDS))
-
         journal = Journal(client, self.ledger_collection, self.run_id, policy)
         for entries in journal.entries():
             refs = [client.collection(collection).document(e["id"]) for e in entries]
-            snaps = call_with_retry(partial(read, refs), policy,
-                                    "reading the items a run changed")
+            snaps = read_documents(client, refs, self.read_fields, policy,
+                                   "reading the items a run changed")
             # Read only when the batch before is written: entries of one item follow on.
             self.entries = {e["id"]: e for e in entries}
             yield sorted(snaps, key=lambda snap: snap.id)

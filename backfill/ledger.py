@@ -14,7 +14,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
@@ -189,11 +189,23 @@ class Ledger:
         entries = [LedgerEntry(s.to_dict()) for s in snaps]
         return sorted(entries, key=lambda e: str(e.data.get("started_at")), reverse=True)
 
-    def find_resumable(self, tool: str, collection: str, run_id: str | None,
-                       allow_completed: bool = False) -> LedgerEntry:
-        """The run to resume: the given one, or the newest unfinished one of this tool."""
+    @overload
+    def find_resumable(self, tool: str, collection: str, run_id: str | None) -> LedgerEntry: ...
+
+    @overload
+    def find_resumable(self, tool: str, collection: str, run_id: str, *,
+                       named: bool) -> LedgerEntry | None: ...
+
+    def find_resumable(self, tool: str, collection: str, run_id: str | None, *,
+                       named: bool = False) -> LedgerEntry | None:
+        """The run to resume: the given one, or the newest unfinished one of this tool.
+
+        `named`: run_id names a run (--job-id) that may not exist yet (None) or may be
+        completed already; otherwise both are errors."""
         if run_id is not None:
             entry = self.get(run_id)
+            if entry is None and named:
+                return None
             if entry is None:
                 raise ConfigurationError(f"no run {run_id!r} in the ledger "
                                          f"{self.collection.id!r}")
@@ -201,7 +213,7 @@ class Ledger:
                 raise ConfigurationError(
                     f"run {run_id} is a {entry.data.get('tool')} of collection "
                     f"{entry.data.get('collection')!r}, not a {tool} of {collection!r}")
-            if entry.status == "completed" and not allow_completed:
+            if entry.status == "completed" and not named:
                 raise ConfigurationError(f"run {run_id} is already completed")
             return entry
         for entry in self.runs(tool):

@@ -129,6 +129,16 @@ def prefetched(items: Iterator[T], depth: int = 1) -> Iterator[T]:
         reader.join(timeout=1.0)  # a daemon; a read in progress must not hold up a stop
 
 
+def read_documents(client: Any, references: Sequence[Any], fields: Sequence[str],
+                   policy: RetryPolicy, what: str) -> list[DocumentSnapshot]:
+    """The given documents (missing ones as snapshots that do not exist), in one round
+    trip, with a field mask, retried whole like a page."""
+    return call_with_retry(
+        lambda: list(client.get_all(list(references), field_paths=list(fields),
+                                    retry=NO_LIBRARY_RETRY, timeout=PAGE_TIMEOUT_SECONDS)),
+        policy, what)
+
+
 def id_range(query: BaseQuery, from_id: str | None, before_id: str | None) -> BaseQuery:
     """The documents of `query` with IDs from `from_id` (included) to `before_id` (excluded)."""
     if from_id is None and before_id is None:

@@ -19,9 +19,9 @@ from google.cloud.firestore_v1.document import DocumentReference, DocumentSnapsh
 from backfill.errors import RunInterrupted
 from backfill.jobs import Decision, Job
 from backfill.journal import Journal, journal_entry
-from backfill.pager import PAGE_TIMEOUT_SECONDS, iter_pages, prefetched, snapshot_data
+from backfill.pager import iter_pages, prefetched, read_documents, snapshot_data
 from backfill.ratelimit import WriteRateLimiter
-from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_with_retry
+from backfill.retry import RetryPolicy
 from backfill.stats import RunStats
 from backfill.writer import Write, WriteResult, WriteStatus, commit_writes
 
@@ -159,11 +159,8 @@ class Runner:
 
     def _decide_again(self, references: list[DocumentReference],
                       outcome: BatchOutcome) -> list[tuple[DocumentSnapshot, Decision]]:
-        fresh: list[DocumentSnapshot] = call_with_retry(
-            lambda: list(self.client.get_all(references, field_paths=list(self.job.read_fields),
-                                             retry=NO_LIBRARY_RETRY,
-                                             timeout=PAGE_TIMEOUT_SECONDS)),
-            self.settings.policy, "re-reading documents changed during the run")
+        fresh = read_documents(self.client, references, self.job.read_fields,
+                               self.settings.policy, "re-reading documents changed during the run")
         to_write: list[tuple[DocumentSnapshot, Decision]] = []
         for snap in fresh:
             if not snap.exists:

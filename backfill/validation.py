@@ -8,7 +8,6 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 from google.cloud import firestore
@@ -18,12 +17,12 @@ from google.cloud.firestore_v1.collection import CollectionReference
 from backfill.jobs import NORMALIZED_FIELD
 from backfill.pager import (
     KEYS_ONLY,
-    PAGE_TIMEOUT_SECONDS,
     count_documents,
     iter_pages,
+    read_documents,
     snapshot_data,
 )
-from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_with_retry
+from backfill.retry import RetryPolicy
 from normalizer import FACETS, NORMALIZED_VERSION, SOURCE_FIELD_PATHS, normalize_item
 
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|\+00:00)")
@@ -122,14 +121,10 @@ def sample_ids(collection: CollectionReference, size: int, seed: int | None,
 def fetch_items(client: firestore.Client, collection: CollectionReference, ids: Sequence[str],
                 policy: RetryPolicy, chunk: int = 300) -> Iterator[tuple[str, dict[str, Any]]]:
     """The fields the checks need, for the given IDs, a few hundred per round trip."""
-
-    def read(references: list[Any]) -> list[Any]:
-        return list(client.get_all(references, field_paths=list(SOURCE_FIELD_PATHS),
-                                   retry=NO_LIBRARY_RETRY, timeout=PAGE_TIMEOUT_SECONDS))
-
     for start in range(0, len(ids), chunk):
         references = [collection.document(doc_id) for doc_id in ids[start:start + chunk]]
-        snaps = call_with_retry(partial(read, references), policy, "reading sampled items")
+        snaps = read_documents(client, references, SOURCE_FIELD_PATHS, policy,
+                               "reading sampled items")
         for snap in sorted(snaps, key=lambda s: s.id):
             if snap.exists:
                 yield snap.id, snapshot_data(snap)

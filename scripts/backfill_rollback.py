@@ -16,20 +16,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import click
 
-from backfill import __version__, console
+from backfill import console
 from backfill.cli import (
+    COMMAND_SETTINGS,
     RunOptions,
     connect,
     execute_writing_run,
-    output_options,
     run_boundary,
-    shard_options,
-    target_options,
-    writing_options,
+    version_option,
+    writing_tool_options,
 )
 from backfill.jobs import RollbackJob, UndoRunJob
 from backfill.ledger import Ledger
-from normalizer import NORMALIZED_VERSION
 
 LABELS = console.Labels(title="wardrobe rollback", done="rolled back",
                         would="would roll back", sample="Would roll back",
@@ -37,16 +35,13 @@ LABELS = console.Labels(title="wardrobe rollback", done="rolled back",
                         script="scripts/backfill_rollback.py")
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@target_options
-@output_options
-@writing_options
-@shard_options
+@click.command(context_settings=COMMAND_SETTINGS)
+@writing_tool_options
 @click.option("--run-id", "undo_run_id", metavar="RUN_ID",
               help="Undo exactly this backfill run, from its journal: every item it changed "
                    "gets its previous `normalized` back; nothing else is touched.")
 @click.option("--list-runs", is_flag=True, help="List recent runs from the ledger, and exit.")
-@click.version_option(f"{__version__} (normalizer {NORMALIZED_VERSION})")
+@version_option
 @run_boundary
 def main(list_runs: bool, **options: Any) -> int:
     """Roll the backfill back: delete `normalized` from every item that has it, or with

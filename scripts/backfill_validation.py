@@ -17,8 +17,9 @@ import json
 
 import click
 
-from backfill import __version__, console
+from backfill import console
 from backfill.cli import (
+    COMMAND_SETTINGS,
     RunOptions,
     connect,
     new_run_id,
@@ -26,6 +27,7 @@ from backfill.cli import (
     run_boundary,
     shard_options,
     target_options,
+    version_option,
 )
 from backfill.errors import ConfigurationError, ExitCode
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger
@@ -44,7 +46,7 @@ from normalizer import NORMALIZED_VERSION
 SHOWN_INVALID = 20
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(context_settings=COMMAND_SETTINGS)
 @target_options
 @output_options
 @click.option("--sample-size", type=click.IntRange(1), default=100, show_default=True,
@@ -55,7 +57,7 @@ SHOWN_INVALID = 20
 @click.option("--ledger-collection", default=DEFAULT_LEDGER_COLLECTION, show_default=True,
               help="Where runs record themselves.")
 @shard_options
-@click.version_option(f"{__version__} (normalizer {NORMALIZED_VERSION})")
+@version_option
 @run_boundary
 def main(sample_size: int, check_all: bool, seed: int | None, run_id: str | None,
          ledger_collection: str, shard: str | None, shard_count: int | None,

@@ -20,16 +20,24 @@ import json
 
 import click
 
-from backfill import __version__, console
-from backfill.cli import RunOptions, connect, output_options, run_boundary, target_options
+from backfill import console
+from backfill.cli import (
+    COMMAND_SETTINGS,
+    RunOptions,
+    connect,
+    output_options,
+    run_boundary,
+    target_options,
+    version_option,
+)
 from backfill.errors import ExitCode
 from backfill.stats import file_stamp, utc_now, write_json
 from backfill.validation import fetch_items, sample_ids, scan_items
 from backfill.vocabulary import VocabularyReport, near_misses
-from normalizer import FACETS, NORMALIZED_VERSION
+from normalizer import FACETS
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(context_settings=COMMAND_SETTINGS)
 @target_options
 @output_options
 @click.option("--sample-size", type=click.IntRange(1),
@@ -37,7 +45,7 @@ from normalizer import FACETS, NORMALIZED_VERSION
 @click.option("--seed", type=int, help="Seed of the random sample, to repeat it.")
 @click.option("--top", type=click.IntRange(1), default=15, show_default=True,
               help="How many terms per facet the console table shows.")
-@click.version_option(f"{__version__} (normalizer {NORMALIZED_VERSION})")
+@version_option
 @run_boundary
 def main(sample_size: int | None, seed: int | None, top: int, **options: Any) -> int:
     """Report the unknown and the most frequent tags, to grow the tables from real data."""
