@@ -1,8 +1,10 @@
 # The image the batch engines run: the tools and their three runtime dependencies only.
+# Python and dependency versions as the app's backend has them (requirements-app.txt), the
+# set `make test-app` runs the suite against.
 FROM python:3.11-slim
 WORKDIR /app
-COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
+COPY requirements.txt requirements-app.txt ./
+RUN pip install --no-cache-dir -r requirements.txt -c requirements-app.txt
 COPY normalizer/ normalizer/
 COPY backfill/ backfill/
 COPY scripts/ scripts/

@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+# The app backend's own dependency set (requirements-app.txt), in a venv of its own.
+APP_VENV := .venv-app
+APP_INSTALLED := $(APP_VENV)/.installed
 
-.PHONY: venv test lint demo bench bench-normalizer clean
+.PHONY: venv test test-app lint demo bench bench-normalizer clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,12 +17,22 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 
 venv: $(INSTALLED)
 
+$(APP_INSTALLED): requirements.txt requirements-dev.txt requirements-app.txt
+	$(PYTHON) -m venv $(APP_VENV)
+	$(APP_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(APP_VENV)/bin/python -m pip install --quiet -r requirements-dev.txt -c requirements-app.txt
+	touch $(APP_INSTALLED)
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
 test: lint
 	$(BIN)/python -m pytest
+
+# The whole suite again, with the exact versions installed in the app's backend.
+test-app: $(APP_INSTALLED)
+	$(APP_VENV)/bin/python -m pytest -p no:cacheprovider
 
 demo: venv
 	$(BIN)/python -m tools.demo
@@ -32,4 +45,4 @@ bench-normalizer: venv
 	$(BIN)/python -m tools.bench_normalizer
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(APP_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -38,9 +38,10 @@ LABELS = console.Labels(title="wardrobe backfill", done="updated", would="would 
 @version_option
 @run_boundary
 def main(force: bool, **options: Any) -> int:
-    """Backfill `normalized` onto every item of the wardrobe collection."""
-    return execute_writing_run(BackfillJob(force=force), RunOptions(**options), LABELS,
-                               stats_prefix="backfill_stats")
+    """Backfill the normalized tags onto every item of the wardrobe collection (the field
+    `normalized`, or --target-field)."""
+    return execute_writing_run("backfill", lambda field: BackfillJob(field, force=force),
+                               RunOptions(**options), LABELS, stats_prefix="backfill_stats")
 
 
 if __name__ == "__main__":

@@ -5,4 +5,10 @@ The normalizer (a pure package beside this one) knows nothing of Firestore; this
 knows nothing of click: the scripts on top turn its typed errors into exit codes.
 """
 
+from backfill.logs import defer_warnings
+
 __version__ = "1.0.0"
+
+# Before any third-party import: their warnings (google-auth warns about older grpcio
+# versions at import time) go to the run log, not into what the operator reads.
+defer_warnings()

@@ -34,7 +34,7 @@ from backfill.errors import (
 )
 from backfill.jobs import Job, UndoRunJob
 from backfill.journal import Journal
-from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger, restore
+from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger, LedgerEntry, restore
 from backfill.logs import LOG_FILE_NAME, close_run_log, open_run_log
 from backfill.pager import count_documents, id_range
 from backfill.ratelimit import RAMP_START, WriteRateLimiter
@@ -50,6 +50,12 @@ from backfill.target import (
     make_client,
     resolve_target,
 )
+from backfill.target_field import (
+    DEFAULT_TARGET_FIELD,
+    TARGET_FIELD_VARIABLE,
+    TargetField,
+    parse_target_field,
+)
 from normalizer import NORMALIZED_VERSION
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -63,8 +69,9 @@ def target_options(command: F) -> F:
         click.option("--environment", type=click.Choice(ENVIRONMENTS), default="development",
                      envvar="BACKFILL_ENVIRONMENT", show_default=True,
                      help="Which environment this is (also BACKFILL_ENVIRONMENT)."),
-        click.option("--project", envvar="GOOGLE_CLOUD_PROJECT",
-                     help="Google Cloud project (default: GOOGLE_CLOUD_PROJECT)."),
+        click.option("--project",
+                     help="Google Cloud project (default: GOOGLE_CLOUD_PROJECT, "
+                          "GCLOUD_PROJECT, FIREBASE_PROJECT_ID, FIREBASE_CONFIG, the key's)."),
         click.option("--database", default=DEFAULT_DATABASE, show_default=True,
                      help="Firestore database ID."),
         click.option("--collection", default=DEFAULT_COLLECTION, show_default=True,
@@ -93,6 +100,12 @@ def output_options(command: F) -> F:
     return command
 
 
+target_field_option = click.option(
+    "--target-field", envvar=TARGET_FIELD_VARIABLE, metavar="PATH",
+    help=f"Where the normalized map lives: a field path such as normalized or "
+         f"metadata.normalized (default: {DEFAULT_TARGET_FIELD}; also {TARGET_FIELD_VARIABLE}).")
+
+
 def shard_options(command: F) -> F:
     """--shard, --shard-count: one part of a collection, for parallel tasks."""
     for option in reversed([
@@ -108,7 +121,8 @@ def shard_options(command: F) -> F:
 
 def writing_tool_options(command: F) -> F:
     """Every option of a writing tool (backfill, rollback), in --help order."""
-    for group in (shard_options, writing_options, output_options, target_options):
+    for group in (shard_options, writing_options, output_options, target_field_option,
+                  target_options):
         command = group(command)
     return command
 
@@ -175,6 +189,7 @@ class RunOptions:
     shard_count: int | None = None
     job_id: str | None = None
     undo_run_id: str | None = None  # rollback: the backfill run to undo exactly
+    target_field: str | None = None  # None: not given (the default, or what a run recorded)
 
     def arguments(self) -> dict[str, Any]:
         """The options as recorded in the ledger and the log (they hold no secret)."""
@@ -246,11 +261,22 @@ def stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(sig, old)
 
 
-def execute_writing_run(job: Job, options: RunOptions, labels: console.Labels,
-                        stats_prefix: str) -> int:
+def recorded_target_field(given: TargetField | None, entry: LedgerEntry,
+                          what: str) -> TargetField:
+    """The field a run recorded; an explicit --target-field must say the same."""
+    recorded = TargetField(str(entry.data.get("target_field", DEFAULT_TARGET_FIELD)))
+    if given is not None and given != recorded:
+        raise ConfigurationError(f"{what} {entry.run_id} wrote {recorded.path}, not "
+                                 f"{given.path} (--target-field or {TARGET_FIELD_VARIABLE})")
+    return recorded
+
+
+def execute_writing_run(tool: str, make_job: Callable[[TargetField], Job], options: RunOptions,
+                        labels: console.Labels, stats_prefix: str) -> int:
     """The whole flow of a writing tool (backfill, rollback): banner, count, confirmation,
     ledger, run, summary, stats file, log. Returns the exit code."""
-    options, shard = _check_options(job, options)
+    options, shard = _check_options(options)
+    given_field = parse_target_field(options.target_field) if options.target_field else None
     target, client = connect(options)
     console.banner(target, labels, options.dry_run, options.batch_size)
     collection = client.collection(target.collection)
@@ -263,29 +289,37 @@ def execute_writing_run(job: Job, options: RunOptions, labels: console.Labels,
         # --job-id names the run: a task that is retried with the same ID carries it on.
         wanted = options.resume if options.resume != RESUME_LATEST else None
         if options.job_id and not options.resume:
-            resumed = ledger.find_resumable(job.tool, target.collection, options.job_id,
+            resumed = ledger.find_resumable(tool, target.collection, options.job_id,
                                             named=True)
         else:
-            resumed = ledger.find_resumable(job.tool, target.collection, wanted)
+            resumed = ledger.find_resumable(tool, target.collection, wanted)
         if resumed is not None:
             console.say(f"↩️  Resuming run {resumed.run_id} ({resumed.status}) after "
                         f"{resumed.checkpoint or 'the beginning'}")
-    if isinstance(job, UndoRunJob):
-        undone = Ledger(client, options.ledger_collection, options.policy).get(job.run_id)
+    field = given_field or TargetField(DEFAULT_TARGET_FIELD)
+    if resumed is not None:
+        field = recorded_target_field(given_field, resumed, "run")
+    if options.undo_run_id is not None:
+        undone = Ledger(client, options.ledger_collection, options.policy).get(
+            options.undo_run_id)
         if undone is None or undone.data.get("tool") != "backfill" or \
                 undone.data.get("collection") != target.collection:
-            raise ConfigurationError(f"no backfill run {job.run_id!r} of collection "
+            raise ConfigurationError(f"no backfill run {options.undo_run_id!r} of collection "
                                      f"{target.collection!r} in the ledger (--list-runs)")
-        console.say(f"⏪ Undoing exactly run {job.run_id} ({undone.status}, started "
+        field = recorded_target_field(given_field, undone, "run")
+        console.say(f"⏪ Undoing exactly run {undone.run_id} ({undone.status}, started "
                     f"{undone.data.get('started_at')}) from its journal")
+    job = make_job(field)
+    console.say(f"🏷  Field: {field.path}")
     if options.limit is not None:
         console.say(f"✂️  Limited to {options.limit} items (canary run)")
     confirm_production(target, options.dry_run, options.yes)
 
-    run_id = (resumed.run_id if resumed else options.job_id) or new_run_id(job.tool)
-    stats = RunStats(run_id=run_id, tool=job.tool, environment=target.environment,
+    run_id = (resumed.run_id if resumed else options.job_id) or new_run_id(tool)
+    stats = RunStats(run_id=run_id, tool=tool, environment=target.environment,
                      dry_run=options.dry_run, project=target.project,
-                     database=target.database, collection=target.collection, shard=shard)
+                     database=target.database, collection=target.collection, shard=shard,
+                     target_field=field.path)
     from_id = before_id = None
     if shard is not None:
 
@@ -312,7 +346,7 @@ def execute_writing_run(job: Job, options: RunOptions, labels: console.Labels,
         console.say(f"↩️  Continuing after {stats.checkpoint or 'the beginning'}")
     elif ledger is not None and shard is None:
         ledger.start(stats, options.arguments())
-    log = open_run_log(options.output_dir, job.tool, stats.run_id)
+    log = open_run_log(options.output_dir, tool, stats.run_id)
     log.info("%s %s: %s, options %s", "resume" if resumed else "start",
              console.mode_tag(target, options.dry_run), target.describe(), options.arguments())
     settings = _run_settings(job, options, client, target, stats, from_id, before_id,
@@ -354,7 +388,7 @@ def execute_writing_run(job: Job, options: RunOptions, labels: console.Labels,
     return ExitCode.ITEM_ERRORS if stats.error_count else ExitCode.OK
 
 
-def _check_options(job: Job, options: RunOptions) -> tuple[RunOptions, Shard | None]:
+def _check_options(options: RunOptions) -> tuple[RunOptions, Shard | None]:
     """Option combinations, checked before anything touches the database."""
     if options.resume and options.dry_run:
         raise ConfigurationError("--resume and --dry-run do not go together "
@@ -362,7 +396,7 @@ def _check_options(job: Job, options: RunOptions) -> tuple[RunOptions, Shard | N
     shard = shard_from(options.shard, options.shard_count)
     if shard and options.resume and options.resume != RESUME_LATEST and not options.job_id:
         options = replace(options, job_id=options.resume)  # --resume RUN_ID --shard i/N
-    if isinstance(job, UndoRunJob) and (options.resume or shard or options.job_id):
+    if options.undo_run_id and (options.resume or shard or options.job_id):
         raise ConfigurationError("an exact rollback (--run-id) takes no --resume, --shard or "
                                  "--job-id: it is idempotent, run it again to carry it on")
     if shard and not options.dry_run and not options.job_id:
@@ -376,12 +410,12 @@ def _run_settings(job: Job, options: RunOptions, client: firestore.Client, targe
                   stats: RunStats, from_id: str | None, before_id: str | None,
                   journaled: bool) -> RunSettings:
     journal = None
-    if journaled and job.journal_field is not None:
+    if journaled and job.journaled:
         journal = Journal(client, options.ledger_collection, stats.run_id, options.policy,
                           stats.shard.key if stats.shard else "0")
     source = None
     if isinstance(job, UndoRunJob):
-        undo_job = job
+        undo_job = job  # narrowed, for the closure
 
         def source() -> Iterator[list[Any]]:
             return undo_job.pages(client, target.collection, options.policy)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -14,9 +14,17 @@ from backfill.journal import Journal, fingerprint
 from backfill.pager import read_documents
 from backfill.retry import RetryPolicy
 from backfill.stats import utc_now
-from normalizer import SOURCE_FIELD_PATHS, Report, analyze_item, build_normalized, is_up_to_date
-
-NORMALIZED_FIELD = "normalized"
+from backfill.target_field import Parent, TargetField
+from normalizer import (
+    ABSENT,
+    SOURCE_FIELD_PATHS,
+    Report,
+    analyze_item,
+    build_normalized,
+    describe,
+    is_up_to_date,
+    stored_value,
+)
 
 
 @dataclass(frozen=True)
@@ -24,62 +32,88 @@ class Decision:
     """What to write on one document (None: nothing, it is fine as it is)."""
 
     doc_id: str
-    fields: dict[str, Any] | None
+    fields: dict[str, Any] | None  # field path -> new value (or DELETE_FIELD)
     report: Report | None = None
     problem: str | None = None  # nothing is written, and the item is listed as an error
 
 
 class Job(Protocol):
     tool: str
+    target: TargetField
     read_fields: tuple[str, ...]  # the field mask for reads: only what decide() needs
-    journal_field: str | None  # the field whose previous values a run journals
+    journaled: bool  # whether a run journals the target's previous values
 
     def decide(self, doc_id: str, data: dict[str, Any]) -> Decision: ...
 
 
+def hostile_parent(target: TargetField, data: Mapping[str, Any]) -> str | None:
+    """Why the target cannot be written on this document, if it cannot."""
+    state, depth = target.parent(data, masked=False)
+    if state is not Parent.HOSTILE:
+        return None
+    prefix = target.prefix(depth)
+    value = stored_value(data, target.segments[:depth + 1])
+    return (f"{prefix} holds {describe(value)}, not a map: {target.path} not written "
+            "(the app's value is left as it is)")
+
+
 class BackfillJob:
-    """Write `normalized` where it is missing, null, malformed, stale or of another version."""
+    """Write the normalized map where it is missing, null, malformed, stale or of another
+    version."""
 
     tool = "backfill"
-    read_fields = SOURCE_FIELD_PATHS
-    journal_field: str | None = NORMALIZED_FIELD
+    journaled = True
 
-    def __init__(self, *, force: bool = False, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, target: TargetField, *, force: bool = False,
+                 clock: Callable[[], datetime] = utc_now) -> None:
+        self.target = target
+        self.read_fields: tuple[str, ...] = (*SOURCE_FIELD_PATHS, target.path)
         self.force = force
         self.clock = clock
 
     def decide(self, doc_id: str, data: dict[str, Any]) -> Decision:
         facets, report = analyze_item(data)
-        if not self.force and is_up_to_date(data, facets):
+        problem = hostile_parent(self.target, data)
+        if problem is not None:
+            return Decision(doc_id, None, report, problem=problem)
+        if not self.force and is_up_to_date(data, facets, self.target.segments):
             return Decision(doc_id, None, report)
-        return Decision(doc_id, {NORMALIZED_FIELD: build_normalized(facets, self.clock())}, report)
+        return Decision(doc_id, {self.target.path: build_normalized(facets, self.clock())},
+                        report)
 
 
 class RollbackJob:
-    """Remove `normalized` (the field itself, not a null) wherever it is, null included."""
+    """Remove the target field (the field itself, not a null) wherever it is, null included.
+    Nothing else: a parent map stays, whatever else it holds."""
 
     tool = "rollback"
-    read_fields: tuple[str, ...] = (NORMALIZED_FIELD,)
-    journal_field: str | None = None
+    journaled = False
+
+    def __init__(self, target: TargetField) -> None:
+        self.target = target
+        self.read_fields: tuple[str, ...] = (target.path,)
 
     def decide(self, doc_id: str, data: dict[str, Any]) -> Decision:
-        if NORMALIZED_FIELD in data:
-            return Decision(doc_id, {NORMALIZED_FIELD: DELETE_FIELD})
+        if self.target.value(data) is not ABSENT:
+            return Decision(doc_id, {self.target.path: DELETE_FIELD})
         return Decision(doc_id, None)
 
 
 class UndoRunJob:
     """Give back what one backfill run replaced, from its journal: the field deleted where
-    it was absent, null where it was null, the old map where there was one. An item whose
-    `normalized` changed since the run is left alone and reported."""
+    it was absent (with the parent map the run created, when it holds nothing else), null
+    where it was null, the old map where there was one. An item whose target changed since
+    the run is left alone and reported."""
 
     tool = "rollback"
-    read_fields: tuple[str, ...] = (NORMALIZED_FIELD,)
-    journal_field: str | None = None
+    journaled = False
 
-    def __init__(self, run_id: str, ledger_collection: str) -> None:
+    def __init__(self, run_id: str, ledger_collection: str, target: TargetField) -> None:
         self.run_id = run_id
         self.ledger_collection = ledger_collection
+        self.target = target
+        # The whole top-level field: whether a created parent holds anything else.
+        self.read_fields: tuple[str, ...] = (target.top,)
         self.entries: dict[str, dict[str, Any]] = {}  # the journal batch being undone
 
     def pages(self, client: firestore.Client, collection: str,
@@ -96,10 +130,30 @@ class UndoRunJob:
 
     def decide(self, doc_id: str, data: dict[str, Any]) -> Decision:
         entry = self.entries[doc_id]
-        has_field, current = NORMALIZED_FIELD in data, data.get(NORMALIZED_FIELD)
+        current = self.target.value(data)
+        has_field = current is not ABSENT
         if has_field and fingerprint(current) == entry["after"]:
-            restored = entry.get("before") if entry["had_field"] else DELETE_FIELD
-            return Decision(doc_id, {NORMALIZED_FIELD: restored})
-        if has_field == entry["had_field"] and current == entry.get("before"):
+            return Decision(doc_id, self._restore(entry, data))
+        if has_field == entry["had_field"] and current == entry.get("before", ABSENT):
             return Decision(doc_id, None)  # as before the run already (undone, or unwritten)
-        return Decision(doc_id, None, problem="normalized changed after the run; left as is")
+        return Decision(doc_id, None,
+                        problem=f"{self.target.path} changed after the run; left as is")
+
+    def _restore(self, entry: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        if entry["had_field"]:
+            return {self.target.path: entry.get("before")}
+        created = entry.get("created")
+        if created is not None and _holds_only(
+                stored_value(data, self.target.segments[:created + 1]),
+                self.target.segments[created + 1:]):
+            return {self.target.prefix(created): DELETE_FIELD}  # the parent the run made
+        return {self.target.path: DELETE_FIELD}
+
+
+def _holds_only(value: Any, path: tuple[str, ...]) -> bool:
+    """Whether `value` is a chain of one-key maps down `path` and nothing else."""
+    for key in path:
+        if not isinstance(value, Mapping) or list(value) != [key]:
+            return False
+        value = value[key]
+    return True

@@ -1,4 +1,4 @@
-"""The journal of a backfill run: what `normalized` was before the run changed it.
+"""The journal of a backfill run: what the target field was before the run changed it.
 
 Kept in the database beside the run's ledger entry (`_backfill_runs/RUN_ID/journal`), so
 that `scripts/backfill_rollback.py --run-id RUN_ID` can undo exactly that run, even after
@@ -21,6 +21,8 @@ from google.cloud import firestore
 
 from backfill.pager import iter_pages
 from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_with_retry
+from backfill.target_field import Parent, TargetField
+from normalizer import ABSENT
 
 JOURNAL = "journal"
 
@@ -33,10 +35,18 @@ def fingerprint(value: Any) -> str:
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
-def journal_entry(doc_id: str, field: str, data: dict[str, Any], new: Any) -> dict[str, Any]:
-    entry = {"id": doc_id, "had_field": field in data, "after": fingerprint(new)}
-    if field in data:  # nothing to keep for an absent field but the fact
-        entry["before"] = data[field]
+def journal_entry(doc_id: str, target: TargetField, data: dict[str, Any],
+                  new: Any) -> dict[str, Any]:
+    """What to keep of one item before the write: its previous value at the target, and
+    the depth of the parent map the write will create, if it creates one."""
+    before = target.value(data)
+    entry: dict[str, Any] = {"id": doc_id, "had_field": before is not ABSENT,
+                             "after": fingerprint(new)}
+    if before is not ABSENT:  # nothing to keep for an absent field but the fact
+        entry["before"] = before
+    state, depth = target.parent(data, masked=False)
+    if state is Parent.ABSENT:
+        entry["created"] = depth
     return entry
 
 
@@ -59,7 +69,9 @@ class Journal:
         key = f"{2**63 - time.time_ns():020d}-{self.shard_key}-{secrets.token_hex(3)}"
         ref = self.collection.document(key)
         document = {
-            "items": json.dumps([[e["id"], e["after"]] for e in entries], ensure_ascii=False),
+            "items": json.dumps([[e["id"], e["after"], *(
+                [e["created"]] if "created" in e else [])] for e in entries],
+                ensure_ascii=False),
             "before": {str(i): e["before"] for i, e in enumerate(entries) if e["had_field"]},
         }
         # set, not create: when a write succeeded but its answer was lost, the retry
@@ -75,8 +87,11 @@ class Journal:
                 data = snap.to_dict() or {}
                 before = data.get("before", {})
                 entries = []
-                for i, (doc_id, after) in enumerate(json.loads(data.get("items", "[]"))):
+                for i, (doc_id, after, *created) in enumerate(
+                        json.loads(data.get("items", "[]"))):
                     entry = {"id": doc_id, "had_field": str(i) in before, "after": after}
+                    if created:
+                        entry["created"] = created[0]
                     if str(i) in before:
                         entry["before"] = before[str(i)]
                     entries.append(entry)

@@ -112,7 +112,8 @@ class Ledger:
     def _header(stats: RunStats, arguments: dict[str, Any]) -> dict[str, Any]:
         return {"run_id": stats.run_id, "tool": stats.tool, "environment": stats.environment,
                 "project": stats.project, "database": stats.database,
-                "collection": stats.collection, "arguments": arguments,
+                "collection": stats.collection, "target_field": stats.target_field,
+                "arguments": arguments,
                 "normalized_version": NORMALIZED_VERSION, "started_at": iso(stats.started_at)}
 
     def start(self, stats: RunStats, arguments: dict[str, Any]) -> None:
@@ -148,8 +149,8 @@ class Ledger:
             run = self._read(run_ref)
             assert run is not None
         for name, mine in (("tool", stats.tool), ("collection", stats.collection),
-                           ("shard_count", shard.count)):
-            if run.data.get(name) != mine:
+                           ("shard_count", shard.count), ("target_field", stats.target_field)):
+            if run.data.get(name, "normalized" if name == "target_field" else None) != mine:
                 raise ConfigurationError(f"run {stats.run_id} has {name} "
                                          f"{run.data.get(name)!r}, this task {mine!r}")
         existing = self._read(self._ref(stats))

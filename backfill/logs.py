@@ -5,9 +5,28 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import time
+import warnings
 from pathlib import Path
+from typing import TextIO
 
 LOG_FILE_NAME = "backfill_production.log"
+_deferred_warnings: list[str] = []
+
+
+def _keep_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: TextIO | None = None, line: str | None = None) -> None:
+    _deferred_warnings.append(" ".join(str(message).split()) +
+                              f" ({category.__name__}, {filename}:{lineno})")
+
+
+def defer_warnings() -> None:
+    """Python warnings are kept for the next run log instead of being printed."""
+    warnings.showwarning = _keep_warning
+
+
+def _write_deferred_warnings(logger: logging.Logger) -> None:
+    while _deferred_warnings:
+        logger.warning("python warning: %s", _deferred_warnings.pop(0))
 
 
 def open_run_log(output_dir: Path, tool: str, run_id: str) -> logging.Logger:
@@ -25,6 +44,7 @@ def open_run_log(output_dir: Path, tool: str, run_id: str) -> logging.Logger:
     # Warnings and errors, and every 200 lines, go to the file at once.
     logger.addHandler(logging.handlers.MemoryHandler(
         capacity=200, flushLevel=logging.WARNING, target=file_handler))
+    _write_deferred_warnings(logger)
     return logger
 
 

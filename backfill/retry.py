@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
@@ -41,18 +42,30 @@ _TRANSIENT_EXCEPTIONS = (
 NO_LIBRARY_RETRY = Retry(predicate=lambda _exc: False)
 
 
-def is_transient(error: BaseException) -> bool:
-    if isinstance(error, _TRANSIENT_EXCEPTIONS):
-        return True
+UNAVAILABLE = 14
+UNREACHABLE_CODES = frozenset({4, UNAVAILABLE})  # and DEADLINE_EXCEEDED
+
+
+def _code(error: BaseException) -> int | None:
+    """The gRPC status code of an error, whether the client wrapped it or not."""
+    if isinstance(error, gexc.GoogleAPICallError) and error.grpc_status_code is not None:
+        return int(error.grpc_status_code.value[0])
+    if isinstance(error, gexc.RetryError) and error.cause is not None:
+        return _code(error.cause)
     # Errors raised by grpc before the client wraps them (seen on dropped streams).
     code = getattr(error, "code", None)
     if callable(code):
         try:
             value = code()
         except Exception:
-            return False
-        return getattr(value, "value", (None,))[0] in TRANSIENT_CODES
-    return False
+            return None
+        number = getattr(value, "value", (None,))[0]
+        return number if isinstance(number, int) else None
+    return None
+
+
+def is_transient(error: BaseException) -> bool:
+    return isinstance(error, _TRANSIENT_EXCEPTIONS) or _code(error) in TRANSIENT_CODES
 
 
 @dataclass(frozen=True)
@@ -80,21 +93,44 @@ class RetryPolicy:
         return next_delay
 
 
+class ResettableClient(Protocol):
+    def reset_channel(self) -> None: ...
+
+
+# Some grpcio versions (1.75, the app's) never reconnect a channel that saw a run of
+# dropped connections: every call fails at once with UNAVAILABLE, whatever the backoff.
+# After this many UNAVAILABLE in a row, the clients get a fresh channel.
+UNAVAILABLE_BEFORE_NEW_CHANNEL = 1
+_clients: weakref.WeakSet[ResettableClient] = weakref.WeakSet()
+
+
+def renew_channel_when_stuck(client: ResettableClient) -> None:
+    """Register a client whose channel is replaced after repeated UNAVAILABLE."""
+    _clients.add(client)
+
+
 def call_with_retry(action: Callable[[], T], policy: RetryPolicy, what: str,
                     sleep: Callable[[float], None] = time.sleep) -> T:
     """Run `action`; retry transient errors; raise DatabaseError when it cannot succeed."""
     next_delay = policy.delays()
+    unavailable = 0
     while True:
         try:
             return action()
         except Exception as error:
             if not is_transient(error):
                 raise DatabaseError(f"{what} failed: {_summary(error)}") from error
+            unavailable = unavailable + 1 if _code(error) == UNAVAILABLE else 0
+            if unavailable and unavailable % UNAVAILABLE_BEFORE_NEW_CHANNEL == 0:
+                for client in list(_clients):
+                    client.reset_channel()
             delay = next_delay()
             if delay is None:
+                unreachable = ("the database could not be reached: "
+                               if _code(error) in UNREACHABLE_CODES else "")
                 raise DatabaseError(
-                    f"{what} failed after retrying for {policy.max_total_wait:.0f}s: "
-                    f"{_summary(error)}"
+                    f"{unreachable}{what} failed after retrying for "
+                    f"{policy.max_total_wait:.0f}s: {_summary(error)}"
                 ) from error
             sleep(delay)
 

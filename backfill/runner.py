@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from google.cloud import firestore
 from google.cloud.firestore_v1.document import DocumentReference, DocumentSnapshot
@@ -19,15 +20,18 @@ from google.cloud.firestore_v1.document import DocumentReference, DocumentSnapsh
 from backfill.errors import RunInterrupted
 from backfill.jobs import Decision, Job
 from backfill.journal import Journal, journal_entry
-from backfill.pager import iter_pages, prefetched, read_documents, snapshot_data
+from backfill.pager import iter_pages, prefetched, read_documents
 from backfill.ratelimit import WriteRateLimiter
 from backfill.retry import RetryPolicy
 from backfill.stats import RunStats
+from backfill.target_field import with_parents
 from backfill.writer import Write, WriteResult, WriteStatus, commit_writes
 
 # How often an item that the app keeps editing is re-read and written again.
 MAX_CONFLICT_ROUNDS = 3
 SAMPLES_PER_BATCH = 3
+# A document to write: as read, its data (parent included where needed), the decision.
+ToWrite = tuple[DocumentSnapshot, dict[str, Any], Decision]
 
 
 @dataclass
@@ -104,9 +108,11 @@ class Runner:
                                               else pages, start=stats.batches + 1):
                     if not page:
                         continue
-                    decisions = [self.job.decide(snap.id, snapshot_data(snap))
-                                 for snap in page if snap.exists]
-                    in_flight.append(pool.submit(self._settle, number, page, decisions))
+                    datas = self._data(page)
+                    decisions = [self.job.decide(snap.id, data)
+                                 for snap, data in zip(page, datas, strict=True) if snap.exists]
+                    in_flight.append(pool.submit(self._settle, number, page, datas,
+                                                 decisions))
                     while in_flight and (len(in_flight) >= workers or in_flight[0].done()):
                         collect()
                     if failure is not None or self.stop.is_set():
@@ -120,18 +126,24 @@ class Runner:
         if self.stop.is_set():
             raise RunInterrupted("stopped on request")
 
+    def _data(self, snaps: Sequence[DocumentSnapshot]) -> list[dict[str, Any]]:
+        """The snapshots' data, with the target's parent read where the mask hid it."""
+        return with_parents(self.client, snaps, self.job.target, self.job.read_fields,
+                            self.settings.policy)
+
     def _settle(self, number: int, page: Sequence[DocumentSnapshot],
-                decisions: list[Decision]) -> BatchOutcome:
+                datas: list[dict[str, Any]], decisions: list[Decision]) -> BatchOutcome:
         """Write one page's decisions; re-read and decide again where the app got there first."""
         outcome = BatchOutcome(number, page[0].id, page[-1].id, processed=len(page))
         outcome.decisions = {decision.doc_id: decision for decision in decisions}
-        existing = [snap for snap in page if snap.exists]
+        existing = [(snap, data) for snap, data in zip(page, datas, strict=True) if snap.exists]
         outcome.vanished = len(page) - len(existing)
-        to_write = [(snap, decision) for snap, decision in zip(existing, decisions, strict=True)
+        to_write = [(snap, data, decision)
+                    for (snap, data), decision in zip(existing, decisions, strict=True)
                     if decision.fields is not None]
         outcome.errors = [(d.doc_id, d.problem) for d in decisions if d.problem]
         outcome.skipped = len(existing) - len(to_write) - len(outcome.errors)
-        outcome.samples = [d for _, d in to_write][:SAMPLES_PER_BATCH]
+        outcome.samples = [d for _, _, d in to_write][:SAMPLES_PER_BATCH]
         if self.settings.dry_run:
             outcome.written = len(to_write)
             return outcome
@@ -146,34 +158,34 @@ class Runner:
         self._tally(results, outcome)
         return outcome
 
-    def _commit(self, to_write: list[tuple[DocumentSnapshot, Decision]]) -> list[WriteResult]:
+    def _commit(self, to_write: list[ToWrite]) -> list[WriteResult]:
         """Journal (when asked) what the writes replace, then write, with preconditions."""
-        journal, field = self.settings.journal, self.job.journal_field
-        if journal is not None and field is not None:
-            journal.record([journal_entry(snap.id, field, snapshot_data(snap),
-                                          (decision.fields or {})[field])
-                            for snap, decision in to_write])
+        journal, target = self.settings.journal, self.job.target
+        if journal is not None and self.job.journaled:
+            journal.record([journal_entry(snap.id, target, data,
+                                          (decision.fields or {})[target.path])
+                            for snap, data, decision in to_write])
         return commit_writes(self.client, [
             Write(snap.reference, decision.fields or {}, snap.update_time)
-            for snap, decision in to_write], self.settings.policy, self.settings.limiter)
+            for snap, _, decision in to_write], self.settings.policy, self.settings.limiter)
 
     def _decide_again(self, references: list[DocumentReference],
-                      outcome: BatchOutcome) -> list[tuple[DocumentSnapshot, Decision]]:
+                      outcome: BatchOutcome) -> list[ToWrite]:
         fresh = read_documents(self.client, references, self.job.read_fields,
                                self.settings.policy, "re-reading documents changed during the run")
-        to_write: list[tuple[DocumentSnapshot, Decision]] = []
-        for snap in fresh:
+        to_write: list[ToWrite] = []
+        for snap, data in zip(fresh, self._data(fresh), strict=True):
             if not snap.exists:
                 outcome.vanished += 1
                 continue
-            decision = self.job.decide(snap.id, snapshot_data(snap))
+            decision = self.job.decide(snap.id, data)
             outcome.decisions[snap.id] = decision
             if decision.problem:
                 outcome.errors.append((snap.id, decision.problem))
             elif decision.fields is None:
                 outcome.skipped += 1
             else:
-                to_write.append((snap, decision))
+                to_write.append((snap, data, decision))
         return to_write
 
     @staticmethod

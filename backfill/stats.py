@@ -51,6 +51,7 @@ class RunStats:
     dropped_values: int = 0
     checkpoint: str | None = None  # the last document ID fully done
     shard: Shard | None = None
+    target_field: str = "normalized"  # where the normalized map is written
 
     def add_report(self, report: Report) -> None:
         for facet, term in report.unknown:
@@ -91,6 +92,7 @@ class RunStats:
             "project": self.project,
             "database": self.database,
             "collection": self.collection,
+            "target_field": self.target_field,
             "normalized_version": NORMALIZED_VERSION,
             "started_at": iso(self.started_at),
             "finished_at": iso(self.finished_at),

@@ -4,6 +4,15 @@ No I/O, no clock, no third-party imports. The rules are ../shared/spec/normaliza
 the vocabulary is the data in normalizer/tables.py.
 """
 
+from normalizer.check import (
+    ABSENT,
+    DEFAULT_PATH,
+    is_term_list,
+    is_up_to_date,
+    is_valid_timestamp,
+    problems,
+    stored_value,
+)
 from normalizer.item import (
     FACETS,
     NORMALIZED_VERSION,
@@ -15,12 +24,13 @@ from normalizer.item import (
     build_normalized,
     describe,
     format_timestamp,
-    is_up_to_date,
     normalize_item,
 )
 from normalizer.terms import fold
 
 __all__ = [
+    "ABSENT",
+    "DEFAULT_PATH",
     "FACETS",
     "NORMALIZED_VERSION",
     "SOURCE_FIELD_PATHS",
@@ -32,6 +42,10 @@ __all__ = [
     "describe",
     "fold",
     "format_timestamp",
+    "is_term_list",
     "is_up_to_date",
+    "is_valid_timestamp",
     "normalize_item",
+    "problems",
+    "stored_value",
 ]

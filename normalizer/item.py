@@ -1,4 +1,4 @@
-"""Rules 1, 7 and 8, the skip rule and the `normalized` map, for one wardrobe item."""
+"""Rules 1, 7 and 8 and the `normalized` map, for one wardrobe item."""
 
 from __future__ import annotations
 
@@ -16,11 +16,10 @@ ALL_SEASONS = "all"
 FOUR_SEASONS = frozenset({"spring", "summer", "fall", "winter"})
 # Rule 1: where a facet looks when its own field yields no terms.
 FALLBACK_FIELDS: Mapping[str, str] = {"style": "styleTags", "occasion": "occasionTags"}
-# The fields a backfill must read to normalize an item and apply the skip rule.
+# The fields the rules read: a backfill reads these and the normalized map's own path.
 SOURCE_FIELD_PATHS: tuple[str, ...] = (
     *FACETS,
     *(f"metadata.{name}" for name in FALLBACK_FIELDS.values()),
-    "normalized",
 )
 
 Facets = dict[str, list[str]]
@@ -128,17 +127,3 @@ def build_normalized(facets: Mapping[str, list[str]], normalized_at: datetime) -
     normalized["normalized_at"] = format_timestamp(normalized_at)
     normalized["normalized_version"] = NORMALIZED_VERSION
     return normalized
-
-
-def is_up_to_date(item: Mapping[str, Any], facets: Mapping[str, list[str]] | None = None) -> bool:
-    """The skip rule. Pass `facets` when already computed for this item, to save the work."""
-    if not isinstance(item, Mapping):
-        return False
-    stored = item.get("normalized")
-    if not isinstance(stored, Mapping) or stored.get("normalized_version") != NORMALIZED_VERSION:
-        return False
-    expected = facets if facets is not None else normalize_item(item)
-    return all(
-        isinstance(stored.get(facet), list) and stored[facet] == expected[facet]
-        for facet in FACETS
-    )

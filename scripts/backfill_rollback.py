@@ -26,8 +26,9 @@ from backfill.cli import (
     version_option,
     writing_tool_options,
 )
-from backfill.jobs import RollbackJob, UndoRunJob
+from backfill.jobs import Job, RollbackJob, UndoRunJob
 from backfill.ledger import Ledger
+from backfill.target_field import TargetField
 
 LABELS = console.Labels(title="wardrobe rollback", done="rolled back",
                         would="would roll back", sample="Would roll back",
@@ -49,22 +50,29 @@ def main(list_runs: bool, **options: Any) -> int:
     run = RunOptions(**options)
     if list_runs:
         return print_runs(run)
-    job = (UndoRunJob(run.undo_run_id, run.ledger_collection) if run.undo_run_id
-           else RollbackJob())
-    return execute_writing_run(job, run, LABELS, stats_prefix="rollback_stats")
+    undo_run_id = run.undo_run_id
+
+    def make_job(field: TargetField) -> Job:
+        if undo_run_id is not None:
+            return UndoRunJob(undo_run_id, run.ledger_collection, field)
+        return RollbackJob(field)
+
+    return execute_writing_run("rollback", make_job, run, LABELS, stats_prefix="rollback_stats")
 
 
 def print_runs(run: RunOptions, shown: int = 20) -> int:
     target, client = connect(run)
     runs = Ledger(client, run.ledger_collection, run.policy).runs()
     click.echo(f"Runs in {run.ledger_collection} of project {target.project}, newest first:")
-    click.echo(f"{'run ID':<38}{'tool':<10}{'environment':<13}{'who':<24}{'started (UTC)':<21}"
-               f"{'status':<13}{'processed':>10}{'written':>9}{'errors':>8}")
+    click.echo(f"{'run ID':<38}{'tool':<10}{'environment':<13}{'field':<22}{'who':<24}"
+               f"{'started (UTC)':<21}{'status':<13}{'processed':>10}{'written':>9}"
+               f"{'errors':>8}")
     for entry in runs[:shown]:
         data, counts = entry.data, entry.data.get("counts", {})
         who = f"{data.get('user', '')}@{data.get('host', '')}" if data.get("user") else "sharded"
         click.echo(f"{entry.run_id:<38}{data.get('tool', ''):<10}"
-                   f"{data.get('environment', ''):<13}{who[:23]:<24}"
+                   f"{data.get('environment', ''):<13}"
+                   f"{str(data.get('target_field', 'normalized'))[:21]:<22}{who[:23]:<24}"
                    f"{str(data.get('started_at', ''))[:19]:<21}{entry.status:<13}"
                    f"{counts.get('processed', ''):>10}{counts.get('updated', ''):>9}"
                    f"{counts.get('errors', ''):>8}")

@@ -24,8 +24,10 @@ from backfill.cli import (
     connect,
     new_run_id,
     output_options,
+    recorded_target_field,
     run_boundary,
     shard_options,
+    target_field_option,
     target_options,
     version_option,
 )
@@ -34,6 +36,7 @@ from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger
 from backfill.logs import close_run_log, open_run_log
 from backfill.shards import compute_boundaries, shard_from, shard_range
 from backfill.stats import file_stamp, iso, utc_now, write_json
+from backfill.target_field import DEFAULT_TARGET_FIELD, TargetField, parse_target_field
 from backfill.validation import (
     ValidationResult,
     coverage,
@@ -48,6 +51,7 @@ SHOWN_INVALID = 20
 
 @click.command(context_settings=COMMAND_SETTINGS)
 @target_options
+@target_field_option
 @output_options
 @click.option("--sample-size", type=click.IntRange(1), default=100, show_default=True,
               help="How many items to check, drawn at random from the whole collection.")
@@ -62,7 +66,8 @@ SHOWN_INVALID = 20
 def main(sample_size: int, check_all: bool, seed: int | None, run_id: str | None,
          ledger_collection: str, shard: str | None, shard_count: int | None,
          **options: Any) -> int:
-    """Check that items carry a valid, current `normalized` field."""
+    """Check that items carry a valid, current normalized map (the field `normalized`, or
+    --target-field; with --run-id, the field that run wrote)."""
     run = RunOptions(**options)
     if check_all and click.get_current_context().get_parameter_source(
             "sample_size") is click.core.ParameterSource.COMMANDLINE:
@@ -70,6 +75,8 @@ def main(sample_size: int, check_all: bool, seed: int | None, run_id: str | None
     part = shard_from(shard, shard_count)
     if part is not None and not check_all:
         raise ConfigurationError("--shard goes with --all (a sample is drawn from everything)")
+    given_field = parse_target_field(run.target_field) if run.target_field else None
+    field = given_field or TargetField(DEFAULT_TARGET_FIELD)
     target, client = connect(run)
     collection = client.collection(target.collection)
     started = utc_now()
@@ -82,6 +89,8 @@ def main(sample_size: int, check_all: bool, seed: int | None, run_id: str | None
         if entry is None:
             raise ConfigurationError(f"no run {run_id!r} in the ledger {ledger_collection!r}")
         recorded = entry.data
+        if entry.data.get("tool") == "backfill":
+            field = recorded_target_field(given_field, entry, "run")
         console.say(f"📒 Run {run_id}: {recorded.get('tool')} of {recorded.get('collection')}, "
                     f"{recorded.get('status')}, started {recorded.get('started_at')}")
         parts = ledger.shards(run_id) if "shard_count" in recorded else [entry]
@@ -91,10 +100,11 @@ def main(sample_size: int, check_all: bool, seed: int | None, run_id: str | None
             console.say(f"   {label}{progress.status} by {progress.data.get('user')}@"
                         f"{progress.data.get('host')}, checkpoint "
                         f"{progress.checkpoint}, counts {json.dumps(progress.data.get('counts'))}")
-    cover = coverage(collection, run.policy)
+    console.say(f"🏷  Field: {field.path}")
+    cover = coverage(collection, field, run.policy)
     console.say(f"📊 Coverage: {cover.normalized} of {cover.total} items carry a "
-                f"`normalized` map ({cover.percent:.1f}%)")
-    result = ValidationResult()
+                f"`{field.path}` map ({cover.percent:.1f}%)")
+    result = ValidationResult(field)
     if check_all:
         from_id = before_id = None
         if part is not None:
@@ -104,11 +114,11 @@ def main(sample_size: int, check_all: bool, seed: int | None, run_id: str | None
                 boundaries, _ = compute_boundaries(client, target.collection, part.count,
                                                    run.policy, warn=console.say)
             from_id, before_id = shard_range(boundaries, part)
-        items = scan_items(collection, run.policy, run.batch_size, from_id, before_id)
+        items = scan_items(collection, run.policy, run.batch_size, from_id, before_id, field)
         mode = "all" if part is None else f"shard {part}"
     else:
         ids = sample_ids(collection, sample_size, seed, run.policy, run.batch_size)
-        items = fetch_items(client, collection, ids, run.policy)
+        items = fetch_items(client, collection, ids, run.policy, field)
         mode = "sample"
     with console.progress(cover.total if check_all else min(sample_size, cover.total),
                           run.quiet) as bar:
@@ -121,7 +131,8 @@ def main(sample_size: int, check_all: bool, seed: int | None, run_id: str | None
         "run_id": report_id, "recorded_run": recorded, "tool": "validation",
         "environment": target.environment,
         "project": target.project, "database": target.database,
-        "collection": target.collection, "normalized_version": NORMALIZED_VERSION,
+        "collection": target.collection, "target_field": field.path,
+        "normalized_version": NORMALIZED_VERSION,
         "started_at": iso(started), "finished_at": iso(utc_now()), "mode": mode,
         "sample_size": None if check_all else sample_size, "seed": seed,
         "coverage": {"total": cover.total, "normalized": cover.normalized,

@@ -93,6 +93,17 @@ class Database:
             assert {f: item["normalized"][f] for f in FACETS} == normalize_item(item), doc_id
 
 
+@pytest.fixture(scope="session")
+def private_key() -> str:
+    """A service-account private key made here (PEM), for credentials checked offline."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
 @pytest.fixture
 def db(emulator: Emulator, request: pytest.FixtureRequest, tmp_path: Path,
        monkeypatch: pytest.MonkeyPatch) -> Database:

@@ -185,7 +185,8 @@ def test_missing_project_is_a_usage_error_before_any_read(db: Database) -> None:
     done = db.run_script("run_backfill_production.py", [], env=env)
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        "❌ no Firestore project: pass --project or set GOOGLE_CLOUD_PROJECT")
+        "❌ no Firestore project: pass --project or set one of GOOGLE_CLOUD_PROJECT, "
+        "GCLOUD_PROJECT, FIREBASE_PROJECT_ID, FIREBASE_CONFIG")
 
 
 def test_unreadable_credentials_are_a_usage_error_and_no_secret_is_shown(

@@ -41,6 +41,8 @@ class _Link:
                 data = source.recv(_CHUNK)
                 if not data:
                     break
+                if source is self.sockets[1]:
+                    self.proxy.count_received(len(data))
                 if self.proxy.delay > 0:
                     delayed.put((time.monotonic() + self.proxy.delay, data))
                 else:
@@ -87,6 +89,7 @@ class TcpProxy:
         self.upstream = (host, int(port))
         self.delay = delay
         self.stalled_until = 0.0
+        self.bytes_received = 0  # from the upstream database, towards the clients
         self._down = threading.Event()
         self._links: set[_Link] = set()
         self._lock = threading.Lock()
@@ -119,6 +122,10 @@ class TcpProxy:
     def forget(self, link: _Link) -> None:
         with self._lock:
             self._links.discard(link)
+
+    def count_received(self, size: int) -> None:
+        with self._lock:
+            self.bytes_received += size
 
     def drop_connections(self) -> int:
         with self._lock:

@@ -16,14 +16,17 @@ from backfill.errors import RunInterrupted
 from backfill.jobs import BackfillJob, Decision
 from backfill.runner import MAX_CONFLICT_ROUNDS, BatchOutcome, Runner, RunSettings
 from backfill.stats import RunStats
+from backfill.target_field import TargetField
 from tests.conftest import Database
+
+NORMALIZED = TargetField("normalized")
 
 
 class AppInterferes(BackfillJob):
     """Before deciding on a document, the 'app' edits (or deletes) it, `times` times."""
 
     def __init__(self, db: Database, times: dict[str, int], delete: bool = False) -> None:
-        super().__init__()
+        super().__init__(NORMALIZED)
         self.db, self.left, self.delete = db, Counter(times), delete
 
     def decide(self, doc_id: str, data: dict[str, Any]) -> Decision:
@@ -77,7 +80,7 @@ def test_an_item_deleted_during_the_run_is_counted_not_failed(db: Database) -> N
 
 def test_outcomes_come_in_order_and_the_checkpoint_follows_them(db: Database) -> None:
     db.seed({f"i{n:03d}": {"style": ["Casual"]} for n in range(95)})
-    stats, outcomes = run(db, BackfillJob(), batch_size=10, max_in_flight=4)
+    stats, outcomes = run(db, BackfillJob(NORMALIZED), batch_size=10, max_in_flight=4)
     assert [o.number for o in outcomes] == list(range(1, 11))
     assert [o.last_id for o in outcomes] == sorted(o.last_id for o in outcomes)
     assert stats.checkpoint == "i094" and stats.processed == 95
@@ -92,7 +95,7 @@ def test_a_stop_request_finishes_the_batches_in_flight_then_interrupts(db: Datab
         stop.set()
 
     with pytest.raises(RunInterrupted):
-        Runner(db.client, db.collection, BackfillJob(), RunSettings(batch_size=10),
+        Runner(db.client, db.collection, BackfillJob(NORMALIZED), RunSettings(batch_size=10),
                stop).run(stats, stop_after_first)
     written = sorted(i for i, d in db.documents().items() if "normalized" in d)
     assert 10 <= stats.processed < 100
@@ -104,7 +107,7 @@ def test_a_stop_request_finishes_the_batches_in_flight_then_interrupts(db: Datab
 
 def test_resuming_after_a_checkpoint_reads_only_what_follows(db: Database) -> None:
     db.seed({f"i{n:03d}": {"style": ["Casual"]} for n in range(30)})
-    stats, _ = run(db, BackfillJob(), batch_size=7, after_id="i019")
+    stats, _ = run(db, BackfillJob(NORMALIZED), batch_size=7, after_id="i019")
     assert stats.processed == 10
     assert sorted(i for i, d in db.documents().items() if "normalized" in d) == [
         f"i{n:03d}" for n in range(20, 30)]

@@ -1,0 +1,121 @@
+"""Where the normalized map lives in a document: `normalized`, or a nested path such as
+`metadata.normalized` (what the wardrobe app's outfit filters read).
+
+A write touches that path only. Firestore's update of `a.b` replaces a non-map `a` with
+a map, so a parent holding anything else (null, a string, a list) must never be written
+through; and a field mask cannot tell such a parent from an absent one (both come back
+without it), so documents where the mask leaves the parent unseen are read once more,
+for their top-level parent only (see `with_parents`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from google.cloud import firestore
+from google.cloud.firestore_v1.document import DocumentSnapshot
+
+from backfill.errors import ConfigurationError
+from backfill.pager import read_documents, snapshot_data
+from backfill.retry import RetryPolicy
+from normalizer import SOURCE_FIELD_PATHS, stored_value
+
+DEFAULT_TARGET_FIELD = "normalized"
+TARGET_FIELD_VARIABLE = "BACKFILL_TARGET_FIELD"
+# A plain field name: no quoting needed in a field path, nothing Firestore reserves.
+_SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
+_MAX_DEPTH = 8
+
+
+class Parent(Enum):
+    MAP = "map"  # the parent is a map (or the document itself): the target can be written
+    ABSENT = "absent"  # a map on the way is missing: writing creates it, holding the target
+    HOSTILE = "hostile"  # something other than a map is on the way: never written through
+    UNSEEN = "unseen"  # a field mask cannot tell ABSENT from HOSTILE: read the parent
+
+
+@dataclass(frozen=True)
+class TargetField:
+    path: str
+
+    @property
+    def segments(self) -> tuple[str, ...]:
+        return tuple(self.path.split("."))
+
+    @property
+    def top(self) -> str:
+        return self.segments[0]
+
+    @property
+    def nested(self) -> bool:
+        return len(self.segments) > 1
+
+    def value(self, data: Mapping[str, Any]) -> Any:
+        """The stored value, or normalizer.ABSENT."""
+        return stored_value(data, self.segments)
+
+    def parent(self, data: Mapping[str, Any], *, masked: bool = True) -> tuple[Parent, int]:
+        """The state of the maps on the way to the target, and the depth of the first one
+        missing (ABSENT) or not a map (HOSTILE). `masked`: data came through a field mask,
+        so a missing key may hide a non-map value."""
+        value: Any = data
+        for depth, key in enumerate(self.segments[:-1]):
+            if key not in value:
+                return (Parent.UNSEEN if masked else Parent.ABSENT), depth
+            value = value[key]
+            if not isinstance(value, Mapping):
+                return Parent.HOSTILE, depth
+        return Parent.MAP, len(self.segments) - 1
+
+    def prefix(self, depth: int) -> str:
+        return ".".join(self.segments[:depth + 1])
+
+
+def parse_target_field(text: str) -> TargetField:
+    """Check a --target-field against the rules: plain segments, and nowhere the rules read
+    from (writing there would replace what the app wrote)."""
+    segments = text.split(".")
+    bad = [s for s in segments if not _SEGMENT.fullmatch(s) or
+           (s.startswith("__") and s.endswith("__"))]
+    if not text or bad or len(segments) > _MAX_DEPTH:
+        raise ConfigurationError(
+            f"--target-field {text!r} is not a field path of plain names joined by dots "
+            f"(letters, digits and _, not starting with a digit, at most {_MAX_DEPTH} "
+            "deep), such as normalized or metadata.normalized")
+    for source in SOURCE_FIELD_PATHS:
+        if text == source or text.startswith(source + ".") or source.startswith(text + "."):
+            raise ConfigurationError(
+                f"--target-field {text!r} overlaps the source field {source!r}: writing "
+                "there would replace what the app wrote")
+    return TargetField(text)
+
+
+def with_parents(client: firestore.Client, snaps: Sequence[DocumentSnapshot],
+                 target: TargetField, fields: Sequence[str],
+                 policy: RetryPolicy) -> list[dict[str, Any]]:
+    """Each snapshot's data; where the mask left the target's parent unseen, completed
+    with the document's whole top-level parent field (one read for all of them). After
+    this, `target.parent(data, masked=False)` is exact. (A document changed between the
+    two reads is written with the first read's update_time, so its write is refused.)
+    `fields`: the mask the snapshots were read with."""
+    datas = [snapshot_data(snap) if snap.exists else {} for snap in snaps]
+    if not target.nested or target.top in fields:  # the whole parent was read already
+        return datas
+    unseen = [i for i, (snap, data) in enumerate(zip(snaps, datas, strict=True))
+              if snap.exists and target.parent(data)[0] is Parent.UNSEEN]
+    if not unseen:
+        return datas
+    fresh = {snap.id: snap for snap in read_documents(
+        client, [snaps[i].reference for i in unseen], (target.top,), policy,
+        "reading the parent of the target field")}
+    for i in unseen:
+        snap = fresh.get(snaps[i].id)
+        parent = snapshot_data(snap) if snap is not None and snap.exists else {}
+        if target.top in parent:
+            datas[i] = {**datas[i], target.top: parent[target.top]}
+    return datas
+
