@@ -276,7 +276,8 @@ def execute_writing_run(tool: str, make_job: Callable[[TargetField], Job], optio
     """The whole flow of a writing tool (backfill, rollback): banner, count, confirmation,
     ledger, run, summary, stats file, log. Returns the exit code."""
     options, shard = _check_options(options)
-    given_field = parse_target_field(options.target_field) if options.target_field else None
+    given_field = parse_target_field(options.target_field) \
+        if options.target_field is not None else None
     target, client = connect(options)
     console.banner(target, labels, options.dry_run, options.batch_size)
     collection = client.collection(target.collection)

@@ -75,7 +75,8 @@ def main(sample_size: int, check_all: bool, seed: int | None, run_id: str | None
     part = shard_from(shard, shard_count)
     if part is not None and not check_all:
         raise ConfigurationError("--shard goes with --all (a sample is drawn from everything)")
-    given_field = parse_target_field(run.target_field) if run.target_field else None
+    given_field = parse_target_field(run.target_field) \
+        if run.target_field is not None else None
     field = given_field or TargetField(DEFAULT_TARGET_FIELD)
     target, client = connect(run)
     collection = client.collection(target.collection)

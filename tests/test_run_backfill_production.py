@@ -176,7 +176,8 @@ def test_the_database_being_down_is_fatal_not_zero_items(db: Database) -> None:
     env = {**db.env, "FIRESTORE_EMULATOR_HOST": "127.0.0.1:9"}  # nothing listens there
     done = db.run_script("run_backfill_production.py", ["--max-retry-seconds", "1"], env=env)
     assert done.returncode == 3
-    assert "❌ counting documents failed after retrying" in done.stderr
+    assert ("❌ the database could not be reached: counting documents failed after retrying"
+            in done.stderr)
     assert "ServiceUnavailable" in done.stderr
 
 
