@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import warnings
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from backfill.logs import LOG_FILE_NAME, close_run_log, defer_warnings, open_run_log
 from normalizer import NORMALIZED_VERSION, build_normalized, normalize_item
 from run_backfill_production import main
 from tests.conftest import Database
@@ -170,6 +173,22 @@ def test_as_a_real_process(db: Database) -> None:
     assert done.returncode == 0, done.stderr
     assert "Complete" in done.stdout
     assert all("normalized" in d for d in db.documents().values())
+    # Third-party warnings (google-auth warns about the app's grpcio 1.75 at import, which
+    # `make test-app` runs this suite with) are not for the operator: they go to the log.
+    assert "Warning" not in done.stderr
+
+
+def test_python_warnings_go_to_the_log_not_the_console(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    with warnings.catch_warnings():  # pytest records warnings itself; ours is set up here
+        warnings.simplefilter("always")
+        defer_warnings()
+        warnings.warn_explicit("grpcio < 1.83.0 is old", FutureWarning,
+                               "google/auth/transport/grpc.py", 43)
+        close_run_log(open_run_log(tmp_path, "backfill", "run-1"))
+    assert capsys.readouterr().err == ""
+    assert ("WARNING backfill run-1: python warning: grpcio < 1.83.0 is old (FutureWarning, "
+            "google/auth/transport/grpc.py:43)") in (tmp_path / LOG_FILE_NAME).read_text()
 
 
 def test_the_database_being_down_is_fatal_not_zero_items(db: Database) -> None:
