@@ -19,13 +19,14 @@ import click
 from backfill import console
 from backfill.cli import (
     COMMAND_SETTINGS,
-    RunOptions,
     execute_writing_run,
     run_boundary,
     version_option,
     writing_tool_options,
 )
-from backfill.jobs import BackfillJob
+from backfill.jobs import BackfillJob, Job
+from backfill.options import RunOptions
+from backfill.target_field import TargetField
 
 LABELS = console.Labels(title="wardrobe backfill", done="updated", would="would update",
                         sample="Would update",
@@ -37,11 +38,15 @@ LABELS = console.Labels(title="wardrobe backfill", done="updated", would="would 
 @click.option("--force", is_flag=True, help="Rewrite items that are already up to date.")
 @version_option
 @run_boundary
-def main(force: bool, **options: Any) -> int:
+def main(**options: Any) -> int:
     """Backfill the normalized tags onto every item of the wardrobe collection (the field
     `normalized`, or --target-field)."""
-    return execute_writing_run("backfill", lambda field: BackfillJob(field, force=force),
-                               RunOptions(**options), LABELS, stats_prefix="backfill_stats")
+    return execute_writing_run("backfill", make_job, RunOptions.from_click(options), LABELS,
+                               stats_prefix="backfill_stats")
+
+
+def make_job(options: RunOptions, field: TargetField) -> Job:
+    return BackfillJob(field, force=options.force)
 
 
 if __name__ == "__main__":

@@ -9,13 +9,12 @@ import json
 import logging
 import math
 import os
-import secrets
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from functools import wraps
 from pathlib import Path
 from types import FrameType
@@ -34,11 +33,13 @@ from backfill.errors import (
 )
 from backfill.jobs import Job, UndoRunJob
 from backfill.journal import Journal
-from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger, LedgerEntry, restore
-from backfill.logs import LOG_FILE_NAME, close_run_log, open_run_log
+from backfill.lease import Lease, LeaseLost
+from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger, restore
+from backfill.logs import LOG_FILE_NAME, close_run_log, flush_run_log, open_run_log
+from backfill.options import RESUME_LATEST, RunOptions
 from backfill.pager import count_documents, id_range
+from backfill.plan import RunPlan, given_target_field, plan_run
 from backfill.ratelimit import RAMP_START, WriteRateLimiter
-from backfill.retry import RetryPolicy
 from backfill.runner import BatchOutcome, Runner, RunSettings
 from backfill.shards import Shard, compute_boundaries, shard_from, shard_range
 from backfill.stats import RunStats, utc_now
@@ -54,12 +55,11 @@ from backfill.target_field import (
     DEFAULT_TARGET_FIELD,
     TARGET_FIELD_VARIABLE,
     TargetField,
-    parse_target_field,
 )
+from backfill.validation import coverage
 from normalizer import NORMALIZED_VERSION
 
 F = TypeVar("F", bound=Callable[..., Any])
-RESUME_LATEST = "latest"
 CONFIRMATION_PROMPT = "⚠️  You are about to modify PRODUCTION data. Type 'YES' to continue: "
 
 
@@ -162,45 +162,6 @@ def confirm_production(target: Target, dry_run: bool, yes: bool) -> None:
         raise Aborted("Aborted: nothing was written (the answer was not YES).")
 
 
-def new_run_id(tool: str) -> str:
-    return f"{tool}-{utc_now().strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    environment: str
-    project: str | None
-    database: str
-    collection: str
-    batch_size: int
-    output_dir: Path
-    quiet: bool
-    as_json: bool
-    max_retry_seconds: float
-    dry_run: bool = False
-    yes: bool = False
-    limit: int | None = None
-    resume: str | None = None
-    ledger_collection: str = DEFAULT_LEDGER_COLLECTION
-    max_writes_per_second: float = 10_000.0
-    initial_writes_per_second: float = RAMP_START
-    parallel_batches: int = 4
-    shard: str | None = None
-    shard_count: int | None = None
-    job_id: str | None = None
-    undo_run_id: str | None = None  # rollback: the backfill run to undo exactly
-    target_field: str | None = None  # None: not given (the default, or what a run recorded)
-
-    def arguments(self) -> dict[str, Any]:
-        """The options as recorded in the ledger and the log (they hold no secret)."""
-        return {name: str(value) if isinstance(value, Path) else value
-                for name, value in asdict(self).items()}
-
-    @property
-    def policy(self) -> RetryPolicy:
-        return RetryPolicy(max_total_wait=self.max_retry_seconds)
-
-
 def connect(options: RunOptions) -> tuple[Target, firestore.Client]:
     """Resolve and check the configuration first; only then make a client."""
     target = resolve_target(environment=options.environment, project=options.project,
@@ -242,12 +203,16 @@ def writing_options(command: F) -> F:
 
 
 @contextmanager
-def stop_on_signals() -> Iterator[threading.Event]:
-    """SIGINT/SIGTERM ask the run to stop at a clean point; a second one exits at once."""
-    stop = threading.Event()
+def stop_on_signals(stop: threading.Event | None = None,
+                    flush: logging.Logger | None = None) -> Iterator[threading.Event]:
+    """SIGINT/SIGTERM ask the run to stop at a clean point; a second one exits at once
+    (the run log's buffer written first)."""
+    stop = stop or threading.Event()
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         if stop.is_set():
+            if flush is not None:
+                flush_run_log(flush)
             os._exit(ExitCode.INTERRUPTED)
         stop.set()
         console.say(f"⏸  {signal.Signals(signum).name}: stopping after the batches in "
@@ -261,66 +226,58 @@ def stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(sig, old)
 
 
-def recorded_target_field(given: TargetField | None, entry: LedgerEntry,
-                          what: str) -> TargetField:
-    """The field a run recorded; an explicit --target-field must say the same."""
-    recorded = TargetField(str(entry.data.get("target_field", DEFAULT_TARGET_FIELD)))
-    if given is not None and given != recorded:
-        raise ConfigurationError(f"{what} {entry.run_id} wrote {recorded.path}, not "
-                                 f"{given.path} (--target-field or {TARGET_FIELD_VARIABLE})")
-    return recorded
-
-
-def execute_writing_run(tool: str, make_job: Callable[[TargetField], Job], options: RunOptions,
-                        labels: console.Labels, stats_prefix: str) -> int:
-    """The whole flow of a writing tool (backfill, rollback): banner, count, confirmation,
-    ledger, run, summary, stats file, log. Returns the exit code."""
+def execute_writing_run(tool: str, make_job: Callable[[RunOptions, TargetField], Job],
+                        options: RunOptions, labels: console.Labels, stats_prefix: str) -> int:
+    """The whole flow of a writing tool (backfill, rollback): the plan (which run this is),
+    banner, count, confirmation, lease, ledger, run, summary, stats file, log."""
     options, shard = _check_options(options)
-    given_field = parse_target_field(options.target_field) \
-        if options.target_field is not None else None
+    given_target_field(options)  # a bad --target-field is refused before any read
     target, client = connect(options)
+    ledger = Ledger(client, options.ledger_collection, options.policy)
+    plan = plan_run(tool, options, shard, ledger)
+    options = plan.options
+    target = replace(target, collection=options.collection)
     console.banner(target, labels, options.dry_run, options.batch_size)
+    if plan.resumed is not None:
+        console.say(f"↩️  Resuming run {plan.run_id} ({plan.resumed.status}, "
+                    f"{plan.mode}) after {plan.resumed.checkpoint or 'the beginning'}")
+    if plan.undone is not None:
+        console.say(f"⏪ Undoing exactly run {plan.undone.run_id} ({plan.undone.status}, "
+                    f"started {plan.undone.data.get('started_at')}) from its journal")
+    console.say(f"🏷  Field: {plan.field.path}")
     collection = client.collection(target.collection)
     total = count_documents(collection, options.policy)
     console.say(f"📊 Items in {target.collection}: {total}")
-    ledger = None if options.dry_run else Ledger(client, options.ledger_collection,
-                                                 options.policy)
-    resumed = None
-    if ledger is not None and not shard and (options.resume or options.job_id):
-        # --job-id names the run: a task that is retried with the same ID carries it on.
-        wanted = options.resume if options.resume != RESUME_LATEST else None
-        if options.job_id and not options.resume:
-            resumed = ledger.find_resumable(tool, target.collection, options.job_id,
-                                            named=True)
-        else:
-            resumed = ledger.find_resumable(tool, target.collection, wanted)
-        if resumed is not None:
-            console.say(f"↩️  Resuming run {resumed.run_id} ({resumed.status}) after "
-                        f"{resumed.checkpoint or 'the beginning'}")
-    field = given_field or TargetField(DEFAULT_TARGET_FIELD)
-    if resumed is not None:
-        field = recorded_target_field(given_field, resumed, "run")
-    if options.undo_run_id is not None:
-        undone = Ledger(client, options.ledger_collection, options.policy).get(
-            options.undo_run_id)
-        if undone is None or undone.data.get("tool") != "backfill" or \
-                undone.data.get("collection") != target.collection:
-            raise ConfigurationError(f"no backfill run {options.undo_run_id!r} of collection "
-                                     f"{target.collection!r} in the ledger (--list-runs)")
-        field = recorded_target_field(given_field, undone, "run")
-        console.say(f"⏪ Undoing exactly run {undone.run_id} ({undone.status}, started "
-                    f"{undone.data.get('started_at')}) from its journal")
-    job = make_job(field)
-    console.say(f"🏷  Field: {field.path}")
     if options.limit is not None:
         console.say(f"✂️  Limited to {options.limit} items (canary run)")
     confirm_production(target, options.dry_run, options.yes)
+    if options.dry_run:
+        return _execute(plan, make_job(options, plan.field), client, target, None, total,
+                        labels, stats_prefix)
+    lease = Lease(client, options.ledger_collection, target.collection, plan.run_id,
+                  shard.key if shard else "0", tool, options.policy)
+    takeover = lease.acquire()
+    if takeover:
+        console.say(f"⚠️  {takeover}")
+    stop = threading.Event()
+    with lease.kept(stop):
+        code = _execute(plan, make_job(options, plan.field), client, target, ledger, total,
+                        labels, stats_prefix, stop=stop, takeover=takeover)
+    if lease.lost:
+        raise LeaseLost(lease.lost)
+    return code
 
-    run_id = (resumed.run_id if resumed else options.job_id) or new_run_id(tool)
-    stats = RunStats(run_id=run_id, tool=tool, environment=target.environment,
+
+def _execute(plan: RunPlan, job: Job, client: firestore.Client, target: Target,
+             ledger: Ledger | None, total: int, labels: console.Labels, stats_prefix: str,
+             stop: threading.Event | None = None, takeover: str | None = None) -> int:
+    options, shard, resumed = plan.options, plan.shard, plan.resumed
+    stats = RunStats(run_id=plan.run_id, tool=plan.tool, environment=target.environment,
                      dry_run=options.dry_run, project=target.project,
                      database=target.database, collection=target.collection, shard=shard,
-                     target_field=field.path)
+                     target_field=plan.field.path)
+    settings_recorded = options.settings(plan.field.path)
+    collection = client.collection(target.collection)
     from_id = before_id = None
     if shard is not None:
 
@@ -332,29 +289,35 @@ def execute_writing_run(tool: str, make_job: Callable[[TargetField], Job], optio
             boundaries, _ = boundaries_now()
         else:
             boundaries, resumed = ledger.join_sharded(stats, options.arguments(),
+                                                      settings_recorded, plan.mode,
                                                       boundaries_now)
         from_id, before_id = shard_range(boundaries, shard)
         total = count_documents(id_range(collection, from_id, before_id), options.policy)
         console.say(f"🧩 Shard {shard}: IDs from {from_id or 'the start'} to before "
                     f"{before_id or 'the end'}: {total} items")
     if resumed is not None and resumed.status == "completed":
-        console.say(f"✅ {'Shard ' + str(shard) + ' of run' if shard else 'Run'} {run_id} "
-                    "is already completed: nothing to do")
+        console.say(f"✅ {'Shard ' + str(shard) + ' of run' if shard else 'Run'} "
+                    f"{plan.run_id} is already completed: nothing to do")
         return ExitCode.OK
     if resumed is not None and ledger is not None:
         restore(stats, resumed)
         ledger.reopen(stats)
         console.say(f"↩️  Continuing after {stats.checkpoint or 'the beginning'}")
     elif ledger is not None and shard is None:
-        ledger.start(stats, options.arguments())
-    log = open_run_log(options.output_dir, tool, stats.run_id)
-    log.info("%s %s: %s, options %s", "resume" if resumed else "start",
-             console.mode_tag(target, options.dry_run), target.describe(), options.arguments())
+        ledger.start(stats, options.arguments(), settings_recorded, plan.mode)
+    log = open_run_log(options.output_dir, plan.tool, stats.run_id)
+    if takeover:
+        log.warning("%s", takeover)
+    log.info("%s %s (%s): %s, settings %s, options %s", "resume" if resumed else "start",
+             console.mode_tag(target, options.dry_run), plan.mode, target.describe(),
+             settings_recorded, options.arguments())
     settings = _run_settings(job, options, client, target, stats, from_id, before_id,
                              journaled=ledger is not None)
-    resume_command = labels.resume_command(target.environment, stats.run_id, shard)
+    resume_command = labels.resume_command(options, stats.run_id, shard)
+    extra: dict[str, str] = {}
     try:
-        with console.progress(total, options.quiet) as bar, stop_on_signals() as stop:
+        with console.progress(total, options.quiet) as bar, \
+                stop_on_signals(stop, flush=log) as stopping:
             bar.update(stats.processed)
 
             def on_batch(outcome: BatchOutcome) -> None:
@@ -363,8 +326,10 @@ def execute_writing_run(tool: str, make_job: Callable[[TargetField], Job], optio
                 bar.update(outcome.processed)
                 _report_batch(outcome, labels, options.dry_run, log)
 
-            Runner(client, target.collection, job, settings, stop).run(stats, on_batch)
+            Runner(client, target.collection, job, settings, stopping).run(stats, on_batch)
         stats.status = "completed"
+        if resumed is not None and plan.tool == "backfill" and shard is None:
+            extra = _coverage_after_resume(collection, plan, log)
     except RunInterrupted:
         stats.status = "interrupted"
         raise
@@ -381,7 +346,8 @@ def execute_writing_run(tool: str, make_job: Callable[[TargetField], Job], optio
                  stats.updated, stats.would_update, stats.skipped, stats.error_count,
                  stats.checkpoint, stats_path)
         close_run_log(log)
-        console.summary(stats, labels, {"Run ID": stats.run_id, "Stats file": str(stats_path),
+        console.summary(stats, labels, {"Run ID": stats.run_id, **extra,
+                                        "Stats file": str(stats_path),
                                         "Log file": str(options.output_dir / LOG_FILE_NAME)},
                         options.as_json)
         if stats.status != "completed" and ledger is not None:
@@ -389,17 +355,31 @@ def execute_writing_run(tool: str, make_job: Callable[[TargetField], Job], optio
     return ExitCode.ITEM_ERRORS if stats.error_count else ExitCode.OK
 
 
+def _coverage_after_resume(collection: Any, plan: RunPlan, log: logging.Logger
+                           ) -> dict[str, str]:
+    """A resume reads only after its checkpoint: say what that leaves out."""
+    cover = coverage(collection, plan.field, plan.options.policy)
+    line = f"{cover.normalized}/{cover.total} carry {plan.field.path} ({cover.percent:.1f}%)"
+    if cover.normalized < cover.total:
+        note = (f"⚠️  {cover.total - cover.normalized} items lack {plan.field.path}: a resumed "
+                "run does not re-read the items before its checkpoint (items added or "
+                "changed there since). Run the backfill again without --resume to cover "
+                "them (items already done are skipped).")
+        console.say(note)
+        log.warning("%s", note)
+    return {"Coverage": line}
+
+
 def _check_options(options: RunOptions) -> tuple[RunOptions, Shard | None]:
     """Option combinations, checked before anything touches the database."""
-    if options.resume and options.dry_run:
+    if options.resume is not None and options.dry_run:
         raise ConfigurationError("--resume and --dry-run do not go together "
                                  "(a dry run has no ledger entry to resume)")
     shard = shard_from(options.shard, options.shard_count)
     if shard and options.resume and options.resume != RESUME_LATEST and not options.job_id:
         options = replace(options, job_id=options.resume)  # --resume RUN_ID --shard i/N
-    if options.undo_run_id and (options.resume or shard or options.job_id):
-        raise ConfigurationError("an exact rollback (--run-id) takes no --resume, --shard or "
-                                 "--job-id: it is idempotent, run it again to carry it on")
+    if options.undo_run_id and (shard or options.job_id):
+        raise ConfigurationError("an exact rollback (--run-id) takes no --shard or --job-id")
     if shard and not options.dry_run and not options.job_id:
         raise ConfigurationError(
             "a sharded run needs --job-id (Cloud Run Jobs set CLOUD_RUN_EXECUTION), so that "
@@ -418,14 +398,16 @@ def _run_settings(job: Job, options: RunOptions, client: firestore.Client, targe
     if isinstance(job, UndoRunJob):
         undo_job = job  # narrowed, for the closure
 
-        def source() -> Iterator[list[Any]]:
-            return undo_job.pages(client, target.collection, options.policy)
+        def source(after_key: str | None) -> Iterator[tuple[list[Any], str]]:
+            return undo_job.pages(client, target.collection, options.policy, after_key)
 
     # Each shard paces itself at its share, so that all tasks together follow the ramp.
     share = stats.shard.count if stats.shard else 1
     initial = min(options.initial_writes_per_second, options.max_writes_per_second or math.inf)
     return RunSettings(
-        batch_size=options.batch_size, dry_run=options.dry_run, limit=options.limit,
+        batch_size=options.batch_size, dry_run=options.dry_run,
+        # A resumed canary run: the limit is the whole run's.
+        limit=None if options.limit is None else max(0, options.limit - stats.processed),
         after_id=stats.checkpoint, from_id=from_id, before_id=before_id,
         max_in_flight=options.parallel_batches, policy=options.policy, journal=journal,
         source=source, read_ahead=source is None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +13,8 @@ from typing import Any
 import click
 from tqdm import tqdm
 
+from backfill.ledger import DEFAULT_LEDGER_COLLECTION
+from backfill.options import RunOptions
 from backfill.stats import RunStats
 from backfill.target import Target
 
@@ -29,9 +32,20 @@ class Labels:
     script: str  # how the operator runs it: "run_backfill_production.py"
     show_sample_fields: bool = True  # a dry run's samples show what would be written
 
-    def resume_command(self, environment: str, run_id: str, shard: object = None) -> str:
-        sharded = f" --shard {shard}" if shard else ""
-        return f"python3 {self.script} --environment {environment} --resume {run_id}{sharded}"
+    def resume_command(self, options: RunOptions, run_id: str, shard: object = None) -> str:
+        """The command that carries this run on, complete: what the run is (collection,
+        field, mode, force, ...) comes from the ledger; where the ledger is, from here."""
+        words = [f"python3 {self.script}", f"--environment {options.environment}"]
+        if options.project is not None:
+            words.append(f"--project {shlex.quote(options.project)}")
+        if options.database != "(default)":
+            words.append(f"--database {shlex.quote(options.database)}")
+        if options.ledger_collection != DEFAULT_LEDGER_COLLECTION:
+            words.append(f"--ledger-collection {shlex.quote(options.ledger_collection)}")
+        words.append(f"--resume {shlex.quote(run_id)}")
+        if shard:
+            words.append(f"--shard {shard}")
+        return " ".join(words)
 
 
 def say(message: str = "") -> None:

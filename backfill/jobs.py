@@ -116,26 +116,35 @@ class UndoRunJob:
         self.read_fields: tuple[str, ...] = (target.top,)
         self.entries: dict[str, dict[str, Any]] = {}  # the journal batch being undone
 
-    def pages(self, client: firestore.Client, collection: str,
-              policy: RetryPolicy) -> Iterator[list[Any]]:
-        """The items of each journal batch, newest batch first, as they are now."""
+    def pages(self, client: firestore.Client, collection: str, policy: RetryPolicy,
+              after_key: str | None = None) -> Iterator[tuple[list[Any], str]]:
+        """The items of each journal batch, newest batch first, as they are now, with the
+        batch's journal key (the undo's checkpoint)."""
         journal = Journal(client, self.ledger_collection, self.run_id, policy)
-        for entries in journal.entries():
+        for key, entries in journal.entries(after_key):
             refs = [client.collection(collection).document(e["id"]) for e in entries]
             snaps = read_documents(client, refs, self.read_fields, policy,
                                    "reading the items a run changed")
             # Read only when the batch before is written: entries of one item follow on.
             self.entries = {e["id"]: e for e in entries}
-            yield sorted(snaps, key=lambda snap: snap.id)
+            yield sorted(snaps, key=lambda snap: snap.id), key
 
     def decide(self, doc_id: str, data: dict[str, Any]) -> Decision:
         entry = self.entries[doc_id]
+        if entry["landed"] is False:
+            return Decision(doc_id, None)  # the run's write did not land: nothing to undo
         current = self.target.value(data)
         has_field = current is not ABSENT
-        if has_field and fingerprint(current) == entry["after"]:
+        ours = has_field and fingerprint(current) == entry["after"]
+        if ours and entry["landed"]:
             return Decision(doc_id, self._restore(entry, data))
-        if has_field == entry["had_field"] and current == entry.get("before", ABSENT):
+        if has_field == entry["had_field"] and (
+                not has_field or fingerprint(current) == fingerprint(entry.get("before"))):
             return Decision(doc_id, None)  # as before the run already (undone, or unwritten)
+        if entry["landed"] is None:  # a kill between the write and its record
+            return Decision(doc_id, None, problem=(
+                f"the run's write of {self.target.path} was never recorded as landed; it "
+                f"{'holds' if ours else 'does not hold'} the value the run wrote; left as is"))
         return Decision(doc_id, None,
                         problem=f"{self.target.path} changed after the run; left as is")
 

@@ -58,14 +58,14 @@ class Journal:
         self.policy = policy
         self.shard_key = shard_key
 
-    def record(self, entries: list[dict[str, Any]]) -> None:
+    def record(self, entries: list[dict[str, Any]]) -> str | None:
         """One write. Keys sort newest first, so that undoing walks the run backwards.
 
         IDs and fingerprints go into one JSON string (Firestore indexes a string once,
         an array of maps once per element); previous values stay Firestore values, so
         they come back with their types, keyed by their position in that string."""
         if not entries:
-            return
+            return None
         key = f"{2**63 - time.time_ns():020d}-{self.shard_key}-{secrets.token_hex(3)}"
         ref = self.collection.document(key)
         document = {
@@ -78,21 +78,36 @@ class Journal:
         # writes the same document again instead of failing on it.
         call_with_retry(lambda: ref.set(document, retry=NO_LIBRARY_RETRY),
                         self.policy, "writing the run journal")
+        return key
 
-    def entries(self, page_size: int = 20) -> Iterator[list[dict[str, Any]]]:
-        """The journal's batches, newest first, as the entries journal_entry() made."""
+    def record_outcome(self, key: str, landed: list[bool]) -> None:
+        """After the batch: which of its journaled writes landed ("1") and which did not
+        ("0": a conflict, a deleted item, a refusal), in the order of the entries. An
+        entry without an outcome (a kill in between) is not guessed at by an undo."""
+        ref = self.collection.document(key)
+        outcome = "".join("1" if ok else "0" for ok in landed)
+        call_with_retry(lambda: ref.update({"landed": outcome}, retry=NO_LIBRARY_RETRY),
+                        self.policy, "writing the run journal")
+
+    def entries(self, after_key: str | None = None, page_size: int = 20,
+                ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        """The journal's batches, newest first, each with its key, as the entries
+        journal_entry() made, and whether each write landed (True, False, or None when
+        the outcome was never recorded)."""
         for page in iter_pages(self.collection, fields=None, page_size=page_size,
-                               policy=self.policy):
+                               policy=self.policy, after_id=after_key):
             for snap in page:
                 data = snap.to_dict() or {}
                 before = data.get("before", {})
+                landed = str(data.get("landed", ""))
                 entries = []
                 for i, (doc_id, after, *created) in enumerate(
                         json.loads(data.get("items", "[]"))):
                     entry = {"id": doc_id, "had_field": str(i) in before, "after": after}
                     if created:
                         entry["created"] = created[0]
+                    entry["landed"] = (landed[i] == "1") if i < len(landed) else None
                     if str(i) in before:
                         entry["before"] = before[str(i)]
                     entries.append(entry)
-                yield entries
+                yield snap.id, entries

@@ -109,16 +109,20 @@ class Ledger:
         }
 
     @staticmethod
-    def _header(stats: RunStats, arguments: dict[str, Any]) -> dict[str, Any]:
-        return {"run_id": stats.run_id, "tool": stats.tool, "environment": stats.environment,
+    def _header(stats: RunStats, arguments: dict[str, Any], settings: dict[str, Any],
+                mode: str) -> dict[str, Any]:
+        return {"run_id": stats.run_id, "tool": stats.tool, "mode": mode,
+                "environment": stats.environment,
                 "project": stats.project, "database": stats.database,
                 "collection": stats.collection, "target_field": stats.target_field,
-                "arguments": arguments,
+                "settings": settings, "arguments": arguments,
                 "normalized_version": NORMALIZED_VERSION, "started_at": iso(stats.started_at)}
 
-    def start(self, stats: RunStats, arguments: dict[str, Any]) -> None:
-        self._write(self._ref(stats), {**self._header(stats, arguments), **who(),
-                                       "resumed_at": [], **self._progress(stats)}, create=True)
+    def start(self, stats: RunStats, arguments: dict[str, Any], settings: dict[str, Any],
+              mode: str) -> None:
+        self._write(self._ref(stats), {**self._header(stats, arguments, settings, mode),
+                                       **who(), "resumed_at": [], **self._progress(stats)},
+                    create=True)
 
     def reopen(self, stats: RunStats) -> None:
         """A resumed run: same ID, status running again, a note of when and by whom."""
@@ -126,6 +130,7 @@ class Ledger:
                                        firestore.ArrayUnion([{"at": iso(utc_now()), **who()}])})
 
     def join_sharded(self, stats: RunStats, arguments: dict[str, Any],
+                     settings: dict[str, Any], mode: str,
                      compute_boundaries: Callable[[], tuple[list[str], str]],
                      ) -> tuple[list[str], LedgerEntry | None]:
         """Join a sharded run: the first task to arrive computes the boundaries and records
@@ -137,7 +142,8 @@ class Ledger:
         run = self._read(run_ref)
         if run is None:
             boundaries, method = compute_boundaries()
-            fields = {**self._header(stats, arguments), "shard_count": shard.count,
+            fields = {**self._header(stats, arguments, settings, mode),
+                      "shard_count": shard.count,
                       "boundaries": boundaries, "boundary_method": method, "status": "sharded"}
 
             def create_unless_there() -> None:
@@ -187,7 +193,8 @@ class Ledger:
         snaps: Iterable[Any] = call_with_retry(
             lambda: list(query.stream(retry=NO_LIBRARY_RETRY)), self.policy,
             "reading the run ledger")
-        entries = [LedgerEntry(s.to_dict()) for s in snaps]
+        entries = [LedgerEntry(s.to_dict()) for s in snaps
+                   if (s.to_dict() or {}).get("kind") != "lease"]
         return sorted(entries, key=lambda e: str(e.data.get("started_at")), reverse=True)
 
     @overload
@@ -210,10 +217,9 @@ class Ledger:
             if entry is None:
                 raise ConfigurationError(f"no run {run_id!r} in the ledger "
                                          f"{self.collection.id!r}")
-            if entry.data.get("tool") != tool or entry.data.get("collection") != collection:
+            if entry.data.get("tool") != tool:
                 raise ConfigurationError(
-                    f"run {run_id} is a {entry.data.get('tool')} of collection "
-                    f"{entry.data.get('collection')!r}, not a {tool} of {collection!r}")
+                    f"run {run_id} is a {entry.data.get('tool')} run, not a {tool} run")
             if entry.status == "completed" and not named:
                 raise ConfigurationError(f"run {run_id} is already completed")
             return entry

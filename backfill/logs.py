@@ -48,6 +48,15 @@ def open_run_log(output_dir: Path, tool: str, run_id: str) -> logging.Logger:
     return logger
 
 
+def flush_run_log(logger: logging.Logger) -> None:
+    """Write the buffered lines now (before an exit that skips the usual closing)."""
+    for handler in logger.handlers:
+        handler.flush()
+        target = getattr(handler, "target", None)
+        if target is not None:
+            target.flush()
+
+
 def close_run_log(logger: logging.Logger) -> None:
     for handler in list(logger.handlers):
         target = getattr(handler, "target", None)

@@ -62,9 +62,10 @@ class RunSettings:
     limiter: WriteRateLimiter | None = None
     journal: Journal | None = None  # journal the previous values before each batch
     # Where the pages come from, when not from scanning the collection (undoing a run
-    # reads its journal). With read_ahead off, a page is read only after the batches
-    # before it are written: undoing walks one item's history backwards.
-    source: Callable[[], Iterator[list[DocumentSnapshot]]] | None = None
+    # reads its journal), with each page's checkpoint, given `after_id`. With read_ahead
+    # off, a page is read only after the batches before it are written: undoing walks
+    # one item's history backwards.
+    source: Callable[[str | None], Iterator[tuple[list[DocumentSnapshot], str]]] | None = None
     read_ahead: bool = True
 
 
@@ -84,10 +85,11 @@ class Runner:
         is set; in both cases after the batches in flight have finished and been counted.
         """
         settings = self.settings
-        pages = settings.source() if settings.source else iter_pages(
-            self.collection, fields=self.job.read_fields, page_size=settings.batch_size,
-            policy=settings.policy, after_id=settings.after_id, from_id=settings.from_id,
-            before_id=settings.before_id, limit=settings.limit)
+        pages = _limited(settings.source(settings.after_id), settings.limit) \
+            if settings.source else ((page, page[-1].id) for page in iter_pages(
+                self.collection, fields=self.job.read_fields, page_size=settings.batch_size,
+                policy=settings.policy, after_id=settings.after_id, from_id=settings.from_id,
+                before_id=settings.before_id, limit=settings.limit))
         in_flight: deque[Future[BatchOutcome]] = deque()
         failure: BaseException | None = None
 
@@ -98,21 +100,25 @@ class Runner:
             except BaseException as error:
                 failure = failure or error
                 return
-            _count(stats, outcome, advance_checkpoint=failure is None)
-            on_batch(outcome)
+            # After a failed batch the checkpoint stays before it, so a resume does the
+            # batches behind it again: they are counted then, not now as well.
+            if failure is None:
+                _count(stats, outcome)
+                on_batch(outcome)
 
         workers = 1 if settings.dry_run or not settings.read_ahead else settings.max_in_flight
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batch") as pool:
             try:
-                for number, page in enumerate(prefetched(pages) if settings.read_ahead
-                                              else pages, start=stats.batches + 1):
+                for number, (page, checkpoint) in enumerate(
+                        prefetched(pages) if settings.read_ahead else pages,
+                        start=stats.batches + 1):
                     if not page:
                         continue
                     datas = self._data(page)
                     decisions = [self.job.decide(snap.id, data)
                                  for snap, data in zip(page, datas, strict=True) if snap.exists]
-                    in_flight.append(pool.submit(self._settle, number, page, datas,
-                                                 decisions))
+                    in_flight.append(pool.submit(self._settle, number, page, checkpoint,
+                                                 datas, decisions))
                     while in_flight and (len(in_flight) >= workers or in_flight[0].done()):
                         collect()
                     if failure is not None or self.stop.is_set():
@@ -131,10 +137,10 @@ class Runner:
         return with_parents(self.client, snaps, self.job.target, self.job.read_fields,
                             self.settings.policy)
 
-    def _settle(self, number: int, page: Sequence[DocumentSnapshot],
+    def _settle(self, number: int, page: Sequence[DocumentSnapshot], checkpoint: str,
                 datas: list[dict[str, Any]], decisions: list[Decision]) -> BatchOutcome:
         """Write one page's decisions; re-read and decide again where the app got there first."""
-        outcome = BatchOutcome(number, page[0].id, page[-1].id, processed=len(page))
+        outcome = BatchOutcome(number, page[0].id, checkpoint, processed=len(page))
         outcome.decisions = {decision.doc_id: decision for decision in decisions}
         existing = [(snap, data) for snap, data in zip(page, datas, strict=True) if snap.exists]
         outcome.vanished = len(page) - len(existing)
@@ -161,13 +167,18 @@ class Runner:
     def _commit(self, to_write: list[ToWrite]) -> list[WriteResult]:
         """Journal (when asked) what the writes replace, then write, with preconditions."""
         journal, target = self.settings.journal, self.job.target
+        key = None
         if journal is not None and self.job.journaled:
-            journal.record([journal_entry(snap.id, target, data,
-                                          (decision.fields or {})[target.path])
-                            for snap, data, decision in to_write])
-        return commit_writes(self.client, [
+            key = journal.record([journal_entry(snap.id, target, data,
+                                                (decision.fields or {})[target.path])
+                                  for snap, data, decision in to_write])
+        results = commit_writes(self.client, [
             Write(snap.reference, decision.fields or {}, snap.update_time)
             for snap, _, decision in to_write], self.settings.policy, self.settings.limiter)
+        if journal is not None and key is not None:
+            # Which of the journaled writes landed: an undo restores exactly those.
+            journal.record_outcome(key, [r.status is WriteStatus.OK for r in results])
+        return results
 
     def _decide_again(self, references: list[DocumentReference],
                       outcome: BatchOutcome) -> list[ToWrite]:
@@ -203,7 +214,20 @@ class Runner:
                 outcome.errors.append((doc_id, f"write refused: {result.message}"))
 
 
-def _count(stats: RunStats, outcome: BatchOutcome, *, advance_checkpoint: bool) -> None:
+def _limited(pages: Iterator[tuple[list[DocumentSnapshot], str]], limit: int | None,
+             ) -> Iterator[tuple[list[DocumentSnapshot], str]]:
+    """At most `limit` documents of `pages` (the last page cut short)."""
+    left = limit
+    for page, checkpoint in pages:
+        if left is not None and len(page) >= left:
+            yield page[:left], checkpoint
+            return
+        if left is not None:
+            left -= len(page)
+        yield page, checkpoint
+
+
+def _count(stats: RunStats, outcome: BatchOutcome) -> None:
     stats.batches = max(stats.batches, outcome.number)
     stats.processed += outcome.processed
     if stats.dry_run:
@@ -218,5 +242,4 @@ def _count(stats: RunStats, outcome: BatchOutcome, *, advance_checkpoint: bool) 
     for decision in outcome.decisions.values():
         if decision.report is not None:
             stats.add_report(decision.report)
-    if advance_checkpoint:
-        stats.checkpoint = outcome.last_id
+    stats.checkpoint = outcome.last_id

@@ -19,7 +19,6 @@ import click
 from backfill import console
 from backfill.cli import (
     COMMAND_SETTINGS,
-    RunOptions,
     connect,
     execute_writing_run,
     run_boundary,
@@ -28,6 +27,7 @@ from backfill.cli import (
 )
 from backfill.jobs import Job, RollbackJob, UndoRunJob
 from backfill.ledger import Ledger
+from backfill.options import RunOptions
 from backfill.target_field import TargetField
 
 LABELS = console.Labels(title="wardrobe rollback", done="rolled back",
@@ -47,17 +47,17 @@ LABELS = console.Labels(title="wardrobe rollback", done="rolled back",
 def main(list_runs: bool, **options: Any) -> int:
     """Roll the backfill back: delete `normalized` from every item that has it, or with
     --run-id undo exactly one backfill run."""
-    run = RunOptions(**options)
+    run = RunOptions.from_click(options)
     if list_runs:
         return print_runs(run)
-    undo_run_id = run.undo_run_id
-
-    def make_job(field: TargetField) -> Job:
-        if undo_run_id is not None:
-            return UndoRunJob(undo_run_id, run.ledger_collection, field)
-        return RollbackJob(field)
-
     return execute_writing_run("rollback", make_job, run, LABELS, stats_prefix="rollback_stats")
+
+
+def make_job(options: RunOptions, field: TargetField) -> Job:
+    """An exact undo of one run (--run-id, or as a resumed run recorded it), else removal."""
+    if options.undo_run_id is not None:
+        return UndoRunJob(options.undo_run_id, options.ledger_collection, field)
+    return RollbackJob(field)
 
 
 def print_runs(run: RunOptions, shown: int = 20) -> int:

@@ -20,11 +20,8 @@ import click
 from backfill import console
 from backfill.cli import (
     COMMAND_SETTINGS,
-    RunOptions,
     connect,
-    new_run_id,
     output_options,
-    recorded_target_field,
     run_boundary,
     shard_options,
     target_field_option,
@@ -34,6 +31,8 @@ from backfill.cli import (
 from backfill.errors import ConfigurationError, ExitCode
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger
 from backfill.logs import close_run_log, open_run_log
+from backfill.options import RunOptions
+from backfill.plan import new_run_id, recorded_target_field
 from backfill.shards import compute_boundaries, shard_from, shard_range
 from backfill.stats import file_stamp, iso, utc_now, write_json
 from backfill.target_field import DEFAULT_TARGET_FIELD, TargetField, parse_target_field
@@ -91,7 +90,7 @@ def main(sample_size: int, check_all: bool, seed: int | None, run_id: str | None
             raise ConfigurationError(f"no run {run_id!r} in the ledger {ledger_collection!r}")
         recorded = entry.data
         if entry.data.get("tool") == "backfill":
-            field = recorded_target_field(given_field, entry, "run")
+            field = recorded_target_field(given_field, entry)
         console.say(f"📒 Run {run_id}: {recorded.get('tool')} of {recorded.get('collection')}, "
                     f"{recorded.get('status')}, started {recorded.get('started_at')}")
         parts = ledger.shards(run_id) if "shard_count" in recorded else [entry]

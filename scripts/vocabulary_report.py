@@ -23,7 +23,6 @@ import click
 from backfill import console
 from backfill.cli import (
     COMMAND_SETTINGS,
-    RunOptions,
     connect,
     output_options,
     run_boundary,
@@ -31,6 +30,7 @@ from backfill.cli import (
     version_option,
 )
 from backfill.errors import ExitCode
+from backfill.options import RunOptions
 from backfill.stats import file_stamp, utc_now, write_json
 from backfill.validation import fetch_items, sample_ids, scan_items
 from backfill.vocabulary import VocabularyReport, near_misses

@@ -30,7 +30,7 @@ def items() -> dict[str, dict[str, Any]]:
 
 def run_ids(db: Database) -> list[str]:
     return [r["run_id"] for r in db.documents("_backfill_runs").values()
-            if r["tool"] == "backfill"]
+            if r.get("tool") == "backfill" and r.get("kind") != "lease"]
 
 
 def test_undo_restores_exactly_what_the_run_replaced(db: Database) -> None:
@@ -79,8 +79,8 @@ def test_undo_needs_a_backfill_run_of_this_collection(db: Database) -> None:
     result = db.invoke(rollback, ["--run-id", "backfill-nope"])
     assert result.exit_code == 2
     assert "no backfill run 'backfill-nope' of collection 'wardrobe'" in result.stderr
-    result = db.invoke(rollback, ["--run-id", "x", "--resume"])
-    assert result.exit_code == 2 and "takes no --resume" in result.stderr
+    result = db.invoke(rollback, ["--run-id", "x", "--shard", "0/2", "--job-id", "j"])
+    assert result.exit_code == 2 and "takes no --shard or --job-id" in result.stderr
 
 
 def test_list_runs(db: Database) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from google.cloud.firestore_v1 import DELETE_FIELD
 
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION
 from normalizer import FACETS, normalize_item
@@ -176,20 +177,26 @@ def invoke(args: list[str], env: dict[str, str], command: Any = backfill) -> Res
 def test_resume_keeps_the_runs_target_field(db: Database) -> None:
     db.seed(app_items())
     first = db.invoke(backfill, ["--target-field", APP_FIELD, "--yes", "--job-id", "bf-1",
-                                 "--limit", "5", "--batch-size", "5"])
-    assert first.exit_code == 0, first.output
-    # As a killed run leaves it: still `running` in the ledger, at its checkpoint.
+                                 "--batch-size", "5"])
+    assert first.exit_code == 1, first.output  # the hostile parents
+    # As a killed run leaves it: still `running` in the ledger, at a checkpoint; the items
+    # after it lose their field meanwhile.
     db.client.collection(DEFAULT_LEDGER_COLLECTION).document("bf-1").update(
-        {"status": "running"})
+        {"status": "running", "checkpoint": "app-04"})
+    for doc_id in ("app-07", "app-12"):
+        db.client.collection(db.collection).document(doc_id).update(
+            {"metadata.normalized": DELETE_FIELD})
     refused = db.invoke(backfill, ["--resume", "bf-1", "--target-field", "normalized",
                                    "--yes"])
     assert refused.exit_code == 2
-    assert refused.stderr.strip().endswith(
-        "❌ run bf-1 wrote metadata.normalized, not normalized (--target-field or "
-        "BACKFILL_TARGET_FIELD)")
+    assert refused.stderr.strip() == (
+        "❌ run bf-1 was started with --target-field metadata.normalized; this resume says "
+        "normalized: a resume carries the same run on (leave the option out, or start a new "
+        "run)")
     resumed = db.invoke(backfill, ["--resume", "bf-1", "--yes"])
     assert resumed.exit_code == 1, resumed.output  # the hostile parents
     assert "🏷  Field: metadata.normalized" in resumed.stderr
+    assert all("normalized" in db.documents()[d]["metadata"] for d in ("app-07", "app-12"))
     assert not any("normalized" in item for item in db.documents().values())
     ledger = db.documents(DEFAULT_LEDGER_COLLECTION)["bf-1"]
     assert ledger["target_field"] == APP_FIELD and ledger["status"] == "completed"

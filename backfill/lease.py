@@ -1,0 +1,205 @@
+"""One writer per collection: a lease in the run ledger.
+
+A writing run (backfill, either rollback) takes the lease of its collection in a
+transaction before it writes, renews it with a heartbeat while it runs, and gives it back
+when it ends. The shards of one run share their run's lease (one holder entry per shard).
+A second writing run is refused while a holder is alive. A holder is gone when it ran on
+this host and its process no longer exists (kill -9, then --resume, keeps working at
+once), or when its heartbeat is older than LEASE_TIMEOUT_SECONDS (a container recycled
+elsewhere); the lease is then taken over, and the takeover is said.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from google.cloud import firestore
+
+from backfill.errors import BackfillError, ExitCode
+from backfill.ledger import who
+from backfill.retry import RetryPolicy, call_with_retry
+from backfill.stats import iso, utc_now
+
+# A holder whose heartbeat is older than this, on another host, is taken to be gone. It is
+# several heartbeats long, so a busy or briefly cut-off run keeps its lease.
+LEASE_TIMEOUT_SECONDS = 120.0
+HEARTBEAT_SECONDS = 15.0
+LEASE_PREFIX = "lease-"
+
+
+class LeaseHeld(BackfillError):
+    """Another writing run holds the collection."""
+
+    exit_code = ExitCode.USAGE
+
+
+class LeaseLost(BackfillError):
+    """This run's lease was taken over (its heartbeat went stale): it must stop writing."""
+
+    exit_code = ExitCode.FATAL
+
+
+@dataclass(frozen=True)
+class Holder:
+    run_id: str
+    key: str
+    host: str
+    pid: int
+    user: str
+    heartbeat_at: datetime
+
+    def age(self, now: datetime) -> float:
+        return (now - self.heartbeat_at).total_seconds()
+
+    def alive(self, now: datetime, host: str) -> bool:
+        if self.host == host:
+            return _process_exists(self.pid)
+        return self.age(now) < LEASE_TIMEOUT_SECONDS
+
+    def describe(self, now: datetime) -> str:
+        return (f"run {self.run_id} ({'shard ' + self.key + ', ' if self.key != '0' else ''}"
+                f"{self.user}@{self.host}, pid {self.pid}, last heartbeat "
+                f"{self.age(now):.0f}s ago)")
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, as another user
+        return True
+    return True
+
+
+def _holders(data: dict[str, Any] | None) -> list[Holder]:
+    if not data:
+        return []
+    return [Holder(str(data.get("run_id")), key, str(h.get("host")), int(h.get("pid", 0)),
+                   str(h.get("user")), datetime.fromisoformat(str(h.get("heartbeat_at"))))
+            for key, h in dict(data.get("holders") or {}).items()]
+
+
+class Lease:
+    def __init__(self, client: firestore.Client, ledger_collection: str, collection: str,
+                 run_id: str, key: str, tool: str, policy: RetryPolicy) -> None:
+        self.client = client
+        self.ref = client.collection(ledger_collection).document(LEASE_PREFIX + collection)
+        self.collection = collection
+        self.run_id, self.key, self.tool = run_id, key, tool
+        self.policy = policy
+        self.lost: str | None = None
+
+    def _me(self) -> dict[str, Any]:
+        return {**who(), "pid": os.getpid(), "heartbeat_at": iso(utc_now())}
+
+    def _transact(self, body: Callable[[Any, dict[str, Any] | None], str | None],
+                  what: str) -> str | None:
+        def run(transaction: Any) -> str | None:
+            snap = self.ref.get(transaction=transaction)
+            return body(transaction, snap.to_dict() if snap.exists else None)
+
+        transactional: Any = firestore.transactional(run)
+        result: str | None = call_with_retry(
+            lambda: transactional(self.client.transaction()), self.policy, what)
+        return result
+
+    def acquire(self) -> str | None:
+        """Take the lease, or raise LeaseHeld. Returns what was taken over, if anything."""
+
+        def body(transaction: Any, data: dict[str, Any] | None) -> str | None:
+            now, host = utc_now(), socket.gethostname()
+            holders = _holders(data)
+            same_run = data is not None and data.get("run_id") == self.run_id
+            me = (host, os.getpid())
+            alive = [h for h in holders if h.alive(now, host) and (h.host, h.pid) != me]
+            # The other shards of this run share the lease; this shard's own holder and
+            # any other run's block it.
+            blocking = [h for h in alive if not same_run or h.key == self.key]
+            if blocking:
+                holder = blocking[0]
+                wait = ("" if holder.host == host else
+                        f"; it is taken to be gone once its heartbeat is "
+                        f"{LEASE_TIMEOUT_SECONDS:.0f}s old, in "
+                        f"{max(0.0, LEASE_TIMEOUT_SECONDS - holder.age(now)):.0f}s")
+                raise LeaseHeld(
+                    f"collection {self.collection!r} is being written by "
+                    f"{holder.describe(now)}: one writing run at a time{wait}")
+            gone = [h for h in holders if not (same_run and h.key != self.key)
+                    and (h.host, h.pid) != me]
+            kept = {h.key: (data or {})["holders"][h.key] for h in holders
+                    if same_run and h.key != self.key}
+            transaction.set(self.ref, {"kind": "lease", "collection": self.collection,
+                                       "run_id": self.run_id, "tool": self.tool,
+                                       "holders": {**kept, self.key: self._me()}})
+            if not gone:
+                return None
+            return "; ".join(
+                f"took over the lease of {h.describe(now)}: "
+                f"{'its process is gone' if h.host == host else 'its heartbeat is stale'}"
+                for h in gone)
+
+        return self._transact(body, "taking the collection's lease")
+
+    def renew(self) -> None:
+        def body(transaction: Any, data: dict[str, Any] | None) -> str | None:
+            if data is None or data.get("run_id") != self.run_id or \
+                    self.key not in (data.get("holders") or {}):
+                holder = "nobody" if data is None else f"run {data.get('run_id')}"
+                self.lost = (f"the lease of collection {self.collection!r} is now held by "
+                             f"{holder}: this run stopped writing")
+                return None
+            transaction.update(self.ref, {f"holders.`{self.key}`": self._me()})
+            return None
+
+        self._transact(body, "renewing the collection's lease")
+
+    def release(self) -> None:
+        def body(transaction: Any, data: dict[str, Any] | None) -> str | None:
+            if data is None or data.get("run_id") != self.run_id:
+                return None
+            holders = dict(data.get("holders") or {})
+            holders.pop(self.key, None)
+            if holders:
+                transaction.update(self.ref, {"holders": holders})
+            else:
+                transaction.delete(self.ref)
+            return None
+
+        self._transact(body, "giving the collection's lease back")
+
+    @contextmanager
+    def kept(self, stop: threading.Event) -> Iterator[Lease]:
+        """Renew the lease every HEARTBEAT_SECONDS while the block runs; if it was taken
+        over, set `stop` (the run ends at a clean point) and `lost`. Given back at the end."""
+        done = threading.Event()
+
+        def heartbeat() -> None:
+            while not done.wait(HEARTBEAT_SECONDS):
+                try:
+                    self.renew()
+                except BackfillError:
+                    continue  # the database is away: the run's own calls will say so
+                if self.lost:
+                    stop.set()
+                    return
+
+        thread = threading.Thread(target=heartbeat, name="lease", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            done.set()
+            thread.join()
+            if self.lost is None:
+                # If this fails, the holder is gone by its process or its heartbeat.
+                with contextlib.suppress(BackfillError):
+                    self.release()

@@ -1,0 +1,108 @@
+"""A tool's options as one value, which of them the operator gave, and the settings a run
+records in the ledger so that a resume carries the same run on."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from backfill.errors import ConfigurationError
+from backfill.ledger import DEFAULT_LEDGER_COLLECTION, LedgerEntry
+from backfill.ratelimit import RAMP_START
+from backfill.retry import RetryPolicy
+
+RESUME_LATEST = "latest"
+# What makes a run the run it is: recorded when it starts, taken over by --resume.
+RECORDED_SETTINGS = ("collection", "target_field", "force", "batch_size", "limit",
+                     "undo_run_id", "max_writes_per_second", "initial_writes_per_second",
+                     "parallel_batches")
+_OPTION_NAMES = {"undo_run_id": "--run-id", "as_json": "--json"}
+
+
+def option_name(name: str) -> str:
+    return _OPTION_NAMES.get(name, "--" + name.replace("_", "-"))
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    environment: str
+    project: str | None
+    database: str
+    collection: str
+    batch_size: int
+    output_dir: Path
+    quiet: bool
+    as_json: bool
+    max_retry_seconds: float
+    dry_run: bool = False
+    yes: bool = False
+    limit: int | None = None
+    resume: str | None = None
+    ledger_collection: str = DEFAULT_LEDGER_COLLECTION
+    max_writes_per_second: float = 10_000.0
+    initial_writes_per_second: float = RAMP_START
+    parallel_batches: int = 4
+    shard: str | None = None
+    shard_count: int | None = None
+    job_id: str | None = None
+    undo_run_id: str | None = None  # rollback: the backfill run to undo exactly
+    target_field: str | None = None  # None: not given (the default, or what a run recorded)
+    force: bool = False  # backfill: rewrite items that are up to date
+    # The options the operator gave (command line or environment), not defaults.
+    explicit: frozenset[str] = field(default=frozenset(), compare=False)
+
+    @classmethod
+    def from_click(cls, params: dict[str, Any]) -> RunOptions:
+        """The options of the running click command, knowing which were given."""
+        import click
+
+        context = click.get_current_context()
+        given = frozenset(
+            name for name in params
+            if context.get_parameter_source(name) in (click.core.ParameterSource.COMMANDLINE,
+                                                      click.core.ParameterSource.ENVIRONMENT))
+        return cls(**params, explicit=given)
+
+    def arguments(self) -> dict[str, Any]:
+        """The options as recorded in the ledger and the log (they hold no secret)."""
+        return {name: str(value) if isinstance(value, Path) else
+                sorted(value) if isinstance(value, frozenset) else value
+                for name, value in asdict(self).items()}
+
+    def settings(self, target_field: str) -> dict[str, Any]:
+        """What a run records of itself, for a resume to carry on as the same run."""
+        return {**{name: getattr(self, name) for name in RECORDED_SETTINGS},
+                "target_field": target_field}
+
+    def carrying_on(self, entry: LedgerEntry) -> RunOptions:
+        """These options for a resume of `entry`: its recorded settings, which an explicit
+        option may repeat but not contradict."""
+        recorded = {"collection": entry.data.get("collection"),
+                    "target_field": entry.data.get("target_field", "normalized"),
+                    **dict(entry.data.get("settings") or {})}
+        changes: dict[str, Any] = {}
+        for name in RECORDED_SETTINGS:
+            if name not in recorded:
+                continue
+            value = recorded[name]
+            mine = getattr(self, name)
+            if name in self.explicit and mine != value:
+                raise ConfigurationError(
+                    f"run {entry.run_id} was started with {option_name(name)} "
+                    f"{_shown(value)}; this resume says {_shown(mine)}: a resume carries the "
+                    "same run on (leave the option out, or start a new run)")
+            changes[name] = value
+        return replace(self, **changes)
+
+    @property
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(max_total_wait=self.max_retry_seconds)
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)

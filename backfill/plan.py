@@ -1,0 +1,131 @@
+"""Which run this is, decided before anything is written: a new run, a resume (of the
+newest unfinished run or of a given one), a run named by --job-id that may exist already,
+a shard of a sharded run, an exact undo. Each start mode is a function of its own; the
+executor (backfill.cli) then runs the plan.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, replace
+
+from backfill.errors import ConfigurationError
+from backfill.ledger import Ledger, LedgerEntry
+from backfill.options import RESUME_LATEST, RunOptions
+from backfill.shards import Shard
+from backfill.stats import utc_now
+from backfill.target_field import (
+    DEFAULT_TARGET_FIELD,
+    TARGET_FIELD_VARIABLE,
+    TargetField,
+    parse_target_field,
+)
+
+
+def new_run_id(tool: str) -> str:
+    return f"{tool}-{utc_now().strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    tool: str
+    run_id: str
+    options: RunOptions  # with a resumed run's recorded settings
+    field: TargetField
+    shard: Shard | None = None
+    resumed: LedgerEntry | None = None  # the run carried on (a shard's: found on joining)
+    undone: LedgerEntry | None = None  # the backfill run an exact undo undoes
+
+    @property
+    def mode(self) -> str:
+        if self.tool == "backfill":
+            return "backfill (forced)" if self.options.force else "backfill"
+        if self.options.undo_run_id:
+            return f"exact undo of run {self.options.undo_run_id}"
+        return "remove everywhere"
+
+
+def given_target_field(options: RunOptions) -> TargetField | None:
+    """--target-field (or BACKFILL_TARGET_FIELD), checked; None when not given."""
+    return None if options.target_field is None else parse_target_field(options.target_field)
+
+
+def recorded_target_field(given: TargetField | None, entry: LedgerEntry) -> TargetField:
+    """The field a run wrote; an explicit --target-field must say the same."""
+    recorded = TargetField(str(entry.data.get("target_field", DEFAULT_TARGET_FIELD)))
+    if given is not None and given != recorded:
+        raise ConfigurationError(f"run {entry.run_id} wrote {recorded.path}, not "
+                                 f"{given.path} (--target-field or {TARGET_FIELD_VARIABLE})")
+    return recorded
+
+
+def plan_run(tool: str, options: RunOptions, shard: Shard | None, ledger: Ledger) -> RunPlan:
+    """Decide which run this is, from the options and the ledger (only read here)."""
+    if options.dry_run:
+        plan = _new(tool, options, shard, options.job_id or new_run_id(tool))
+    elif shard is not None:
+        plan = _shard_of(tool, options, shard)
+    elif options.resume is not None:
+        plan = _resume(tool, options, ledger)
+    elif options.job_id is not None:
+        plan = _named(tool, options, ledger)
+    else:
+        plan = _new(tool, options, None, new_run_id(tool))
+    if plan.options.undo_run_id is not None:
+        plan = _undoing(plan, ledger)
+    return plan
+
+
+def _new(tool: str, options: RunOptions, shard: Shard | None, run_id: str) -> RunPlan:
+    field = given_target_field(options) or TargetField(DEFAULT_TARGET_FIELD)
+    return RunPlan(tool, run_id, options, field, shard)
+
+
+def _carry_on(tool: str, options: RunOptions, entry: LedgerEntry) -> RunPlan:
+    carried = options.carrying_on(entry)
+    field = recorded_target_field(given_target_field(options), entry)
+    return RunPlan(tool, entry.run_id, replace(carried, target_field=field.path), field,
+                   resumed=entry)
+
+
+def _resume(tool: str, options: RunOptions, ledger: Ledger) -> RunPlan:
+    """--resume [RUN_ID]: the given run, or the newest unfinished one of this tool and
+    collection, with the settings it recorded."""
+    wanted = None if options.resume == RESUME_LATEST else options.resume
+    entry = ledger.find_resumable(tool, options.collection, wanted)
+    if "shard_count" in entry.data:
+        raise ConfigurationError(f"run {entry.run_id} is sharded: resume each unfinished "
+                                 "shard with --resume RUN_ID --shard INDEX/COUNT")
+    return _carry_on(tool, options, entry)
+
+
+def _named(tool: str, options: RunOptions, ledger: Ledger) -> RunPlan:
+    """--job-id ID: a new run of that ID, or the same run again (a retried task)."""
+    assert options.job_id is not None
+    entry = ledger.find_resumable(tool, options.collection, options.job_id, named=True)
+    if entry is None:
+        return _new(tool, options, None, options.job_id)
+    if "shard_count" in entry.data:
+        raise ConfigurationError(
+            f"run {entry.run_id} is sharded ({entry.data['shard_count']} shards): give its "
+            "shard with --shard INDEX/COUNT")
+    return _carry_on(tool, options, entry)
+
+
+def _shard_of(tool: str, options: RunOptions, shard: Shard) -> RunPlan:
+    """A shard of a sharded run: the run's entry is joined (or made) when the run starts,
+    after the confirmation; the shard's own progress decides whether it resumes."""
+    assert options.job_id is not None
+    return _new(tool, options, shard, options.job_id)
+
+
+def _undoing(plan: RunPlan, ledger: Ledger) -> RunPlan:
+    undo_run_id = plan.options.undo_run_id
+    assert undo_run_id is not None
+    undone = ledger.get(undo_run_id)
+    if undone is None or undone.data.get("tool") != "backfill" or \
+            undone.data.get("collection") != plan.options.collection:
+        raise ConfigurationError(f"no backfill run {undo_run_id!r} of collection "
+                                 f"{plan.options.collection!r} in the ledger (--list-runs)")
+    field = recorded_target_field(given_target_field(plan.options), undone)
+    return replace(plan, field=field, undone=undone)
