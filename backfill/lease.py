@@ -19,13 +19,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
+from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
-from backfill.errors import BackfillError, ExitCode
+from backfill.errors import BackfillError, DatabaseError, ExitCode
 from backfill.ledger import who
-from backfill.retry import RetryPolicy, call_with_retry
+from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_with_retry
 from backfill.stats import iso, utc_now
 
 # A holder whose heartbeat is older than this, on another host, is taken to be gone. It is
@@ -33,6 +35,17 @@ from backfill.stats import iso, utc_now
 LEASE_TIMEOUT_SECONDS = 120.0
 HEARTBEAT_SECONDS = 15.0
 LEASE_PREFIX = "lease-"
+CALL_TIMEOUT_SECONDS = 10.0
+MAX_ATTEMPTS = 10
+
+
+class _Delete:
+    pass
+
+
+DELETE = _Delete()
+# What a lease operation writes: fields to set or update, DELETE, or None for nothing.
+Change = dict[str, Any] | _Delete | None
 
 
 class LeaseHeld(BackfillError):
@@ -101,21 +114,45 @@ class Lease:
     def _me(self) -> dict[str, Any]:
         return {**who(), "pid": os.getpid(), "heartbeat_at": iso(utc_now())}
 
-    def _transact(self, body: Callable[[Any, dict[str, Any] | None], str | None],
-                  what: str) -> str | None:
-        def run(transaction: Any) -> str | None:
-            snap = self.ref.get(transaction=transaction)
-            return body(transaction, snap.to_dict() if snap.exists else None)
+    def _transact(self, body: Callable[[dict[str, Any] | None], Change], what: str) -> None:
+        """Read the lease, decide, write on condition that it did not change meanwhile;
+        again if it did. (Not a library transaction: its calls retry on their own for a
+        minute, with no way to bound them, when the database is away.)"""
+        for _ in range(MAX_ATTEMPTS):
+            snap = call_with_retry(
+                lambda: self.ref.get(retry=NO_LIBRARY_RETRY, timeout=CALL_TIMEOUT_SECONDS),
+                self.policy, what)
+            change = body(snap.to_dict() if snap.exists else None)
+            if change is None:
+                return
+            if call_with_retry(partial(self._write, snap, change), self.policy, what):
+                return
+        raise DatabaseError(f"{what} failed: the lease kept changing under it")
 
-        transactional: Any = firestore.transactional(run)
-        result: str | None = call_with_retry(
-            lambda: transactional(self.client.transaction()), self.policy, what)
-        return result
+    def _write(self, snap: Any, change: Change) -> bool:
+        """Apply `change` if the lease is still as read; False if it is not."""
+        try:
+            if not snap.exists:
+                if change is not DELETE:
+                    self.ref.create(change, retry=NO_LIBRARY_RETRY, timeout=CALL_TIMEOUT_SECONDS)
+                return True
+            option = self.client.write_option(last_update_time=snap.update_time)
+            if change is DELETE:
+                self.ref.delete(option=option, retry=NO_LIBRARY_RETRY,
+                                timeout=CALL_TIMEOUT_SECONDS)
+            else:
+                self.ref.update(change, option=option, retry=NO_LIBRARY_RETRY,
+                                timeout=CALL_TIMEOUT_SECONDS)
+            return True
+        except (gexc.FailedPrecondition, gexc.Conflict, gexc.NotFound):
+            return False
 
     def acquire(self) -> str | None:
         """Take the lease, or raise LeaseHeld. Returns what was taken over, if anything."""
 
-        def body(transaction: Any, data: dict[str, Any] | None) -> str | None:
+        taken_over: list[str] = []
+
+        def body(data: dict[str, Any] | None) -> Change:
             now, host = utc_now(), socket.gethostname()
             holders = _holders(data)
             same_run = data is not None and data.get("run_id") == self.run_id
@@ -137,42 +174,35 @@ class Lease:
                     and (h.host, h.pid) != me]
             kept = {h.key: (data or {})["holders"][h.key] for h in holders
                     if same_run and h.key != self.key}
-            transaction.set(self.ref, {"kind": "lease", "collection": self.collection,
-                                       "run_id": self.run_id, "tool": self.tool,
-                                       "holders": {**kept, self.key: self._me()}})
-            if not gone:
-                return None
-            return "; ".join(
+            taken_over[:] = [
                 f"took over the lease of {h.describe(now)}: "
                 f"{'its process is gone' if h.host == host else 'its heartbeat is stale'}"
-                for h in gone)
+                for h in gone]
+            return {"kind": "lease", "collection": self.collection, "run_id": self.run_id,
+                    "tool": self.tool, "holders": {**kept, self.key: self._me()}}
 
-        return self._transact(body, "taking the collection's lease")
+        self._transact(body, "taking the collection's lease")
+        return "; ".join(taken_over) or None
 
     def renew(self) -> None:
-        def body(transaction: Any, data: dict[str, Any] | None) -> str | None:
+        def body(data: dict[str, Any] | None) -> Change:
             if data is None or data.get("run_id") != self.run_id or \
                     self.key not in (data.get("holders") or {}):
                 holder = "nobody" if data is None else f"run {data.get('run_id')}"
                 self.lost = (f"the lease of collection {self.collection!r} is now held by "
                              f"{holder}: this run stopped writing")
                 return None
-            transaction.update(self.ref, {f"holders.`{self.key}`": self._me()})
-            return None
+            return {f"holders.`{self.key}`": self._me()}
 
         self._transact(body, "renewing the collection's lease")
 
     def release(self) -> None:
-        def body(transaction: Any, data: dict[str, Any] | None) -> str | None:
+        def body(data: dict[str, Any] | None) -> Change:
             if data is None or data.get("run_id") != self.run_id:
                 return None
             holders = dict(data.get("holders") or {})
             holders.pop(self.key, None)
-            if holders:
-                transaction.update(self.ref, {"holders": holders})
-            else:
-                transaction.delete(self.ref)
-            return None
+            return {"holders": holders} if holders else DELETE
 
         self._transact(body, "giving the collection's lease back")
 

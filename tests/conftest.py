@@ -23,6 +23,7 @@ from google.cloud import firestore
 from normalizer import FACETS, normalize_item
 from tools.emulator import Emulator, EmulatorError
 from tools.seed import seed
+from tools.tcp_proxy import TcpProxy
 
 REPO = Path(__file__).resolve().parent.parent
 _project_numbers = itertools.count(1)
@@ -91,6 +92,13 @@ class Database:
                 continue
             assert isinstance(item.get("normalized"), dict), doc_id
             assert {f: item["normalized"][f] for f in FACETS} == normalize_item(item), doc_id
+
+
+@pytest.fixture
+def proxy(db: Database) -> Iterator[TcpProxy]:
+    """The project's TCP proxy in front of the emulator: delay, faults, bytes counted."""
+    with TcpProxy(db.emulator.host, delay=0.004) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

@@ -11,12 +11,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 from google.cloud.firestore_v1 import GeoPoint
 
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION
@@ -28,22 +26,18 @@ from tools.tcp_proxy import TcpProxy
 SCRIPT = "run_backfill_production.py"
 
 
-@pytest.fixture
-def proxy(db: Database) -> Iterator[TcpProxy]:
-    with TcpProxy(db.emulator.host, delay=0.004) as running:
-        yield running
-
-
 def via(db: Database, proxy: TcpProxy) -> dict[str, str]:
     return {**db.env, "FIRESTORE_EMULATOR_HOST": proxy.host}
 
 
-def start(db: Database, env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], Path]:
-    """The backfill as a real process; its stderr goes to a file we can watch."""
+def start(db: Database, env: dict[str, str], *args: str,
+          script: str = SCRIPT) -> tuple[subprocess.Popen[str], Path]:
+    """A tool (the backfill unless said) as a real process; its stderr goes to a file we
+    can watch."""
     log = db.output_dir.parent / f"stderr-{time.monotonic_ns()}.txt"
     db.output_dir.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        [sys.executable, SCRIPT, "--yes", "--quiet", "--output-dir", str(db.output_dir),
+        [sys.executable, script, "--yes", "--quiet", "--output-dir", str(db.output_dir),
          *args], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
     return process, log
 

@@ -1,0 +1,342 @@
+"""Every run resumes as itself, one writer per collection, an undo undoes only what its
+run wrote: each case reproduced as an operator would meet it, on the real emulator, with
+real processes where the case needs them, and the database checked item by item."""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from backfill.jobs import BackfillJob, Decision
+from backfill.journal import Journal
+from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger
+from backfill.retry import RetryPolicy
+from backfill.runner import Runner, RunSettings
+from backfill.stats import RunStats, utc_now
+from backfill.target_field import TargetField
+from normalizer import build_normalized, normalize_item
+from run_backfill_production import main as backfill
+from scripts.backfill_rollback import main as rollback
+from tests.conftest import REPO, Database
+from tests.test_reliability import ledger, start, via, wait_for
+from tools.sample_data import make_wardrobe
+from tools.tcp_proxy import TcpProxy
+
+ROLLBACK = "scripts/backfill_rollback.py"
+APP_VALUE = {"style": ["from-the-app"], "occasion": [], "mood": [], "season": ["all"],
+             "normalized_at": "2026-01-01T00:00:00Z", "normalized_version": "1.0"}
+
+
+def printed_resume(log: Path) -> list[str]:
+    """The resume command a tool printed, as the operator would type it."""
+    [line] = [line for line in log.read_text().splitlines()
+              if "To continue from the checkpoint:" in line]
+    words = shlex.split(line.split("To continue from the checkpoint: ", 1)[1])
+    assert words[0] == "python3"
+    return [sys.executable, *words[1:]]
+
+
+def run_printed(db: Database, env: dict[str, str], command: list[str],
+                *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*command, "--yes", "--output-dir", str(db.output_dir), *extra],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+
+
+def interrupt_after(process: subprocess.Popen[str], log: Path, text: str) -> None:
+    wait_for(log, text)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130, log.read_text()
+
+
+def test_an_interrupted_undo_resumes_as_the_undo_and_leaves_the_apps_values(
+        db: Database, proxy: TcpProxy) -> None:
+    db.seed(make_wardrobe(1000))
+    before = db.documents()
+    assert db.run_script("run_backfill_production.py", ["--job-id", "bf-u1", "--batch-size",
+                                                        "20"]).returncode == 0
+    app_ids = sorted(before)[::200]  # the app writes its own value on 5 items
+    for doc_id in app_ids:
+        db.client.collection(db.collection).document(doc_id).update({"normalized": APP_VALUE})
+    proxy.delay = 0.02
+    env = via(db, proxy)
+    process, log = start(db, env, "--run-id", "bf-u1", "--batch-size", "20", script=ROLLBACK)
+    interrupt_after(process, log, "Batch 3:")
+    command = printed_resume(log)
+    assert "--resume rollback-" in " ".join(command)
+    proxy.delay = 0.0
+    done = run_printed(db, env, command)
+    assert done.returncode == 1, done.stderr  # the 5 app values are listed, left alone
+    assert "exact undo of run bf-u1" in done.stderr
+    after = db.documents()
+    for doc_id, item in before.items():
+        if doc_id in app_ids:
+            assert after[doc_id]["normalized"] == APP_VALUE
+        else:
+            assert after[doc_id] == item, doc_id
+    [undo] = [e for e in ledger(db) if e["tool"] == "rollback"]
+    assert undo["status"] == "completed" and undo["mode"] == "exact undo of run bf-u1"
+    assert undo["counts"]["errors"] == 5
+
+
+def test_a_bare_resume_picks_an_interrupted_undo_up_as_an_undo(db: Database,
+                                                               proxy: TcpProxy) -> None:
+    db.seed(make_wardrobe(600))
+    before = db.documents()
+    db.client.collection(db.collection).document(sorted(before)[3]).update(
+        {"normalized": APP_VALUE})
+    before = db.documents()
+    assert db.run_script("run_backfill_production.py", ["--job-id", "bf-2", "--batch-size",
+                                                        "20", "--force"]).returncode == 0
+    proxy.delay = 0.02
+    process, log = start(db, via(db, proxy), "--run-id", "bf-2", "--batch-size", "20",
+                         script=ROLLBACK)
+    interrupt_after(process, log, "Batch 2:")
+    proxy.delay = 0.0
+    done = db.run_script(ROLLBACK, ["--resume", "--yes"])
+    assert done.returncode == 0, done.stderr
+    assert db.documents() == before  # the app's value was the run's "before": restored
+
+
+def test_limit_applies_to_an_undo(db: Database) -> None:
+    db.seed(make_wardrobe(300))
+    assert db.invoke(backfill, ["--job-id", "bf-3", "--batch-size", "50"]).exit_code == 0
+    written = db.documents()
+    result = db.invoke(rollback, ["--run-id", "bf-3", "--limit", "10", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["total_updated"] == 10
+    assert sum(item != written[d] for d, item in db.documents().items()) == 10
+
+
+class AnotherRunGetsThereFirst(BackfillJob):
+    """Before this run decides on an item, another writer puts the very value this run is
+    about to write on it (same tags, same second): this run's write then fails its
+    precondition, and it is the other writer's value that stays."""
+
+    def __init__(self, db: Database, ids: set[str]) -> None:
+        now = utc_now().replace(microsecond=0)
+        super().__init__(TargetField("normalized"), clock=lambda: now)
+        self.db, self.ids, self.now = db, ids, now
+
+    def decide(self, doc_id: str, data: dict[str, Any]) -> Decision:
+        if doc_id in self.ids:
+            self.ids.discard(doc_id)
+            value = build_normalized(normalize_item(data), self.now)
+            self.db.client.collection(self.db.collection).document(doc_id).update(
+                {"normalized": value})
+        return super().decide(doc_id, data)
+
+
+def test_an_undo_restores_exactly_its_runs_own_writes(db: Database) -> None:
+    db.seed(make_wardrobe(200))
+    seeded = db.documents()
+    others = set(sorted(seeded)[::3])
+    policy = RetryPolicy(max_total_wait=10)
+    stats = RunStats(run_id="bf-a", tool="backfill", environment="development",
+                     dry_run=False, project=db.project, database="(default)",
+                     collection=db.collection)
+    Ledger(db.client, DEFAULT_LEDGER_COLLECTION, policy).start(stats, {}, {}, "backfill")
+    journal = Journal(db.client, DEFAULT_LEDGER_COLLECTION, "bf-a", policy)
+    Runner(db.client, db.collection, AnotherRunGetsThereFirst(db, set(others)),
+           RunSettings(batch_size=20, journal=journal)).run(stats, lambda _: None)
+    assert stats.conflicts_retried == len(others)
+    written = db.documents()
+    result = db.invoke(rollback, ["--run-id", "bf-a", "--json"])
+    assert result.exit_code == 0, result.output
+    after = db.documents()
+    for doc_id in written:
+        if doc_id in others:  # the other writer's values stay
+            assert after[doc_id]["normalized"] == written[doc_id]["normalized"]
+        else:
+            assert after[doc_id] == seeded[doc_id]
+    assert json.loads(result.stdout)["total_updated"] == sum(
+        seeded[d] != written[d] for d in written if d not in others)
+
+
+def test_two_writing_runs_at_once_the_second_is_refused(db: Database, proxy: TcpProxy) -> None:
+    db.seed(make_wardrobe(1500))
+    proxy.delay = 0.02
+    process, log = start(db, via(db, proxy), "--batch-size", "20")
+    wait_for(log, "Batch 1:")
+    times = db.update_times()
+    for script, args in (("run_backfill_production.py", ["--yes"]),
+                         (ROLLBACK, ["--yes"]),
+                         (ROLLBACK, ["--run-id", ledger(db)[0]["run_id"], "--yes"]),
+                         ("run_backfill_production.py", ["--resume", "--yes"])):
+        done = db.run_script(script, args)
+        assert done.returncode == 2, (script, args, done.stderr)
+        message = done.stderr.strip().splitlines()[-1]
+        assert message.startswith("❌ collection 'wardrobe' is being written by run "
+                                  "backfill-"), message
+        assert "@" in message and ", pid " in message and "last heartbeat" in message
+        assert message.endswith("one writing run at a time")  # same host: by its process
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    changed = {d for d, t in db.update_times().items() if t != times[d]}
+    # Only the first run wrote meanwhile: everything changed carries its normalized map.
+    assert all("normalized" in db.documents()[d] for d in changed)
+
+
+def test_a_lease_of_a_gone_holder_is_taken_over_and_said(db: Database) -> None:
+    db.seed(make_wardrobe(30))
+    leases = db.client.collection(DEFAULT_LEDGER_COLLECTION)
+    stale = (utc_now().timestamp() - 600)
+    leases.document("lease-wardrobe").set({
+        "kind": "lease", "collection": "wardrobe", "run_id": "backfill-old", "tool": "backfill",
+        "holders": {"0": {"user": "someone", "host": "recycled-container", "pid": 7,
+                          "heartbeat_at": time.strftime("%Y-%m-%dT%H:%M:%S+00:00",
+                                                        time.gmtime(stale))}}})
+    result = db.invoke(backfill, ["--yes"])
+    assert result.exit_code == 0, result.output
+    assert ("⚠️  took over the lease of run backfill-old (someone@recycled-container, pid 7, "
+            "last heartbeat 60") in result.stderr
+    assert "s ago): its heartbeat is stale" in result.stderr
+    assert "lease-wardrobe" not in db.documents(DEFAULT_LEDGER_COLLECTION)  # given back
+    # A fresh heartbeat elsewhere blocks, with the wait shown.
+    leases.document("lease-wardrobe").set({
+        "kind": "lease", "collection": "wardrobe", "run_id": "backfill-live",
+        "holders": {"0": {"user": "ops", "host": "other-host", "pid": 9,
+                          "heartbeat_at": utc_now().isoformat()}}})
+    result = db.invoke(backfill, ["--yes"])
+    assert result.exit_code == 2
+    assert "run backfill-live (ops@other-host, pid 9, last heartbeat 0s ago)" in result.stderr
+    assert "it is taken to be gone once its heartbeat is 120s old, in 1" in result.stderr
+
+
+def test_the_printed_command_carries_the_runs_options(db: Database, proxy: TcpProxy) -> None:
+    db.seed(make_wardrobe(400), collection="items2")
+    proxy.delay = 0.02
+    env = via(db, proxy)
+    process, log = start(db, env, "--collection", "items2", "--ledger-collection", "myruns",
+                         "--batch-size", "20")
+    interrupt_after(process, log, "Batch 2:")
+    command = printed_resume(log)
+    assert "--ledger-collection myruns" in " ".join(command)
+    proxy.delay = 0.0
+    done = run_printed(db, env, command)
+    assert done.returncode == 0, done.stderr
+    assert all("normalized" in item for item in db.documents("items2").values())
+
+
+def test_a_forced_run_resumed_from_its_printed_command_rewrites_every_item(
+        db: Database, proxy: TcpProxy) -> None:
+    db.seed(make_wardrobe(2000))
+    assert db.run_script("run_backfill_production.py", ["--yes"]).returncode == 0
+    times = db.update_times()
+    proxy.delay = 0.02
+    env = via(db, proxy)
+    process, log = start(db, env, "--force", "--batch-size", "50")
+    interrupt_after(process, log, "Batch 3:")
+    proxy.delay = 0.0
+    done = run_printed(db, env, printed_resume(log), "--json")
+    assert done.returncode == 0, done.stderr
+    stats = json.loads(done.stdout)
+    assert (stats["total_processed"], stats["total_updated"], stats["total_skipped"]) == (
+        2000, 2000, 0)
+    assert all(t != times[d] for d, t in db.update_times().items())
+
+
+def test_a_resume_that_contradicts_the_run_is_refused(db: Database) -> None:
+    db.seed(make_wardrobe(50))
+    assert db.invoke(backfill, ["--job-id", "bf-f", "--force", "--batch-size", "25"]
+                     ).exit_code == 0
+    db.client.collection(DEFAULT_LEDGER_COLLECTION).document("bf-f").update(
+        {"status": "interrupted"})
+    result = db.invoke(backfill, ["--resume", "bf-f", "--batch-size", "10"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "❌ run bf-f was started with --batch-size 25; this resume says 10: a resume carries "
+        "the same run on (leave the option out, or start a new run)")
+
+
+def test_job_id_of_a_sharded_run_needs_its_shard(db: Database) -> None:
+    db.seed(make_wardrobe(40))
+    assert db.invoke(backfill, ["--job-id", "sh-1", "--shard", "0/2"]).exit_code == 0
+    before = db.documents()
+    result = db.invoke(backfill, ["--job-id", "sh-1"])
+    assert result.exit_code == 2
+    assert result.stderr.strip().endswith(
+        "❌ run sh-1 is sharded (2 shards): give its shard with --shard INDEX/COUNT")
+    assert db.documents() == before
+    assert db.documents(DEFAULT_LEDGER_COLLECTION)["sh-1"]["status"] == "sharded"
+
+
+def test_counts_are_exact_after_a_double_ctrl_c(db: Database, proxy: TcpProxy) -> None:
+    db.seed(make_wardrobe(3000))
+    proxy.delay = 0.02
+    env = via(db, proxy)
+    process, log = start(db, env, "--batch-size", "50")
+    wait_for(log, "Batch 3:")
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    run_log = (db.output_dir / "backfill_production.log").read_text()
+    batches_said = Counter(line.split(":")[0] for line in log.read_text().splitlines()
+                           if line.startswith("Batch "))
+    assert all(f"{batch}:" in run_log for batch in batches_said)  # the tail was flushed
+    proxy.delay = 0.0
+    process, log = start(db, env, "--resume", "--json")
+    assert process.wait(timeout=120) == 0, log.read_text()
+    [entry] = ledger(db)
+    assert entry["counts"]["processed"] == 3000, entry["counts"]
+    db.assert_normalized()
+
+
+def test_nan_as_a_previous_value_is_restored_once_and_then_found_as_before(
+        db: Database) -> None:
+    db.seed({f"n{i}": {"style": ["Goth"], "normalized": {"weird": math.nan, "style": []}}
+             for i in range(5)})
+    assert db.invoke(backfill, ["--job-id", "bf-nan"]).exit_code == 0
+    first = db.invoke(rollback, ["--run-id", "bf-nan"])
+    assert first.exit_code == 0, first.output
+    second = db.invoke(rollback, ["--run-id", "bf-nan", "--json"])
+    assert second.exit_code == 0, second.output
+    stats = json.loads(second.stdout)
+    assert (stats["total_updated"], stats["total_errors"]) == (0, 0)
+    assert all(math.isnan(item["normalized"]["weird"]) for item in db.documents().values())
+
+
+def test_a_resumed_run_says_what_it_did_not_look_at(db: Database) -> None:
+    db.seed(make_wardrobe(100))
+    assert db.invoke(backfill, ["--job-id", "bf-r", "--batch-size", "25"]).exit_code == 0
+    ids = sorted(db.documents())
+    runs = db.client.collection(DEFAULT_LEDGER_COLLECTION)
+    runs.document("bf-r").update({"status": "interrupted", "checkpoint": ids[49]})
+    for doc_id in ids[:10]:  # the app adds or strips items before the checkpoint meanwhile
+        db.client.collection(db.collection).document(doc_id).update(
+            {"normalized": None})
+    result = db.invoke(backfill, ["--resume", "bf-r"])
+    assert result.exit_code == 0, result.output
+    assert "Coverage:           90/100 carry normalized (90.0%)" in result.stdout
+    assert ("⚠️  10 items lack normalized: a resumed run does not re-read the items before "
+            "its checkpoint") in result.stderr
+
+
+def test_kill_9_and_resume_keep_working_with_the_lease(db: Database, proxy: TcpProxy) -> None:
+    db.seed(make_wardrobe(1000))
+    proxy.delay = 0.02
+    env = via(db, proxy)
+    process, log = start(db, env, "--batch-size", "25")
+    wait_for(log, "Batch 2:")
+    process.kill()
+    process.wait()
+    proxy.delay = 0.0
+    process, log = start(db, env, "--resume")
+    assert process.wait(timeout=120) == 0, log.read_text()
+    assert "its process is gone" in log.read_text()
+    db.assert_normalized()
+
+
+def test_a_heartbeat_thread_does_not_outlive_its_run(db: Database) -> None:
+    db.seed(make_wardrobe(10))
+    assert db.invoke(backfill, ["--yes"]).exit_code == 0
+    assert not [t for t in threading.enumerate() if t.name == "lease"]
