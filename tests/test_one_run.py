@@ -182,7 +182,8 @@ def test_two_writing_runs_at_once_the_second_is_refused(db: Database, proxy: Tcp
     assert process.wait(timeout=60) == 130
     changed = {d for d, t in db.update_times().items() if t != times[d]}
     # Only the first run wrote meanwhile: everything changed carries its normalized map.
-    assert all("normalized" in db.documents()[d] for d in changed)
+    documents = db.documents()
+    assert changed and all("normalized" in documents[d] for d in changed)
 
 
 def test_a_lease_of_a_gone_holder_is_taken_over_and_said(db: Database) -> None:
