@@ -5,6 +5,7 @@ Typed errors from the engine become one message and one exit code here, and nowh
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -24,6 +25,7 @@ import click
 from google.cloud import firestore
 
 from backfill import __version__, console
+from backfill.control import RunControl
 from backfill.errors import (
     Aborted,
     BackfillError,
@@ -56,6 +58,7 @@ from backfill.target_field import (
     TARGET_FIELD_VARIABLE,
     TargetField,
 )
+from backfill.throttle import Gate, HealthCheck, HealthWatch
 from backfill.validation import coverage
 from normalizer import NORMALIZED_VERSION
 
@@ -193,6 +196,20 @@ def writing_options(command: F) -> F:
                           "500/50/5 ramp-up guidance)."),
         click.option("--parallel-batches", type=click.IntRange(1, 16), default=4,
                      show_default=True, help="Write batches in flight at once."),
+        click.option("--throttle-url", "throttle_url", multiple=True, metavar="URL",
+                     envvar="BACKFILL_THROTTLE_URL",
+                     help="The app backend's health URL (may be repeated; also "
+                          "BACKFILL_THROTTLE_URL): while it is unhealthy, nothing new is "
+                          "read or written."),
+        click.option("--throttle-interval", type=click.FloatRange(0.1, 3600), default=2.0,
+                     show_default=True, help="Seconds between health probes."),
+        click.option("--throttle-max-latency-ms", type=click.FloatRange(1, 60_000),
+                     default=1000.0, show_default=True,
+                     help="A health answer slower than this is unhealthy."),
+        click.option("--max-throttle-seconds", type=click.FloatRange(0, 7 * 86400),
+                     default=1800.0, show_default=True,
+                     help="A run throttled longer than this in one spell stops at its "
+                          "checkpoint (exit 3, resumable)."),
         click.option("--job-id", envvar="CLOUD_RUN_EXECUTION",
                      help="Names this run in the ledger; the tasks of a sharded run share it "
                           "(default: CLOUD_RUN_EXECUTION). A task started again with the same "
@@ -315,16 +332,45 @@ def _execute(plan: RunPlan, job: Job, client: firestore.Client, target: Target,
                              journaled=ledger is not None)
     resume_command = labels.resume_command(options, stats.run_id, shard)
     extra: dict[str, str] = {}
+    earlier = (stats.throttled_seconds, stats.throttle_spells, stats.paused_seconds)
+    stop = stop or threading.Event()
+
+    def on_gate_change(state: str, why: str | None) -> None:
+        stats.state = state
+        line = {"throttled": f"⏸  Throttled: {why}: nothing new is read or written until "
+                             "it is healthy again",
+                "paused": f"⏸  Paused ({why}): nothing new is read or written until "
+                          "`continue`",
+                "running": "▶️  Going on"}[state]
+        console.say(line)
+        log.warning("%s", line)
+        if ledger is not None:
+            with contextlib.suppress(BackfillError):
+                ledger.set_state(stats)
+
+    gate = Gate(max_throttle_seconds=options.max_throttle_seconds, limiter=settings.limiter,
+                on_change=on_gate_change)
+    settings = replace(settings, gate=gate.wait)
+
+    def count_gate_time() -> None:
+        throttled, spells, paused = gate.totals()
+        stats.throttled_seconds = earlier[0] + throttled
+        stats.throttle_spells = earlier[1] + spells
+        stats.paused_seconds = earlier[2] + paused
+
     try:
         with console.progress(total, options.quiet) as bar, \
-                stop_on_signals(stop, flush=log) as stopping:
+                stop_on_signals(stop, flush=log) as stopping, \
+                _watching(options, gate, ledger, stats.run_id, stopping):
             bar.update(stats.processed)
 
             def on_batch(outcome: BatchOutcome) -> None:
+                count_gate_time()
                 if ledger is not None:
                     ledger.record(stats, force=False)
                 bar.update(outcome.processed)
-                _report_batch(outcome, labels, options.dry_run, log)
+                _report_batch(outcome, labels, options.dry_run, log,
+                              gate.paused_by or gate.throttled_because)
 
             Runner(client, target.collection, job, settings, stopping).run(stats, on_batch)
         stats.status = "completed"
@@ -335,11 +381,19 @@ def _execute(plan: RunPlan, job: Job, client: firestore.Client, target: Target,
         raise
     except BaseException as error:
         stats.status = "failed"
+        stats.stopped_because = str(error)
         log.error("fatal: %s", error)
         raise
     finally:
         stats.finished_at = utc_now()
+        stats.state = "running"
+        count_gate_time()
         _close_run(stats, ledger, log)
+        if ledger is not None and shard is not None and stats.status == "completed":
+            with contextlib.suppress(BackfillError):
+                if ledger.complete_if_all_shards_are(stats.run_id):
+                    console.say(f"✅ Every shard of run {stats.run_id} is completed: the run "
+                                "is completed")
         stats_path = stats.write_file(options.output_dir, stats_prefix)
         log.info("finished %s: %s processed, %s written, %s would write, %s skipped, "
                  "%s errors, checkpoint %s; stats in %s", stats.status, stats.processed,
@@ -353,6 +407,21 @@ def _execute(plan: RunPlan, job: Job, client: firestore.Client, target: Target,
         if stats.status != "completed" and ledger is not None:
             console.say(f"↩️  To continue from the checkpoint: {resume_command}")
     return ExitCode.ITEM_ERRORS if stats.error_count else ExitCode.OK
+
+
+@contextmanager
+def _watching(options: RunOptions, gate: Gate, ledger: Ledger | None, run_id: str,
+              stop: threading.Event) -> Iterator[None]:
+    """The backend's health (--throttle-url) and the run's control field, each probed in a
+    thread of its own while the run goes on."""
+    with contextlib.ExitStack() as stack:
+        if options.throttle_url:
+            stack.enter_context(HealthWatch(HealthCheck(
+                options.throttle_url, options.throttle_interval,
+                options.throttle_max_latency_ms), gate))
+        if ledger is not None:
+            stack.enter_context(RunControl(ledger, run_id, gate, stop, console.say))
+        yield
 
 
 def _coverage_after_resume(collection: Any, plan: RunPlan, log: logging.Logger
@@ -416,13 +485,15 @@ def _run_settings(job: Job, options: RunOptions, client: firestore.Client, targe
 
 
 def _report_batch(outcome: BatchOutcome, labels: console.Labels, dry_run: bool,
-                  log: logging.Logger) -> None:
+                  log: logging.Logger, held: str | None = None) -> None:
     written = labels.would if dry_run else labels.done
     line = (f"Batch {outcome.number}: {outcome.processed} processed, "
             f"{outcome.written} {written}, {outcome.skipped} skipped, "
             f"{len(outcome.errors)} errors")
     if outcome.conflicts_retried:
         line += f", {outcome.conflicts_retried} conflicts retried"
+    if held:
+        line += f" [held: {held}]"
     console.say(line)
     log.info(line)
     for doc_id, message in outcome.errors:

@@ -97,6 +97,11 @@ def summary(stats: RunStats, labels: Labels, extra: dict[str, str], as_json: boo
         rows.append(("Deleted meanwhile", str(stats.vanished)))
     if stats.dropped_values:
         rows.append(("Dropped values", str(stats.dropped_values)))
+    if stats.throttle_spells:
+        rows.append(("Throttled", f"{stats.throttled_seconds:.1f}s in "
+                                  f"{stats.throttle_spells} spell(s)"))
+    if stats.paused_seconds:
+        rows.append(("Paused", f"{stats.paused_seconds:.1f}s"))
     rows += list(extra.items())
     lines = [RULE, f"{headline}: {labels.title} [{'DRY RUN' if stats.dry_run else 'WRITES'}]"]
     lines += [f"{name + ':':<20}{value}" for name, value in rows]

@@ -104,6 +104,11 @@ class Ledger:
             "counts": {**{name: getattr(stats, name) for name in COUNTS},
                        "errors": stats.error_count},
             "errors": stats.errors[:MAX_ERRORS_KEPT],
+            "state": stats.state,  # running, throttled or paused, while status is running
+            "throttled_seconds": round(stats.throttled_seconds, 1),
+            "throttle_spells": stats.throttle_spells,
+            "paused_seconds": round(stats.paused_seconds, 1),
+            "stopped_because": stats.stopped_because,
             "updated_at": iso(utc_now()),
             "finished_at": iso(stats.finished_at),
         }
@@ -125,9 +130,43 @@ class Ledger:
                     create=True)
 
     def reopen(self, stats: RunStats) -> None:
-        """A resumed run: same ID, status running again, a note of when and by whom."""
+        """A resumed run: same ID, status running again, a note of when and by whom. A stop
+        asked of the run earlier was obeyed then: it does not stop this session."""
         self._write(self._ref(stats), {**self._progress(stats), "resumed_at":
                                        firestore.ArrayUnion([{"at": iso(utc_now()), **who()}])})
+        run = self.collection.document(stats.run_id)
+        entry = self._read(run)
+        if entry is not None and entry.data.get("control") == "stop":
+            self._write(run, {"control": None})
+
+    def set_state(self, stats: RunStats) -> None:
+        """Throttled, paused or running again: said at once, not with the next batch."""
+        self._write(self._ref(stats), {"state": stats.state,
+                                       "updated_at": iso(utc_now())})
+
+    def set_control(self, run_id: str, control: str) -> None:
+        person = who()
+        self._write(self.collection.document(run_id), {
+            "control": control, "control_by": f"{person['user']}@{person['host']}",
+            "control_at": iso(utc_now())})
+
+    def complete_if_all_shards_are(self, run_id: str) -> bool:
+        """A sharded run is completed when its last shard is: each shard, having recorded
+        its own completion, looks at all of them (so the last one to finish sees it)."""
+        run = self.get(run_id)
+        if run is None or "shard_count" not in run.data:
+            return False
+        shards = self.shards(run_id)
+        if len(shards) < int(run.data["shard_count"]) or \
+                any(s.status != "completed" for s in shards):
+            return False
+        counts: dict[str, int] = {}
+        for shard in shards:
+            for name, value in dict(shard.data.get("counts") or {}).items():
+                counts[name] = counts.get(name, 0) + int(value)
+        self._write(self.collection.document(run_id), {
+            "status": "completed", "counts": counts, "finished_at": iso(utc_now())})
+        return True
 
     def join_sharded(self, stats: RunStats, arguments: dict[str, Any],
                      settings: dict[str, Any], mode: str,
@@ -238,3 +277,6 @@ def restore(stats: RunStats, entry: LedgerEntry) -> None:
     stats.errors = list(entry.data.get("errors", []))
     stats.errors_not_listed = max(0, int(counts.get("errors", 0)) - len(stats.errors))
     stats.checkpoint = entry.checkpoint
+    stats.throttled_seconds = float(entry.data.get("throttled_seconds") or 0.0)
+    stats.throttle_spells = int(entry.data.get("throttle_spells") or 0)
+    stats.paused_seconds = float(entry.data.get("paused_seconds") or 0.0)

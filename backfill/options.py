@@ -49,6 +49,10 @@ class RunOptions:
     undo_run_id: str | None = None  # rollback: the backfill run to undo exactly
     target_field: str | None = None  # None: not given (the default, or what a run recorded)
     force: bool = False  # backfill: rewrite items that are up to date
+    throttle_url: tuple[str, ...] = ()  # the backend's health URLs
+    throttle_interval: float = 2.0
+    throttle_max_latency_ms: float = 1000.0
+    max_throttle_seconds: float = 1800.0
     # The options the operator gave (command line or environment), not defaults.
     explicit: frozenset[str] = field(default=frozenset(), compare=False)
 
@@ -65,10 +69,15 @@ class RunOptions:
         return cls(**params, explicit=given)
 
     def arguments(self) -> dict[str, Any]:
-        """The options as recorded in the ledger and the log (they hold no secret)."""
-        return {name: str(value) if isinstance(value, Path) else
-                sorted(value) if isinstance(value, frozenset) else value
-                for name, value in asdict(self).items()}
+        """The options as recorded in the ledger and the log: no secret, and health URLs
+        without their query strings (they may hold a token)."""
+        from backfill.throttle import shown_url
+
+        recorded = {name: str(value) if isinstance(value, Path) else
+                    sorted(value) if isinstance(value, frozenset) else value
+                    for name, value in asdict(self).items()}
+        recorded["throttle_url"] = [shown_url(url) for url in self.throttle_url]
+        return recorded
 
     def settings(self, target_field: str) -> dict[str, Any]:
         """What a run records of itself, for a resume to carry on as the same run."""

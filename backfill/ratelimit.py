@@ -42,6 +42,12 @@ class WriteRateLimiter:
         ramped = self.initial * RAMP_FACTOR ** int(max(0.0, elapsed) // RAMP_PERIOD_SECONDS)
         return min(ramped, self.ceiling)
 
+    def hold(self, seconds: float) -> None:
+        """The run wrote nothing for `seconds` (throttled, paused): the ramp-up takes up
+        again at the rate it had, not further on."""
+        with self._lock:
+            self._started += seconds
+
     def acquire(self, operations: int) -> float:
         """Wait until `operations` writes may be sent; returns the seconds waited."""
         if not self.enabled or operations <= 0:

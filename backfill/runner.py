@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from google.cloud import firestore
 from google.cloud.firestore_v1.document import DocumentReference, DocumentSnapshot
@@ -27,6 +27,7 @@ from backfill.stats import RunStats
 from backfill.target_field import with_parents
 from backfill.writer import Write, WriteResult, WriteStatus, commit_writes
 
+T = TypeVar("T")
 # How often an item that the app keeps editing is re-read and written again.
 MAX_CONFLICT_ROUNDS = 3
 SAMPLES_PER_BATCH = 3
@@ -67,6 +68,9 @@ class RunSettings:
     # one item's history backwards.
     source: Callable[[str | None], Iterator[tuple[list[DocumentSnapshot], str]]] | None = None
     read_ahead: bool = True
+    # Blocks while no new page may be read nor batch written (throttled, paused), until
+    # the stop event; raises when that lasts too long.
+    gate: Callable[[threading.Event], None] | None = None
 
 
 class Runner:
@@ -90,19 +94,22 @@ class Runner:
                 self.collection, fields=self.job.read_fields, page_size=settings.batch_size,
                 policy=settings.policy, after_id=settings.after_id, from_id=settings.from_id,
                 before_id=settings.before_id, limit=settings.limit))
+        if settings.gate is not None:
+            pages = _gated(pages, settings.gate, self.stop)
         in_flight: deque[Future[BatchOutcome]] = deque()
         failure: BaseException | None = None
+        batch_failed = False
 
         def collect() -> None:
-            nonlocal failure
+            nonlocal failure, batch_failed
             try:
                 outcome = in_flight.popleft().result()
             except BaseException as error:
-                failure = failure or error
+                failure, batch_failed = failure or error, True
                 return
             # After a failed batch the checkpoint stays before it, so a resume does the
             # batches behind it again: they are counted then, not now as well.
-            if failure is None:
+            if not batch_failed:
                 _count(stats, outcome)
                 on_batch(outcome)
 
@@ -117,6 +124,10 @@ class Runner:
                     datas = self._data(page)
                     decisions = [self.job.decide(snap.id, data)
                                  for snap, data in zip(page, datas, strict=True) if snap.exists]
+                    if settings.gate is not None:
+                        settings.gate(self.stop)  # a page read may still wait to be written
+                    if self.stop.is_set():
+                        break
                     in_flight.append(pool.submit(self._settle, number, page, checkpoint,
                                                  datas, decisions))
                     while in_flight and (len(in_flight) >= workers or in_flight[0].done()):
@@ -212,6 +223,20 @@ class Runner:
                                                 f"{MAX_CONFLICT_ROUNDS + 1} times; not written"))
             else:
                 outcome.errors.append((doc_id, f"write refused: {result.message}"))
+
+
+def _gated(pages: Iterator[T], gate: Callable[[threading.Event], None],
+           stop: threading.Event) -> Iterator[T]:
+    """`pages`, each read only once the gate is open."""
+    while True:
+        gate(stop)
+        if stop.is_set():
+            return
+        try:
+            page = next(pages)
+        except StopIteration:
+            return
+        yield page
 
 
 def _limited(pages: Iterator[tuple[list[DocumentSnapshot], str]], limit: int | None,

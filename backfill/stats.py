@@ -52,6 +52,11 @@ class RunStats:
     checkpoint: str | None = None  # the last document ID fully done
     shard: Shard | None = None
     target_field: str = "normalized"  # where the normalized map is written
+    state: str = "running"  # while running: running, throttled or paused
+    throttled_seconds: float = 0.0  # the whole run's, earlier sessions included
+    throttle_spells: int = 0
+    paused_seconds: float = 0.0
+    stopped_because: str | None = None  # why a run stopped early, for the ledger
 
     def add_report(self, report: Report) -> None:
         for facet, term in report.unknown:
@@ -113,6 +118,10 @@ class RunStats:
             "unknown_terms": {facet: dict(counter.most_common())
                               for facet, counter in self.unknown_terms.items()},
             "dropped_values": self.dropped_values,
+            "throttled_seconds": round(self.throttled_seconds, 1),
+            "throttle_spells": self.throttle_spells,
+            "paused_seconds": round(self.paused_seconds, 1),
+            "stopped_because": self.stopped_because,
         }
 
     def write_file(self, output_dir: Path, prefix: str) -> Path:

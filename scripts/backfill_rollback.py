@@ -26,7 +26,7 @@ from backfill.cli import (
     writing_tool_options,
 )
 from backfill.jobs import Job, RollbackJob, UndoRunJob
-from backfill.ledger import Ledger
+from backfill.ledger import Ledger, LedgerEntry
 from backfill.options import RunOptions
 from backfill.target_field import TargetField
 
@@ -73,12 +73,19 @@ def print_runs(run: RunOptions, shown: int = 20) -> int:
         click.echo(f"{entry.run_id:<38}{data.get('tool', ''):<10}"
                    f"{data.get('environment', ''):<13}"
                    f"{str(data.get('target_field', 'normalized'))[:21]:<22}{who[:23]:<24}"
-                   f"{str(data.get('started_at', ''))[:19]:<21}{entry.status:<13}"
+                   f"{str(data.get('started_at', ''))[:19]:<21}{status_of(entry):<13}"
                    f"{counts.get('processed', ''):>10}{counts.get('updated', ''):>9}"
                    f"{counts.get('errors', ''):>8}")
     if not runs:
         click.echo("(none)")
     return 0
+
+
+def status_of(entry: LedgerEntry) -> str:
+    """The status, and while running, whether it is throttled or paused."""
+    state = entry.data.get("state", "running")
+    return f"{entry.status}/{state}" if entry.status == "running" and state != "running" \
+        else entry.status
 
 
 if __name__ == "__main__":

@@ -40,9 +40,7 @@ def parse(args: list[str], env: dict[str, str],
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     context = main.make_context("run_backfill_production.py", list(args))
-    params = dict(context.params)
-    params.pop("force")
-    options = RunOptions(**params)
+    options = RunOptions(**context.params)
     resolve_target(environment=options.environment, project=options.project,
                    database=options.database, collection=options.collection)
     return _check_options(options)

@@ -1,0 +1,62 @@
+"""Pause, continue or stop a run from any console, through its ledger document.
+
+`scripts/backfill_control.py` writes `control` on the run's document (for a sharded run,
+the run's own document, which every shard reads). Each running task reads that document
+every CONTROL_POLL_SECONDS (one read each time: 720 reads an hour per task) and obeys:
+pause closes the gate as throttling does, continue opens it, stop ends the run at a clean
+point like Ctrl-C (status `interrupted`, exit 130, resumable).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from backfill.errors import BackfillError
+from backfill.ledger import Ledger
+from backfill.throttle import Gate
+
+CONTROL_POLL_SECONDS = 5.0
+PAUSE, CONTINUE, STOP = "pause", "continue", "stop"
+
+
+class RunControl:
+    """A thread that reads the run's control field and obeys it."""
+
+    def __init__(self, ledger: Ledger, run_id: str, gate: Gate, stop: threading.Event,
+                 say: Callable[[str], None], poll_seconds: float = CONTROL_POLL_SECONDS) -> None:
+        self.ledger, self.run_id, self.gate, self.stop = ledger, run_id, gate, stop
+        self.say = say
+        self.poll_seconds = poll_seconds
+        self.stopped_by: str | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="control", daemon=True)
+
+    def obey(self) -> None:
+        try:
+            entry = self.ledger.get(self.run_id)
+        except BackfillError:
+            return  # the database is away: the run's own calls say so
+        data = entry.data if entry is not None else {}
+        control, by = data.get("control"), str(data.get("control_by", "someone"))
+        if control == STOP and not self.stop.is_set():
+            self.stopped_by = by
+            self.say(f"⏹  Stop requested by {by}: stopping after the batches in flight")
+            self.stop.set()
+        elif control == PAUSE:
+            self.gate.pause(f"paused by {by}")
+        else:
+            self.gate.pause(None)
+
+    def _watch(self) -> None:
+        while not self._done.wait(self.poll_seconds):
+            self.obey()
+
+    def __enter__(self) -> RunControl:
+        self.obey()  # a task that starts while its run is paused waits from the start
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()

@@ -1,0 +1,193 @@
+"""The gate in front of every new read and write: closed while the app's backend is
+unhealthy (throttling) or while an operator paused the run (backfill.control).
+
+Health: each --throttle-url is probed with a GET every interval, with a short timeout.
+Unhealthy is a connection error, a status other than 2xx, or an answer slower than the
+latency limit. The gate closes at the first unhealthy probe and opens again after
+HEALTHY_PROBES_TO_REOPEN healthy ones in a row. Batches already in flight finish; the
+write pacing does not ramp up while the gate is closed. Standard library HTTP only.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from backfill.errors import BackfillError, ExitCode
+from backfill.ratelimit import WriteRateLimiter
+
+HEALTHY_PROBES_TO_REOPEN = 3
+
+
+class ThrottledTooLong(BackfillError):
+    """One throttle spell lasted longer than --max-throttle-seconds."""
+
+    exit_code = ExitCode.FATAL
+
+
+def shown_url(url: str) -> str:
+    """A URL as logged: without its query string or credentials (they may hold a token)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    urls: Sequence[str]
+    interval: float = 2.0
+    max_latency_ms: float = 1000.0
+
+    def probe(self, url: str) -> str | None:
+        """Why `url` is unhealthy now, or None when it is healthy."""
+        timeout = max(1.0, 2 * self.max_latency_ms / 1000)
+        started = time.monotonic()
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as answer:
+                status = answer.status
+        except urllib.error.HTTPError as error:
+            return f"{shown_url(url)} answered {error.code}"
+        except Exception as error:  # refused, reset, timed out, bad name: all unhealthy
+            reason = getattr(error, "reason", error)
+            return f"{shown_url(url)} did not answer ({type(reason).__name__})"
+        latency = (time.monotonic() - started) * 1000
+        if not 200 <= status < 300:
+            return f"{shown_url(url)} answered {status}"
+        if latency > self.max_latency_ms:
+            return (f"{shown_url(url)} answered in {latency:.0f} ms "
+                    f"(over {self.max_latency_ms:.0f} ms)")
+        return None
+
+    def unhealthy(self) -> str | None:
+        for url in self.urls:
+            reason = self.probe(url)
+            if reason is not None:
+                return reason
+        return None
+
+
+class Gate:
+    """Open unless throttled or paused. Counts the time spent closed, per cause."""
+
+    def __init__(self, *, max_throttle_seconds: float = 1800.0,
+                 limiter: WriteRateLimiter | None = None,
+                 on_change: Callable[[str, str | None], None] = lambda state, why: None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_throttle_seconds = max_throttle_seconds
+        self.limiter = limiter
+        self.on_change = on_change
+        self.clock = clock
+        self._changed = threading.Condition()
+        self.throttled_because: str | None = None
+        self.paused_by: str | None = None
+        self._closed_since: float | None = None
+        self._spell_since: float | None = None
+        self._pause_since: float | None = None
+        self.throttled_seconds = 0.0
+        self.throttle_spells = 0
+        self.paused_seconds = 0.0
+
+    @property
+    def state(self) -> str:
+        if self.paused_by is not None:
+            return "paused"
+        return "throttled" if self.throttled_because is not None else "running"
+
+    def _update(self, throttled: str | None, paused: str | None) -> None:
+        with self._changed:
+            now = self.clock()
+            before = self.state
+            if (self.throttled_because is None) != (throttled is None):
+                if throttled is not None:
+                    self.throttle_spells += 1
+                    self._spell_since = now
+                elif self._spell_since is not None:
+                    self.throttled_seconds += now - self._spell_since
+                    self._spell_since = None
+            if (self.paused_by is None) != (paused is None):
+                if paused is not None:
+                    self._pause_since = now
+                elif self._pause_since is not None:
+                    self.paused_seconds += now - self._pause_since
+                    self._pause_since = None
+            self.throttled_because, self.paused_by = throttled, paused
+            closed = throttled is not None or paused is not None
+            if closed and self._closed_since is None:
+                self._closed_since = now
+            elif not closed and self._closed_since is not None:
+                if self.limiter is not None:  # the ramp-up resumes where it was
+                    self.limiter.hold(now - self._closed_since)
+                self._closed_since = None
+            self._changed.notify_all()
+            after = self.state
+        if after != before:
+            self.on_change(after, self.paused_by or self.throttled_because)
+
+    def throttle(self, reason: str | None) -> None:
+        self._update(reason, self.paused_by)
+
+    def pause(self, by: str | None) -> None:
+        self._update(self.throttled_because, by)
+
+    def wait(self, stop: threading.Event) -> None:
+        """Block while the gate is closed (or until `stop`); raise ThrottledTooLong when a
+        throttle spell outlasts the limit."""
+        with self._changed:
+            while (self.throttled_because or self.paused_by) and not stop.is_set():
+                if self._spell_since is not None and \
+                        self.clock() - self._spell_since > self.max_throttle_seconds:
+                    raise ThrottledTooLong(
+                        f"throttled for more than {self.max_throttle_seconds:.0f}s "
+                        f"(--max-throttle-seconds): {self.throttled_because}")
+                self._changed.wait(0.2)
+
+    def totals(self) -> tuple[float, int, float]:
+        """Throttled seconds, throttle spells, paused seconds, the current spell included."""
+        with self._changed:
+            now = self.clock()
+            throttled = self.throttled_seconds + (
+                now - self._spell_since if self._spell_since is not None else 0.0)
+            paused = self.paused_seconds + (
+                now - self._pause_since if self._pause_since is not None else 0.0)
+            return throttled, self.throttle_spells, paused
+
+
+class HealthWatch:
+    """Probes the health check every interval in a thread, and throttles the gate."""
+
+    def __init__(self, check: HealthCheck, gate: Gate) -> None:
+        self.check, self.gate = check, gate
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="health", daemon=True)
+        self._healthy_in_a_row = 0
+
+    def probe_once(self) -> None:
+        reason = self.check.unhealthy()
+        if reason is not None:
+            self._healthy_in_a_row = 0
+            self.gate.throttle(reason)
+            return
+        self._healthy_in_a_row += 1
+        if self.gate.throttled_because is not None and \
+                self._healthy_in_a_row >= HEALTHY_PROBES_TO_REOPEN:
+            self.gate.throttle(None)
+
+    def _watch(self) -> None:
+        while not self._done.wait(self.check.interval):
+            self.probe_once()
+
+    def __enter__(self) -> HealthWatch:
+        self.probe_once()  # an unhealthy backend at the start: no first write either
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
