@@ -15,9 +15,12 @@ import json
 import secrets
 import time
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 from google.cloud import firestore
+from google.cloud.firestore_v1 import _helpers
+from google.cloud.firestore_v1.types import document
 
 from backfill.pager import iter_pages
 from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_with_retry
@@ -25,6 +28,12 @@ from backfill.target_field import Parent, TargetField
 from normalizer import ABSENT
 
 JOURNAL = "journal"
+FORMAT = 2  # previous values encoded (see encode)
+# A journal document stays under Firestore's 1 MiB limit with room to spare; a previous
+# value larger than MAX_JOURNALED_BYTES cannot be journaled, so it is never overwritten.
+JOURNAL_DOCUMENT_BUDGET = 800_000
+MAX_JOURNALED_BYTES = 700_000
+_ENTRY_OVERHEAD = 80  # its ID's quotes, the fingerprint, the position key
 
 
 def fingerprint(value: Any) -> str:
@@ -33,6 +42,17 @@ def fingerprint(value: Any) -> str:
     The journal keeps this instead of the whole new value: half the bytes per batch."""
     text = json.dumps(value, sort_keys=True, default=repr, ensure_ascii=False)
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+def encode(value: Any) -> bytes:
+    """A Firestore value as the bytes of its protobuf: every type survives (timestamps,
+    bytes, NaN, references), and the journal stores one opaque value per item instead of
+    one index entry per nested field (a document holds at most 40,000 index entries)."""
+    return bytes(document.Value.serialize(_helpers.encode_value(value)))
+
+
+def decode(data: bytes, client: firestore.Client) -> Any:
+    return _helpers.decode_value(document.Value.deserialize(data), client)
 
 
 def journal_entry(doc_id: str, target: TargetField, data: dict[str, Any],
@@ -44,10 +64,33 @@ def journal_entry(doc_id: str, target: TargetField, data: dict[str, Any],
                              "after": fingerprint(new)}
     if before is not ABSENT:  # nothing to keep for an absent field but the fact
         entry["before"] = before
+        entry["encoded"] = encode(before)
     state, depth = target.parent(data, masked=False)
     if state is Parent.ABSENT:
         entry["created"] = depth
     return entry
+
+
+def entry_bytes(entry: dict[str, Any]) -> int:
+    return len(entry["id"].encode()) + _ENTRY_OVERHEAD + len(entry.get("encoded", b""))
+
+
+def too_large_to_journal(entry: dict[str, Any]) -> bool:
+    return len(entry.get("encoded", b"")) > MAX_JOURNALED_BYTES
+
+
+def _by_size(entries: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Consecutive runs of entries, each within JOURNAL_DOCUMENT_BUDGET."""
+    chunk: list[dict[str, Any]] = []
+    size = 0
+    for entry in entries:
+        if chunk and size + entry_bytes(entry) > JOURNAL_DOCUMENT_BUDGET:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(entry)
+        size += entry_bytes(entry)
+    if chunk:
+        yield chunk
 
 
 class Journal:
@@ -55,39 +98,52 @@ class Journal:
                  policy: RetryPolicy, shard_key: str = "0") -> None:
         self.collection = client.collection(ledger_collection).document(run_id).collection(
             JOURNAL)
+        self.client = client
         self.policy = policy
         self.shard_key = shard_key
 
-    def record(self, entries: list[dict[str, Any]]) -> str | None:
-        """One write. Keys sort newest first, so that undoing walks the run backwards.
+    def record(self, entries: list[dict[str, Any]]) -> list[tuple[str, int]]:
+        """Before a batch: its entries, in as many documents as the size limit needs
+        (written one after the other, all before the batch). Keys sort newest first, so
+        that undoing walks the run backwards. Returns each document's key and how many
+        entries it holds.
 
         IDs and fingerprints go into one JSON string (Firestore indexes a string once,
-        an array of maps once per element); previous values stay Firestore values, so
-        they come back with their types, keyed by their position in that string."""
-        if not entries:
-            return None
-        key = f"{2**63 - time.time_ns():020d}-{self.shard_key}-{secrets.token_hex(3)}"
-        ref = self.collection.document(key)
-        document = {
-            "items": json.dumps([[e["id"], e["after"], *(
-                [e["created"]] if "created" in e else [])] for e in entries],
-                ensure_ascii=False),
-            "before": {str(i): e["before"] for i, e in enumerate(entries) if e["had_field"]},
-        }
-        # set, not create: when a write succeeded but its answer was lost, the retry
-        # writes the same document again instead of failing on it.
-        call_with_retry(lambda: ref.set(document, retry=NO_LIBRARY_RETRY),
-                        self.policy, "writing the run journal")
-        return key
+        an array of maps once per element); previous values are encoded Firestore
+        values (see encode), keyed by their position in that string."""
+        keys = []
+        for chunk in _by_size(entries):
+            key = f"{2**63 - time.time_ns():020d}-{self.shard_key}-{secrets.token_hex(3)}"
+            ref = self.collection.document(key)
+            document_ = {
+                "format": FORMAT,
+                "items": json.dumps([[e["id"], e["after"], *(
+                    [e["created"]] if "created" in e else [])] for e in chunk],
+                    ensure_ascii=False),
+                "before": {str(i): e["encoded"] for i, e in enumerate(chunk)
+                           if e["had_field"]},
+                "count": len(chunk),
+            }
+            # set, not create: when a write succeeded but its answer was lost, the retry
+            # writes the same document again instead of failing on it.
+            call_with_retry(partial(ref.set, document_, retry=NO_LIBRARY_RETRY),
+                            self.policy, "writing the run journal")
+            keys.append((key, len(chunk)))
+        return keys
 
-    def record_outcome(self, key: str, landed: list[bool]) -> None:
+    def record_outcome(self, parts: list[tuple[str, int]], landed: list[bool]) -> None:
         """After the batch: which of its journaled writes landed ("1") and which did not
-        ("0": a conflict, a deleted item, a refusal), in the order of the entries. An
-        entry without an outcome (a kill in between) is not guessed at by an undo."""
-        ref = self.collection.document(key)
-        outcome = "".join("1" if ok else "0" for ok in landed)
-        call_with_retry(lambda: ref.update({"landed": outcome}, retry=NO_LIBRARY_RETRY),
-                        self.policy, "writing the run journal")
+        ("0": a conflict, a deleted item, a refusal), in the order of the entries, per
+        journal document. An entry without an outcome (a kill in between) is not guessed
+        at by an undo."""
+        flags = "".join("1" if ok else "0" for ok in landed)
+        start = 0
+        for key, size in parts:
+            ref = self.collection.document(key)
+            call_with_retry(partial(ref.update, {"landed": flags[start:start + size]},
+                                    retry=NO_LIBRARY_RETRY),
+                            self.policy, "writing the run journal")
+            start += size
 
     def entries(self, after_key: str | None = None, page_size: int = 20,
                 ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
@@ -99,6 +155,8 @@ class Journal:
             for snap in page:
                 data = snap.to_dict() or {}
                 before = data.get("before", {})
+                if data.get("format") == FORMAT:
+                    before = {i: decode(v, self.client) for i, v in before.items()}
                 landed = str(data.get("landed", ""))
                 entries = []
                 for i, (doc_id, after, *created) in enumerate(

@@ -65,6 +65,10 @@ def _code(error: BaseException) -> int | None:
 
 
 def is_transient(error: BaseException) -> bool:
+    # RESOURCE_EXHAUSTED also says a request is too big for the wire: sent again, it
+    # would be just as big.
+    if "exceeds maximum size" in str(error) or "larger than max" in str(error):
+        return False
     return isinstance(error, _TRANSIENT_EXCEPTIONS) or _code(error) in TRANSIENT_CODES
 
 

@@ -19,7 +19,7 @@ from google.cloud.firestore_v1.document import DocumentReference, DocumentSnapsh
 
 from backfill.errors import RunInterrupted
 from backfill.jobs import Decision, Job
-from backfill.journal import Journal, journal_entry
+from backfill.journal import Journal, journal_entry, too_large_to_journal
 from backfill.pager import iter_pages, prefetched, read_documents
 from backfill.ratelimit import WriteRateLimiter
 from backfill.retry import RetryPolicy
@@ -176,20 +176,29 @@ class Runner:
         return outcome
 
     def _commit(self, to_write: list[ToWrite]) -> list[WriteResult]:
-        """Journal (when asked) what the writes replace, then write, with preconditions."""
+        """Journal (when asked) what the writes replace, then write, with preconditions.
+        A write whose previous value is too large to journal is not sent: there is never
+        an unjournaled write."""
         journal, target = self.settings.journal, self.job.target
-        key = None
+        writes = [Write(snap.reference, decision.fields or {}, snap.update_time)
+                  for snap, _, decision in to_write]
+        refused: dict[int, str] = {}
+        parts: list[tuple[str, int]] = []
         if journal is not None and self.job.journaled:
-            key = journal.record([journal_entry(snap.id, target, data,
-                                                (decision.fields or {})[target.path])
-                                  for snap, data, decision in to_write])
-        results = commit_writes(self.client, [
-            Write(snap.reference, decision.fields or {}, snap.update_time)
-            for snap, _, decision in to_write], self.settings.policy, self.settings.limiter)
-        if journal is not None and key is not None:
+            entries = [journal_entry(snap.id, target, data, (decision.fields or {})[target.path])
+                       for snap, data, decision in to_write]
+            refused = {i: f"its previous {target.path} ({len(e['encoded']):,} bytes encoded) "
+                          "is too large to journal: not written (an undo could not restore it)"
+                       for i, e in enumerate(entries) if too_large_to_journal(e)}
+            parts = journal.record([e for i, e in enumerate(entries) if i not in refused])
+        sent = commit_writes(self.client, [w for i, w in enumerate(writes) if i not in refused],
+                             self.settings.policy, self.settings.limiter)
+        if journal is not None and parts:
             # Which of the journaled writes landed: an undo restores exactly those.
-            journal.record_outcome(key, [r.status is WriteStatus.OK for r in results])
-        return results
+            journal.record_outcome(parts, [r.status is WriteStatus.OK for r in sent])
+        answers = iter(sent)
+        return [WriteResult(write, WriteStatus.FAILED, refused[i]) if i in refused
+                else next(answers) for i, write in enumerate(writes)]
 
     def _decide_again(self, references: list[DocumentReference],
                       outcome: BatchOutcome) -> list[ToWrite]:
@@ -222,7 +231,7 @@ class Runner:
                 outcome.errors.append((doc_id, f"changed by someone else during the run "
                                                 f"{MAX_CONFLICT_ROUNDS + 1} times; not written"))
             else:
-                outcome.errors.append((doc_id, f"write refused: {result.message}"))
+                outcome.errors.append((doc_id, result.message))
 
 
 def _gated(pages: Iterator[T], gate: Callable[[threading.Event], None],

@@ -34,6 +34,9 @@ from backfill.retry import (
 )
 
 MAX_BATCH_WRITES = 500  # Firestore's limit for one BatchWrite request
+# Firestore takes requests up to 10 MiB, but gRPC channels (older clients', the
+# emulator's) stop at 4 MiB: a request stays well under that.
+MAX_REQUEST_BYTES = 3 * 1024 * 1024
 WRITE_TIMEOUT_SECONDS = 60.0
 
 
@@ -60,16 +63,59 @@ class WriteResult:
     message: str = ""
 
 
+def value_bytes(value: Any) -> int:
+    """A generous estimate of a Firestore value's encoded size (tags, lengths, keys)."""
+    if isinstance(value, str):
+        return len(value.encode("utf-8", "surrogatepass")) + 8
+    if isinstance(value, bytes):
+        return len(value) + 8
+    if isinstance(value, dict):
+        return 8 + sum(value_bytes(k) + value_bytes(v) + 8 for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return 8 + sum(value_bytes(v) + 4 for v in value)
+    return 16
+
+
+def write_bytes(write: Write) -> int:
+    return (len(write.reference.path) + 200 + value_bytes(write.fields)
+            + 8 * len(write.fields))
+
+
+def request_chunks(writes: Sequence[Write]) -> list[list[int]]:
+    """Indexes of `writes` in consecutive requests of at most MAX_BATCH_WRITES writes and
+    MAX_REQUEST_BYTES: no request is ever too big to send."""
+    chunks: list[list[int]] = []
+    size = 0
+    for index, write in enumerate(writes):
+        cost = write_bytes(write)
+        if not chunks or len(chunks[-1]) >= MAX_BATCH_WRITES or size + cost > MAX_REQUEST_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(index)
+        size += cost
+    return chunks
+
+
 def commit_writes(client: firestore.Client, writes: Sequence[Write], policy: RetryPolicy,
                   limiter: WriteRateLimiter | None = None,
                   sleep: Callable[[float], None] = time.sleep) -> list[WriteResult]:
-    """Apply `writes` (at most 500, one per document); a result per write, in order.
+    """Apply `writes` (one per document); a result per write, in order. They go in as
+    few requests as the count and size limits allow.
 
     Writes that fail transiently are sent again (only those), with backoff; when the
     policy's total wait is spent, DatabaseError is raised, as for any fatal error.
     """
-    if len(writes) > MAX_BATCH_WRITES:
-        raise ValueError(f"at most {MAX_BATCH_WRITES} writes per batch, got {len(writes)}")
+    results: dict[int, WriteResult] = {}
+    for chunk in request_chunks(writes):
+        answers = _commit_request(client, [writes[i] for i in chunk], policy, limiter, sleep)
+        results.update(zip(chunk, answers, strict=True))
+    return [results[index] for index in range(len(writes))]
+
+
+def _commit_request(client: firestore.Client, writes: Sequence[Write], policy: RetryPolicy,
+                    limiter: WriteRateLimiter | None,
+                    sleep: Callable[[float], None]) -> list[WriteResult]:
+    """One BatchWrite (and its transient retries)."""
     results: dict[int, WriteResult] = {}
     pending = list(range(len(writes)))
     next_delay = policy.delays()
@@ -97,7 +143,8 @@ def commit_writes(client: firestore.Client, writes: Sequence[Write], policy: Ret
                 again.append(index)
             else:
                 results[index] = WriteResult(write, WriteStatus.FAILED,
-                                             f"code {status.code}: {status.message}")
+                                             f"write refused: code {status.code}: "
+                                             f"{status.message}")
         if again:
             delay = next_delay()
             if delay is None:
