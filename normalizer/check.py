@@ -8,6 +8,7 @@ one function is what keeps the two tools from disagreeing.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
@@ -65,11 +66,19 @@ def is_valid_timestamp(value: Any) -> bool:
     return True
 
 
+def _is_clean_term(term: Any) -> bool:
+    if not isinstance(term, str) or not term or term != term.lower() or " " in term:
+        return False
+    if term.isascii():  # the usual case: only the ASCII controls are Cc, none is Cf
+        return term.isprintable()
+    return not any(unicodedata.category(c) in ("Cc", "Cf") for c in term)
+
+
 def is_term_list(value: Any) -> bool:
-    """A list of distinct, non-empty, lowercase strings without spaces."""
+    """A list of distinct, non-empty, lowercase strings without spaces, controls or
+    invisible (format) characters."""
     return (isinstance(value, list) and len(value) == len(set(map(repr, value)))
-            and all(isinstance(t, str) and t and t == t.lower() and " " not in t
-                    for t in value))
+            and all(_is_clean_term(t) for t in value))
 
 
 def problems(item: Mapping[str, Any], path: Sequence[str] = DEFAULT_PATH,

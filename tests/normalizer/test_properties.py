@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
+import unicodedata
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from normalizer import FACETS, analyze_item, build_normalized, is_up_to_date, normalize_item
+from normalizer.terms import fold, fold_any
 
 FOUR = {"spring", "summer", "fall", "winter"}
 NOW = dt.datetime(2025, 10, 7, tzinfo=dt.UTC)
@@ -89,3 +92,39 @@ def test_up_to_date_until_a_source_tag_changes(item: dict[str, Any], facet: str,
     assert is_up_to_date(item)
     changed = {**item, facet: [new_tag, "zz-brand-new-tag"]}
     assert not is_up_to_date(changed)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from([*FACETS, "metadata"]), VALUES, max_size=5))
+def test_no_stored_tag_holds_a_control_or_invisible_character(item: dict[str, Any]) -> None:
+    for terms in normalize_item(item).values():
+        for term in terms:
+            assert not any(unicodedata.category(c) in ("Cc", "Cf") for c in term), term
+
+
+@given(st.lists(st.sampled_from(["\u200b", "\ufeff", "\u202e", "\u202c", "\x00", "\x07",
+                                 "\u200d", "\u2060"]), max_size=6), st.sampled_from(
+    ["Boho", "Casual", "Elegant", "date night"]))
+def test_invisible_characters_anywhere_change_nothing(junk: list[str], word: str) -> None:
+    spliced = "".join(j + c for j, c in zip(junk + [""] * len(word), word, strict=False))
+    assert normalize_item({"style": [spliced + "".join(junk)]}) == normalize_item(
+        {"style": [word]})
+
+
+def test_normalizing_is_linear_in_the_number_of_tags() -> None:
+    def seconds(count: int) -> float:
+        item = {"style": [f"Tag Number {n}" for n in range(count)]}
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            normalize_item(item)
+            best = min(best, time.perf_counter() - started)
+        return best
+
+    # Ten times the tags: about ten times the time (a quadratic rule 7 gave 100 times).
+    assert seconds(20_000) / seconds(2_000) < 35
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=80))
+def test_the_ascii_fast_path_folds_as_the_general_one(text: str) -> None:
+    assert fold(text) == fold_any(text)
