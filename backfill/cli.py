@@ -38,12 +38,14 @@ from backfill.journal import Journal
 from backfill.lease import Lease, LeaseLost
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger, restore
 from backfill.logs import LOG_FILE_NAME, close_run_log, flush_run_log, open_run_log
+from backfill.names import check_database, check_id, check_output_dir
 from backfill.options import RESUME_LATEST, RunOptions
 from backfill.pager import count_documents, id_range
 from backfill.plan import RunPlan, given_target_field, plan_run
 from backfill.ratelimit import RAMP_START, WriteRateLimiter
+from backfill.retry import RetryPolicy, call_with_retry
 from backfill.runner import BatchOutcome, Runner, RunSettings
-from backfill.shards import Shard, compute_boundaries, shard_from, shard_range
+from backfill.shards import MAX_SHARDS, Shard, compute_boundaries, shard_from, shard_range
 from backfill.stats import RunStats, utc_now
 from backfill.target import (
     DEFAULT_COLLECTION,
@@ -63,6 +65,17 @@ from backfill.validation import coverage
 from normalizer import NORMALIZED_VERSION
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class FiniteFloat(click.FloatRange):
+    """A float range that also refuses nan and inf (nan compares false with any bound)."""
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if isinstance(number, float) and not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
 CONFIRMATION_PROMPT = "⚠️  You are about to modify PRODUCTION data. Type 'YES' to continue: "
 
 
@@ -95,7 +108,7 @@ def output_options(command: F) -> F:
         click.option("--quiet", is_flag=True, help="No progress bar."),
         click.option("--json", "as_json", is_flag=True,
                      help="Print the final stats as one JSON object on stdout."),
-        click.option("--max-retry-seconds", type=click.FloatRange(0), default=120.0,
+        click.option("--max-retry-seconds", type=FiniteFloat(0), default=120.0,
                      show_default=True,
                      help="How long to keep retrying a transient database error."),
     ]):
@@ -113,10 +126,12 @@ def shard_options(command: F) -> F:
     """--shard, --shard-count: one part of a collection, for parallel tasks."""
     for option in reversed([
         click.option("--shard", metavar="INDEX/COUNT",
-                     help="Process shard INDEX (from 0) of COUNT (default: Cloud Run Jobs' "
+                     help="Process shard INDEX (from 0) of COUNT, COUNT at most "
+                          f"{MAX_SHARDS} (default: Cloud Run Jobs' "
                           "CLOUD_RUN_TASK_INDEX/CLOUD_RUN_TASK_COUNT)."),
-        click.option("--shard-count", type=click.IntRange(1),
-                     help="COUNT, with a Kubernetes Indexed Job's JOB_COMPLETION_INDEX."),
+        click.option("--shard-count", type=click.IntRange(1, MAX_SHARDS),
+                     help="COUNT, with a Kubernetes Indexed Job's JOB_COMPLETION_INDEX "
+                          f"(at most {MAX_SHARDS})."),
     ]):
         command = option(command)
     return command
@@ -140,6 +155,9 @@ def run_boundary(body: Callable[..., int]) -> Callable[..., NoReturn]:
 
     @wraps(body)
     def wrapper(*args: Any, **kwargs: Any) -> NoReturn:
+        # SIGTERM outside a run (at the prompt, during the count) is an interruption like
+        # Ctrl-C: exit 130 with a message, not 143 in silence. A run handles both itself.
+        previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
             code = body(*args, **kwargs)
         except BackfillError as error:
@@ -148,25 +166,55 @@ def run_boundary(body: Callable[..., int]) -> Callable[..., NoReturn]:
         except KeyboardInterrupt:
             click.echo("❌ Interrupted.", err=True)
             code = ExitCode.INTERRUPTED
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         sys.exit(int(code))
 
     return wrapper
 
 
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def confirm_production(target: Target, dry_run: bool, yes: bool) -> None:
-    """Production writes need a typed YES (or --yes); anything else aborts, writing nothing."""
+    """Production writes need a typed YES (or --yes); anything else aborts, writing nothing.
+    A closed or unreadable standard input is an answer other than YES."""
     if dry_run or yes or target.environment != "production":
         return
     click.echo(CONFIRMATION_PROMPT, nl=False, err=True)
-    answer = sys.stdin.readline()
-    if not sys.stdin.isatty():
+    try:
+        answer = sys.stdin.readline() if sys.stdin is not None else ""
+        typed = sys.stdin is not None and sys.stdin.isatty()
+    except (OSError, ValueError):  # closed, or not readable
+        answer, typed = "", False
+    if not typed:
         click.echo(err=True)  # the typed answer did not end the prompt's line
     if answer.rstrip("\r\n") != "YES":
         raise Aborted("Aborted: nothing was written (the answer was not YES).")
 
 
+def check_options(options: RunOptions) -> None:
+    """Every name and ID an operator gave, and the output folder, checked locally before
+    anything is read (Firestore's naming rules: backfill.names)."""
+    check_id(options.collection, "--collection")
+    check_id(options.ledger_collection, "--ledger-collection")
+    if options.ledger_collection == options.collection:
+        raise ConfigurationError(
+            f"--ledger-collection {options.ledger_collection!r} is the collection being "
+            "processed: the ledger needs a collection of its own")
+    check_database(options.database)
+    if options.resume is not None and options.resume != RESUME_LATEST:
+        check_id(options.resume, "--resume")
+    for value, option in ((options.job_id, "--job-id"), (options.undo_run_id, "--run-id")):
+        if value is not None:
+            check_id(value, option)
+    check_output_dir(options.output_dir)
+
+
 def connect(options: RunOptions) -> tuple[Target, firestore.Client]:
-    """Resolve and check the configuration first; only then make a client."""
+    """Check the options and resolve the configuration first; only then make a client."""
+    check_options(options)
     target = resolve_target(environment=options.environment, project=options.project,
                             database=options.database, collection=options.collection,
                             env=dict(os.environ))
@@ -187,10 +235,10 @@ def writing_options(command: F) -> F:
                           "from its checkpoint, or the run RUN_ID."),
         click.option("--ledger-collection", default=DEFAULT_LEDGER_COLLECTION,
                      show_default=True, help="Where runs record themselves."),
-        click.option("--max-writes-per-second", type=click.FloatRange(0), default=10_000.0,
+        click.option("--max-writes-per-second", type=FiniteFloat(0), default=10_000.0,
                      show_default=True,
                      help="Ceiling of the write rate; 0 turns pacing off."),
-        click.option("--initial-writes-per-second", type=click.FloatRange(min=1),
+        click.option("--initial-writes-per-second", type=FiniteFloat(min=1),
                      default=RAMP_START, show_default=True,
                      help="Starting write rate, raised by 50%% every 5 minutes (Firestore's "
                           "500/50/5 ramp-up guidance)."),
@@ -201,12 +249,12 @@ def writing_options(command: F) -> F:
                      help="The app backend's health URL (may be repeated; also "
                           "BACKFILL_THROTTLE_URL): while it is unhealthy, nothing new is "
                           "read or written."),
-        click.option("--throttle-interval", type=click.FloatRange(0.1, 3600), default=2.0,
+        click.option("--throttle-interval", type=FiniteFloat(0.1, 3600), default=2.0,
                      show_default=True, help="Seconds between health probes."),
-        click.option("--throttle-max-latency-ms", type=click.FloatRange(1, 60_000),
+        click.option("--throttle-max-latency-ms", type=FiniteFloat(1, 60_000),
                      default=1000.0, show_default=True,
                      help="A health answer slower than this is unhealthy."),
-        click.option("--max-throttle-seconds", type=click.FloatRange(0, 7 * 86400),
+        click.option("--max-throttle-seconds", type=FiniteFloat(0, 7 * 86400),
                      default=1800.0, show_default=True,
                      help="A run throttled longer than this in one spell stops at its "
                           "checkpoint (exit 3, resumable)."),
@@ -265,6 +313,9 @@ def execute_writing_run(tool: str, make_job: Callable[[RunOptions, TargetField],
     collection = client.collection(target.collection)
     total = count_documents(collection, options.policy)
     console.say(f"📊 Items in {target.collection}: {total}")
+    if total == 0:
+        warn_empty(client, target, options.policy)
+        return ExitCode.OK  # nothing to write: nothing to confirm, no run in the ledger
     if options.limit is not None:
         console.say(f"✂️  Limited to {options.limit} items (canary run)")
     confirm_production(target, options.dry_run, options.yes)
@@ -283,6 +334,15 @@ def execute_writing_run(tool: str, make_job: Callable[[RunOptions, TargetField],
     if lease.lost:
         raise LeaseLost(lease.lost)
     return code
+
+
+def warn_empty(client: firestore.Client, target: Target, policy: RetryPolicy) -> None:
+    """An empty collection is often a typo: say so, with the collections there are."""
+    names = call_with_retry(lambda: sorted(c.id for c in client.collections()), policy,
+                            "listing the collections")
+    console.say(f"⚠️  Collection {target.collection!r} is empty or does not exist in project "
+                f"{target.project}, database {target.database}. Collections there: "
+                f"{', '.join(names) if names else '(none)'}")
 
 
 def _execute(plan: RunPlan, job: Job, client: firestore.Client, target: Target,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import re
 import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -45,14 +46,21 @@ class Shard:
         return str(self.index)
 
 
+# The boundaries of a sharded run live in its ledger document (1 MiB at most), and each
+# shard has a progress document: a thousand shards is far beyond any useful parallelism.
+MAX_SHARDS = 1000
+_SHARD = re.compile(r"([0-9]{1,4})/([0-9]{1,4})", re.ASCII)
+
+
 def parse_shard(text: str) -> Shard:
-    index_text, _, count_text = text.partition("/")
-    try:
-        index, count = int(index_text), int(count_text)
-    except ValueError:
-        raise ConfigurationError(f"--shard takes INDEX/COUNT, like 0/4, not {text!r}") from None
-    if count < 1 or not 0 <= index < count:
-        raise ConfigurationError(f"--shard {text}: INDEX must be 0 to COUNT-1, COUNT at least 1")
+    match = _SHARD.fullmatch(text)
+    if match is None:
+        raise ConfigurationError(f"--shard takes INDEX/COUNT in digits, like 0/4, "
+                                 f"not {text[:40]!r}")
+    index, count = int(match.group(1)), int(match.group(2))
+    if not 1 <= count <= MAX_SHARDS or not 0 <= index < count:
+        raise ConfigurationError(f"--shard {text}: INDEX must be 0 to COUNT-1, COUNT 1 to "
+                                 f"{MAX_SHARDS}")
     return Shard(index, count)
 
 

@@ -28,6 +28,7 @@ import grpc
 from google.cloud import firestore
 
 from backfill.errors import ConfigurationError
+from backfill.names import check_project
 from backfill.retry import renew_channel_when_stuck
 
 ENVIRONMENTS = ("development", "staging", "production")
@@ -174,6 +175,7 @@ def resolve_target(*, environment: str, project: str | None, database: str, coll
     else:
         key, source = _credentials(env)
     project_id, project_source = _project(project, env, key)
+    check_project(project_id, project_source)
     return Target(environment, project_id, database, collection, emulator_host, source,
                   project_source, key)
 

@@ -25,6 +25,7 @@ import click
 
 from backfill.cli import (
     COMMAND_SETTINGS,
+    FiniteFloat,
     connect,
     run_boundary,
     target_options,
@@ -33,6 +34,7 @@ from backfill.cli import (
 from backfill.control import CONTINUE, PAUSE, STOP
 from backfill.errors import ConfigurationError, ExitCode
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger, LedgerEntry
+from backfill.names import check_id
 from backfill.options import RunOptions
 from backfill.stats import utc_now
 
@@ -45,7 +47,7 @@ ACTIONS = {"pause": PAUSE, "continue": CONTINUE, "stop": STOP}
 @target_options
 @click.option("--ledger-collection", default=DEFAULT_LEDGER_COLLECTION, show_default=True,
               help="Where runs record themselves.")
-@click.option("--max-retry-seconds", type=click.FloatRange(0), default=30.0,
+@click.option("--max-retry-seconds", type=FiniteFloat(0), default=30.0,
               show_default=True, help="How long to keep retrying a transient database error.")
 @version_option
 @run_boundary
@@ -53,6 +55,8 @@ def main(action: str, run_id: str | None, ledger_collection: str, **options: Any
     """Pause, continue, stop or show a run (default: the newest running run)."""
     run = RunOptions(**options, batch_size=500, output_dir=Path("."), quiet=True,
                      as_json=False, ledger_collection=ledger_collection)
+    if run_id is not None:
+        check_id(run_id, "RUN_ID")
     target, client = connect(run)
     ledger = Ledger(client, ledger_collection, run.policy)
     entry = find_run(ledger, target.collection, run_id)

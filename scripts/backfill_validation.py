@@ -14,6 +14,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import json
+from dataclasses import replace
 
 import click
 
@@ -31,6 +32,7 @@ from backfill.cli import (
 from backfill.errors import ConfigurationError, ExitCode
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger
 from backfill.logs import close_run_log, open_run_log
+from backfill.names import check_id
 from backfill.options import RunOptions
 from backfill.plan import new_run_id, recorded_target_field
 from backfill.shards import compute_boundaries, shard_from, shard_range
@@ -77,6 +79,9 @@ def main(sample_size: int, check_all: bool, seed: int | None, run_id: str | None
     given_field = parse_target_field(run.target_field) \
         if run.target_field is not None else None
     field = given_field or TargetField(DEFAULT_TARGET_FIELD)
+    if run_id is not None:
+        check_id(run_id, "--run-id")
+    run = replace(run, ledger_collection=ledger_collection)
     target, client = connect(run)
     collection = client.collection(target.collection)
     started = utc_now()

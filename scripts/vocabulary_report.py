@@ -75,8 +75,9 @@ def main(sample_size: int | None, seed: int | None, top: int, **options: Any) ->
         writer = csv.writer(handle)
         writer.writerow(["facet", "kind", "term", "count", "examples", "near_misses"])
         for row in data["terms"]:
-            writer.writerow([row["facet"], row["kind"], row["term"], row["count"],
-                             " ".join(row["examples"]), "; ".join(row["near_misses"])])
+            writer.writerow([spreadsheet_safe(str(cell)) for cell in (
+                row["facet"], row["kind"], row["term"], row["count"],
+                " ".join(row["examples"]), "; ".join(row["near_misses"]))])
 
     lines = [console.RULE, f"Vocabulary of {report.items} items of {target.collection}"]
     for facet in FACETS:
@@ -98,6 +99,15 @@ def main(sample_size: int | None, seed: int | None, top: int, **options: Any) ->
     if run.as_json:
         click.echo(json.dumps(data, ensure_ascii=False))
     return ExitCode.OK
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """A cell a spreadsheet will not run as a formula (OWASP's advice on CSV injection):
+    one that starts with = + - @, a tab or a carriage return gets a leading quote."""
+    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
 
 
 if __name__ == "__main__":

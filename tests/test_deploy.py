@@ -23,6 +23,12 @@ from tests.conftest import REPO
 DEPLOY = REPO / "deploy"
 
 
+def load(name: str) -> dict[str, Any]:
+    """A manifest as the operator deploys it: its placeholders filled in."""
+    text = (DEPLOY / name).read_text().replace("PROJECT_ID", "wardrobe-prod")
+    return dict(yaml.safe_load(text.replace("REGION", "europe-west1")))
+
+
 def container(manifest: dict[str, Any]) -> dict[str, Any]:
     spec = manifest["spec"]["template"]["spec"]
     spec = spec.get("template", {}).get("spec", spec)  # Cloud Run nests one more template
@@ -54,7 +60,7 @@ def k8s_expand(value: str, env: dict[str, str]) -> str:
 @pytest.mark.parametrize("index", [0, 7])
 def test_cloud_run_job_tasks_are_production_runs_of_their_shard(
         index: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    manifest = yaml.safe_load((DEPLOY / "cloud-run-job.yaml").read_text())
+    manifest = load("cloud-run-job.yaml")
     spec = manifest["spec"]["template"]["spec"]
     count = spec["taskCount"]
     box = container(manifest)
@@ -75,7 +81,8 @@ def mount_secrets(box: dict[str, Any], env: dict[str, str], tmp_path: Path,
         folder = tmp_path / mount["mountPath"].strip("/")
         folder.mkdir(parents=True)
         (folder / "key.json").write_text(json.dumps({
-            "type": "service_account", "project_id": "p", "private_key": private_key,
+            "type": "service_account", "project_id": "wardrobe-prod",
+            "private_key": private_key,
             "client_email": "backfill@p.iam.gserviceaccount.com",
             "token_uri": "https://oauth2.googleapis.com/token"}))
         for name, value in env.items():
@@ -86,7 +93,7 @@ def mount_secrets(box: dict[str, Any], env: dict[str, str], tmp_path: Path,
 @pytest.mark.parametrize("index", [0, 7])
 def test_k8s_indexed_job_pods_are_production_runs_of_their_shard(
         index: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, private_key: str) -> None:
-    manifest = yaml.safe_load((DEPLOY / "k8s-indexed-job.yaml").read_text())
+    manifest = load("k8s-indexed-job.yaml")
     box = container(manifest)
     name = manifest["metadata"]["name"]
     env = {e["name"]: e["value"] for e in box.get("env", []) if "value" in e}
@@ -101,8 +108,8 @@ def test_k8s_indexed_job_pods_are_production_runs_of_their_shard(
 
 
 def test_a_task_without_its_engine_variables_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    box = container(yaml.safe_load((DEPLOY / "k8s-indexed-job.yaml").read_text()))
-    env = {"GOOGLE_CLOUD_PROJECT": "p", "JOB_COMPLETION_INDEX": "0"}
+    box = container(load("k8s-indexed-job.yaml"))
+    env = {"GOOGLE_CLOUD_PROJECT": "wardrobe-prod", "JOB_COMPLETION_INDEX": "0"}
     args = [a for a in box["args"] if not a.startswith("--job-id")]
     with pytest.raises(Exception, match="needs --job-id"):
         parse(args, env, monkeypatch)

@@ -155,7 +155,7 @@ def test_remove_everywhere_removes_only_the_target(db: Database) -> None:
                                                                        "rollback"])
 def test_a_bad_target_field_is_exit_2_before_anything_is_read(path: str, tool: Any) -> None:
     # Nothing listens on the database's address: a read would fail with exit 3, not 2.
-    env = {"FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{free_port()}", "GOOGLE_CLOUD_PROJECT": "p"}
+    env = {"FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{free_port()}", "GOOGLE_CLOUD_PROJECT": "proj-p"}
     args = ["--target-field", path, "--max-retry-seconds", "1"]
     result = CliRunner().invoke(tool, args if tool is validate else [*args, "--dry-run"],
                                 env=env)

@@ -82,11 +82,12 @@ def test_a_key_that_is_not_a_key_is_a_usage_error_without_its_text(private_key: 
 def test_where_the_project_comes_from_in_order(tmp_path: Path) -> None:
     config = tmp_path / "firebase.json"
     config.write_text(json.dumps({"projectId": "from-file"}))
-    env = {"GOOGLE_CLOUD_PROJECT": "a", "GCLOUD_PROJECT": "b", "FIREBASE_PROJECT_ID": "c",
-           "FIREBASE_CONFIG": '{"projectId": "d"}', "FIRESTORE_EMULATOR_HOST": "127.0.0.1:1"}
-    expected = [("explicit", "--project"), ("a", "variable GOOGLE_CLOUD_PROJECT"),
-                ("b", "variable GCLOUD_PROJECT"), ("c", "variable FIREBASE_PROJECT_ID"),
-                ("d", "variable FIREBASE_CONFIG (projectId)")]
+    env = {"GOOGLE_CLOUD_PROJECT": "proj-a", "GCLOUD_PROJECT": "proj-b",
+           "FIREBASE_PROJECT_ID": "proj-c", "FIREBASE_CONFIG": '{"projectId": "proj-d"}',
+           "FIRESTORE_EMULATOR_HOST": "127.0.0.1:1"}
+    expected = [("explicit", "--project"), ("proj-a", "variable GOOGLE_CLOUD_PROJECT"),
+                ("proj-b", "variable GCLOUD_PROJECT"), ("proj-c", "variable FIREBASE_PROJECT_ID"),
+                ("proj-d", "variable FIREBASE_CONFIG (projectId)")]
     for n, (project, source) in enumerate(expected):
         target = resolve(env, project="explicit" if n == 0 else None)
         assert (target.project, target.project_source) == (project, source)  # type: ignore[attr-defined]
