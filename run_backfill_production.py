@@ -19,6 +19,7 @@ import click
 from backfill import console
 from backfill.cli import (
     COMMAND_SETTINGS,
+    ToolCommand,
     execute_writing_run,
     run_boundary,
     version_option,
@@ -33,7 +34,7 @@ LABELS = console.Labels(title="wardrobe backfill", done="updated", would="would 
                         script="run_backfill_production.py")
 
 
-@click.command(context_settings=COMMAND_SETTINGS)
+@click.command(cls=ToolCommand, context_settings=COMMAND_SETTINGS)
 @writing_tool_options
 @click.option("--force", is_flag=True, help="Rewrite items that are already up to date.")
 @version_option

@@ -102,7 +102,7 @@ def output_options(command: F) -> F:
     for option in reversed([
         click.option("--batch-size", type=click.IntRange(1, 500), default=500,
                      show_default=True, help="Documents per page read and per batch write."),
-        click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
+        click.option("--output-dir", type=click.Path(path_type=Path),
                      default=Path("."), show_default=True,
                      help="Where the stats file and the log go."),
         click.option("--quiet", is_flag=True, help="No progress bar."),
@@ -143,6 +143,19 @@ def writing_tool_options(command: F) -> F:
                   target_options):
         command = group(command)
     return command
+
+
+class ToolCommand(click.Command):
+    """A click command whose usage errors (a bad option or value) are one line and exit 2,
+    like every other refusal of the tools."""
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as error:
+            click.echo(f"❌ {error.format_message()} (--help lists the options)", err=True)
+            sys.exit(ExitCode.USAGE)
 
 
 # What every script's click.command and --version say.

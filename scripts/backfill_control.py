@@ -26,6 +26,7 @@ import click
 from backfill.cli import (
     COMMAND_SETTINGS,
     FiniteFloat,
+    ToolCommand,
     connect,
     run_boundary,
     target_options,
@@ -41,7 +42,7 @@ from backfill.stats import utc_now
 ACTIONS = {"pause": PAUSE, "continue": CONTINUE, "stop": STOP}
 
 
-@click.command(context_settings=COMMAND_SETTINGS)
+@click.command(cls=ToolCommand, context_settings=COMMAND_SETTINGS)
 @click.argument("action", type=click.Choice(["status", *ACTIONS]))
 @click.argument("run_id", required=False)
 @target_options

@@ -19,6 +19,7 @@ import click
 from backfill import console
 from backfill.cli import (
     COMMAND_SETTINGS,
+    ToolCommand,
     connect,
     execute_writing_run,
     run_boundary,
@@ -36,7 +37,7 @@ LABELS = console.Labels(title="wardrobe rollback", done="rolled back",
                         script="scripts/backfill_rollback.py")
 
 
-@click.command(context_settings=COMMAND_SETTINGS)
+@click.command(cls=ToolCommand, context_settings=COMMAND_SETTINGS)
 @writing_tool_options
 @click.option("--run-id", "undo_run_id", metavar="RUN_ID",
               help="Undo exactly this backfill run, from its journal: every item it changed "

@@ -21,6 +21,7 @@ import click
 from backfill import console
 from backfill.cli import (
     COMMAND_SETTINGS,
+    ToolCommand,
     connect,
     output_options,
     run_boundary,
@@ -50,7 +51,7 @@ from normalizer import NORMALIZED_VERSION
 SHOWN_INVALID = 20
 
 
-@click.command(context_settings=COMMAND_SETTINGS)
+@click.command(cls=ToolCommand, context_settings=COMMAND_SETTINGS)
 @target_options
 @target_field_option
 @output_options

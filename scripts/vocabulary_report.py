@@ -23,6 +23,7 @@ import click
 from backfill import console
 from backfill.cli import (
     COMMAND_SETTINGS,
+    ToolCommand,
     connect,
     output_options,
     run_boundary,
@@ -37,7 +38,7 @@ from backfill.vocabulary import VocabularyReport, near_misses
 from normalizer import FACETS
 
 
-@click.command(context_settings=COMMAND_SETTINGS)
+@click.command(cls=ToolCommand, context_settings=COMMAND_SETTINGS)
 @target_options
 @output_options
 @click.option("--sample-size", type=click.IntRange(1),
