@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -13,7 +12,6 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.collection import CollectionReference
 
 from backfill.pager import (
-    KEYS_ONLY,
     count_documents,
     iter_pages,
     read_documents,
@@ -42,28 +40,6 @@ def coverage(collection: CollectionReference, target: TargetField,
     """
     with_map = collection.where(filter=FieldFilter(target.path, ">=", {}))
     return Coverage(count_documents(collection, policy), count_documents(with_map, policy))
-
-
-def sample_ids(collection: CollectionReference, size: int, seed: int | None,
-               policy: RetryPolicy, page_size: int = 500) -> list[str]:
-    """A uniform random sample of document IDs (reservoir sampling over a keys-only scan).
-
-    Every document is equally likely, wherever it sits in the ID range; memory holds only
-    the sample. Cost: one keys-only scan (billed as one read per document returned).
-    """
-    rng = random.Random(seed)
-    reservoir: list[str] = []
-    seen = 0
-    for page in iter_pages(collection, fields=KEYS_ONLY, page_size=page_size, policy=policy):
-        for snap in page:
-            seen += 1
-            if len(reservoir) < size:
-                reservoir.append(snap.id)
-            else:
-                slot = rng.randrange(seen)
-                if slot < size:
-                    reservoir[slot] = snap.id
-    return sorted(reservoir)
 
 
 def checked_fields(target: TargetField | None) -> tuple[str, ...]:

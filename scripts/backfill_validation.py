@@ -36,6 +36,8 @@ from backfill.logs import close_run_log, open_run_log
 from backfill.names import check_id
 from backfill.options import RunOptions
 from backfill.plan import new_run_id, recorded_target_field
+from backfill.sampling import describe as describe_sample
+from backfill.sampling import draw_sample
 from backfill.shards import compute_boundaries, shard_from, shard_range
 from backfill.stats import file_stamp, iso, utc_now, write_json
 from backfill.target_field import DEFAULT_TARGET_FIELD, TargetField, parse_target_field
@@ -43,7 +45,6 @@ from backfill.validation import (
     ValidationResult,
     coverage,
     fetch_items,
-    sample_ids,
     scan_items,
 )
 from normalizer import NORMALIZED_VERSION
@@ -59,13 +60,17 @@ SHOWN_INVALID = 20
               help="How many items to check, drawn at random from the whole collection.")
 @click.option("--all", "check_all", is_flag=True, help="Check every item instead of a sample.")
 @click.option("--seed", type=int, help="Seed of the random sample, to repeat it.")
+@click.option("--exact-sample", is_flag=True,
+              help="Draw the sample by scanning every key (one read per item) instead of "
+                   "random points of the key space (reads follow the sample).")
 @click.option("--run-id", help="Also report what this run recorded in the ledger.")
 @click.option("--ledger-collection", default=DEFAULT_LEDGER_COLLECTION, show_default=True,
               help="Where runs record themselves.")
 @shard_options
 @version_option
 @run_boundary
-def main(sample_size: int, check_all: bool, seed: int | None, run_id: str | None,
+def main(sample_size: int, check_all: bool, seed: int | None, exact_sample: bool,
+         run_id: str | None,
          ledger_collection: str, shard: str | None, shard_count: int | None,
          **options: Any) -> int:
     """Check that items carry a valid, current normalized map (the field `normalized`, or
@@ -111,6 +116,7 @@ def main(sample_size: int, check_all: bool, seed: int | None, run_id: str | None
     console.say(f"📊 Coverage: {cover.normalized} of {cover.total} items carry a "
                 f"`{field.path}` map ({cover.percent:.1f}%)")
     result = ValidationResult(field)
+    sample = None
     if check_all:
         from_id = before_id = None
         if part is not None:
@@ -123,8 +129,10 @@ def main(sample_size: int, check_all: bool, seed: int | None, run_id: str | None
         items = scan_items(collection, run.policy, run.batch_size, from_id, before_id, field)
         mode = "all" if part is None else f"shard {part}"
     else:
-        ids = sample_ids(collection, sample_size, seed, run.policy, run.batch_size)
-        items = fetch_items(client, collection, ids, run.policy, field)
+        sample = draw_sample(collection, sample_size, seed, run.policy, exact=exact_sample,
+                             page_size=run.batch_size, total=cover.total)
+        console.say(describe_sample(sample, sample_size))
+        items = fetch_items(client, collection, sample.ids, run.policy, field)
         mode = "sample"
     with console.progress(cover.total if check_all else min(sample_size, cover.total),
                           run.quiet) as bar:
@@ -141,6 +149,8 @@ def main(sample_size: int, check_all: bool, seed: int | None, run_id: str | None
         "normalized_version": NORMALIZED_VERSION,
         "started_at": iso(started), "finished_at": iso(utc_now()), "mode": mode,
         "sample_size": None if check_all else sample_size, "seed": seed,
+        "sample_method": sample.method if sample else None,
+        "sample_reads": sample.reads if sample else None,
         "coverage": {"total": cover.total, "normalized": cover.normalized,
                      "percent": cover.percent},
         "checked": result.checked, "valid": result.valid,

@@ -32,8 +32,10 @@ from backfill.cli import (
 )
 from backfill.errors import ExitCode
 from backfill.options import RunOptions
+from backfill.sampling import describe as describe_sample
+from backfill.sampling import draw_sample
 from backfill.stats import file_stamp, utc_now, write_json
-from backfill.validation import fetch_items, sample_ids, scan_items
+from backfill.validation import fetch_items, scan_items
 from backfill.vocabulary import VocabularyReport, near_misses
 from normalizer import FACETS
 
@@ -44,19 +46,24 @@ from normalizer import FACETS
 @click.option("--sample-size", type=click.IntRange(1),
               help="Look at a uniform random sample instead of every item.")
 @click.option("--seed", type=int, help="Seed of the random sample, to repeat it.")
+@click.option("--exact-sample", is_flag=True,
+              help="Draw the sample by scanning every key (one read per item).")
 @click.option("--top", type=click.IntRange(1), default=15, show_default=True,
               help="How many terms per facet the console table shows.")
 @version_option
 @run_boundary
-def main(sample_size: int | None, seed: int | None, top: int, **options: Any) -> int:
+def main(sample_size: int | None, seed: int | None, exact_sample: bool, top: int,
+         **options: Any) -> int:
     """Report the unknown and the most frequent tags, to grow the tables from real data."""
     run = RunOptions(**options)
     target, client = connect(run)
     collection = client.collection(target.collection)
     console.say(f"📚 Vocabulary of {target.collection} (read-only): {target.describe()}")
     if sample_size:
-        items = fetch_items(client, collection, sample_ids(
-            collection, sample_size, seed, run.policy, run.batch_size), run.policy)
+        sample = draw_sample(collection, sample_size, seed, run.policy, exact=exact_sample,
+                             page_size=run.batch_size)
+        console.say(describe_sample(sample, sample_size))
+        items = fetch_items(client, collection, sample.ids, run.policy)
     else:
         items = scan_items(collection, run.policy, run.batch_size)
     report = VocabularyReport()
