@@ -45,7 +45,14 @@ from backfill.plan import RunPlan, given_target_field, plan_run
 from backfill.ratelimit import RAMP_START, WriteRateLimiter
 from backfill.retry import RetryPolicy, call_with_retry
 from backfill.runner import BatchOutcome, Runner, RunSettings
-from backfill.shards import MAX_SHARDS, Shard, compute_boundaries, shard_from, shard_range
+from backfill.shards import (
+    MAX_SHARDS,
+    Shard,
+    compute_boundaries,
+    shard_from,
+    shard_range,
+    split_range,
+)
 from backfill.stats import RunStats, utc_now
 from backfill.target import (
     DEFAULT_COLLECTION,
@@ -98,7 +105,7 @@ def target_options(command: F) -> F:
 
 
 def output_options(command: F) -> F:
-    """--batch-size, --output-dir, --quiet, --json, --max-retry-seconds."""
+    """--batch-size, --output-dir, --quiet, --json, --parallel-reads, --max-retry-seconds."""
     for option in reversed([
         click.option("--batch-size", type=click.IntRange(1, 500), default=500,
                      show_default=True, help="Documents per page read and per batch write."),
@@ -108,6 +115,10 @@ def output_options(command: F) -> F:
         click.option("--quiet", is_flag=True, help="No progress bar."),
         click.option("--json", "as_json", is_flag=True,
                      help="Print the final stats as one JSON object on stdout."),
+        click.option("--parallel-reads", type=click.IntRange(1, 32), default=4,
+                     show_default=True,
+                     help="Ranges of the collection read at once, each by a cursor of its "
+                          "own (1: one cursor, in ID order)."),
         click.option("--max-retry-seconds", type=FiniteFloat(0), default=120.0,
                      show_default=True,
                      help="How long to keep retrying a transient database error."),
@@ -543,6 +554,15 @@ def _run_settings(job: Job, options: RunOptions, client: firestore.Client, targe
         def source(after_key: str | None) -> Iterator[tuple[list[Any], str]]:
             return undo_job.pages(client, target.collection, options.policy, after_key)
 
+    parts = None
+    if source is None and options.limit is None:
+        if stats.parts is not None:  # a resumed run that read in parallel: as it was
+            parts = stats.parts
+        elif options.parallel_reads > 1:
+            parts = split_range(stats.checkpoint or from_id, before_id,
+                                options.parallel_reads)
+            parts[0].checkpoint = stats.checkpoint  # a resume reads after it, not at it
+            stats.parts = parts
     # Each shard paces itself at its share, so that all tasks together follow the ramp.
     share = stats.shard.count if stats.shard else 1
     initial = min(options.initial_writes_per_second, options.max_writes_per_second or math.inf)
@@ -552,7 +572,7 @@ def _run_settings(job: Job, options: RunOptions, client: firestore.Client, targe
         limit=None if options.limit is None else max(0, options.limit - stats.processed),
         after_id=stats.checkpoint, from_id=from_id, before_id=before_id,
         max_in_flight=options.parallel_batches, policy=options.policy, journal=journal,
-        source=source, read_ahead=source is None,
+        source=source, read_ahead=source is None, parts=parts,
         limiter=WriteRateLimiter(initial=initial / share,
                                  ceiling=options.max_writes_per_second / share))
 

@@ -21,6 +21,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from backfill.errors import ConfigurationError
+from backfill.pager import Part
 from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_with_retry
 from backfill.stats import RunStats, iso, utc_now
 from normalizer import NORMALIZED_VERSION
@@ -101,6 +102,7 @@ class Ledger:
         return {
             "status": stats.status,
             "checkpoint": stats.checkpoint,
+            "parts": None if stats.parts is None else [p.to_dict() for p in stats.parts],
             "counts": {**{name: getattr(stats, name) for name in COUNTS},
                        "errors": stats.error_count},
             "errors": stats.errors[:MAX_ERRORS_KEPT],
@@ -277,6 +279,8 @@ def restore(stats: RunStats, entry: LedgerEntry) -> None:
     stats.errors = list(entry.data.get("errors", []))
     stats.errors_not_listed = max(0, int(counts.get("errors", 0)) - len(stats.errors))
     stats.checkpoint = entry.checkpoint
+    parts = entry.data.get("parts")
+    stats.parts = [Part.from_dict(p) for p in parts] if parts else None
     stats.throttled_seconds = float(entry.data.get("throttled_seconds") or 0.0)
     stats.throttle_spells = int(entry.data.get("throttle_spells") or 0)
     stats.paused_seconds = float(entry.data.get("paused_seconds") or 0.0)

@@ -35,6 +35,7 @@ class RunOptions:
     quiet: bool
     as_json: bool
     max_retry_seconds: float
+    parallel_reads: int = 4
     dry_run: bool = False
     yes: bool = False
     limit: int | None = None

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from google.cloud.firestore_v1.base_query import BaseQuery
@@ -93,7 +94,14 @@ def prefetched(items: Iterator[T], depth: int = 1) -> Iterator[T]:
     The next page is read while the current one is being written. An error in the
     reader is raised in the consumer, at the point where the failed item would come.
     """
-    buffer: queue.Queue[T | _End | _Failure[T]] = queue.Queue(maxsize=depth)
+    return merged([items], depth)
+
+
+def merged(sources: Sequence[Iterator[T]], depth: int = 1) -> Iterator[T]:
+    """The items of several iterators, each read in a thread of its own, in the order
+    they arrive; at most `depth` items per source wait to be consumed, so memory is
+    bounded. A reader's error is raised in the consumer."""
+    buffer: queue.Queue[T | _End | _Failure[T]] = queue.Queue(maxsize=depth * len(sources))
     stop = threading.Event()
 
     def put(entry: T | _End | _Failure[T]) -> bool:
@@ -105,7 +113,7 @@ def prefetched(items: Iterator[T], depth: int = 1) -> Iterator[T]:
                 continue
         return False
 
-    def produce() -> None:
+    def produce(items: Iterator[T]) -> None:
         try:
             for item in items:
                 if not put(item):
@@ -114,19 +122,64 @@ def prefetched(items: Iterator[T], depth: int = 1) -> Iterator[T]:
         except BaseException as error:  # handed to the consumer, who decides
             put(_Failure(error))
 
-    reader = threading.Thread(target=produce, name="page-prefetch", daemon=True)
-    reader.start()
+    readers = [threading.Thread(target=produce, args=(items,), name="page-prefetch",
+                                daemon=True) for items in sources]
+    for reader in readers:
+        reader.start()
+    running = len(readers)
     try:
-        while True:
+        while running:
             entry = buffer.get()
             if isinstance(entry, _End):
-                return
+                running -= 1
+                continue
             if isinstance(entry, _Failure):
                 raise entry.error
             yield entry
     finally:
         stop.set()
-        reader.join(timeout=1.0)  # a daemon; a read in progress must not hold up a stop
+        for reader in readers:
+            reader.join(timeout=1.0)  # daemons; a read in progress must not hold up a stop
+
+
+@dataclass
+class Part:
+    """One range of document IDs read by a cursor of its own (parallel reads), and how
+    far it is done: a resume reads each part after its own checkpoint."""
+
+    from_id: str | None  # included; None: the range's start
+    before_id: str | None  # excluded; None: the range's end
+    checkpoint: str | None = None  # the last ID fully done in this part
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"from": self.from_id, "before": self.before_id, "checkpoint": self.checkpoint}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Part:
+        return cls(data.get("from"), data.get("before"), data.get("checkpoint"))
+
+
+def part_pages(collection: CollectionReference, parts: Sequence[Part], *,
+               fields: Sequence[str] | None, page_size: int, policy: RetryPolicy,
+               before_each: Callable[[], None] | None = None,
+               ) -> Iterator[tuple[list[DocumentSnapshot], int]]:
+    """The pages of every part, read in parallel (one cursor each), with their part's
+    index, in the order they arrive. Within a part, pages come in ID order.
+    `before_each` is called before each page is read (a gate that may hold it)."""
+
+    def pages_of(index: int, part: Part) -> Iterator[tuple[list[DocumentSnapshot], int]]:
+        pages = iter_pages(collection, fields=fields, page_size=page_size, policy=policy,
+                           after_id=part.checkpoint, from_id=part.from_id,
+                           before_id=part.before_id)
+        while True:
+            if before_each is not None:
+                before_each()
+            page = next(pages, None)
+            if page is None:
+                return
+            yield page, index
+
+    return merged([pages_of(i, part) for i, part in enumerate(parts)])
 
 
 def read_documents(client: Any, references: Sequence[Any], fields: Sequence[str],

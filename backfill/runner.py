@@ -20,7 +20,7 @@ from google.cloud.firestore_v1.document import DocumentReference, DocumentSnapsh
 from backfill.errors import RunInterrupted
 from backfill.jobs import Decision, Job
 from backfill.journal import Journal, journal_entry, too_large_to_journal
-from backfill.pager import iter_pages, prefetched, read_documents
+from backfill.pager import Part, iter_pages, part_pages, prefetched, read_documents
 from backfill.ratelimit import WriteRateLimiter
 from backfill.retry import RetryPolicy
 from backfill.stats import RunStats
@@ -48,6 +48,7 @@ class BatchOutcome:
     errors: list[tuple[str, str]] = field(default_factory=list)
     decisions: dict[str, Decision] = field(default_factory=dict)  # final, per document
     samples: list[Decision] = field(default_factory=list)  # a few writes, for dry-run output
+    part: int | None = None  # with parallel reads: which part of the range the page is from
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,9 @@ class RunSettings:
     # one item's history backwards.
     source: Callable[[str | None], Iterator[tuple[list[DocumentSnapshot], str]]] | None = None
     read_ahead: bool = True
+    # Parallel reads: the range in parts, each read by a cursor of its own from its own
+    # checkpoint (kept in the stats), instead of one cursor from after_id.
+    parts: list[Part] | None = None
     # Blocks while no new page may be read nor batch written (throttled, paused), until
     # the stop event; raises when that lasts too long.
     gate: Callable[[threading.Event], None] | None = None
@@ -89,13 +93,25 @@ class Runner:
         is set; in both cases after the batches in flight have finished and been counted.
         """
         settings = self.settings
-        pages = _limited(settings.source(settings.after_id), settings.limit) \
-            if settings.source else ((page, page[-1].id) for page in iter_pages(
+        pages: Iterator[tuple[list[DocumentSnapshot], str, int | None]]
+        if settings.source:
+            pages = ((page, key, None) for page, key in _limited(
+                settings.source(settings.after_id), settings.limit))
+        elif settings.parts:
+            gate = settings.gate
+            pages = ((page, page[-1].id, part) for page, part in part_pages(
+                self.collection, settings.parts, fields=self.job.read_fields,
+                page_size=settings.batch_size, policy=settings.policy,
+                before_each=None if gate is None else lambda: gate(self.stop)))
+        else:
+            pages = ((page, page[-1].id, None) for page in iter_pages(
                 self.collection, fields=self.job.read_fields, page_size=settings.batch_size,
                 policy=settings.policy, after_id=settings.after_id, from_id=settings.from_id,
                 before_id=settings.before_id, limit=settings.limit))
         if settings.gate is not None:
             pages = _gated(pages, settings.gate, self.stop)
+        # Parallel reads come from threads of their own already.
+        read_ahead = settings.read_ahead and not settings.parts
         in_flight: deque[Future[BatchOutcome]] = deque()
         failure: BaseException | None = None
         batch_failed = False
@@ -116,9 +132,8 @@ class Runner:
         workers = 1 if settings.dry_run or not settings.read_ahead else settings.max_in_flight
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batch") as pool:
             try:
-                for number, (page, checkpoint) in enumerate(
-                        prefetched(pages) if settings.read_ahead else pages,
-                        start=stats.batches + 1):
+                for number, (page, checkpoint, part) in enumerate(
+                        prefetched(pages) if read_ahead else pages, start=stats.batches + 1):
                     if not page:
                         continue
                     datas = self._data(page)
@@ -129,7 +144,7 @@ class Runner:
                     if self.stop.is_set():
                         break
                     in_flight.append(pool.submit(self._settle, number, page, checkpoint,
-                                                 datas, decisions))
+                                                 datas, decisions, part))
                     while in_flight and (len(in_flight) >= workers or in_flight[0].done()):
                         collect()
                     if failure is not None or self.stop.is_set():
@@ -149,9 +164,10 @@ class Runner:
                             self.settings.policy)
 
     def _settle(self, number: int, page: Sequence[DocumentSnapshot], checkpoint: str,
-                datas: list[dict[str, Any]], decisions: list[Decision]) -> BatchOutcome:
+                datas: list[dict[str, Any]], decisions: list[Decision],
+                part: int | None = None) -> BatchOutcome:
         """Write one page's decisions; re-read and decide again where the app got there first."""
-        outcome = BatchOutcome(number, page[0].id, checkpoint, processed=len(page))
+        outcome = BatchOutcome(number, page[0].id, checkpoint, processed=len(page), part=part)
         outcome.decisions = {decision.doc_id: decision for decision in decisions}
         existing = [(snap, data) for snap, data in zip(page, datas, strict=True) if snap.exists]
         outcome.vanished = len(page) - len(existing)
@@ -277,3 +293,7 @@ def _count(stats: RunStats, outcome: BatchOutcome) -> None:
         if decision.report is not None:
             stats.add_report(decision.report)
     stats.checkpoint = outcome.last_id
+    if outcome.part is not None and stats.parts is not None:
+        # Outcomes are collected in the order their pages came, and within a part pages
+        # come in ID order: the part's checkpoint only moves past what is done.
+        stats.parts[outcome.part].checkpoint = outcome.last_id

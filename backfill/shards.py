@@ -11,6 +11,7 @@ They are computed once per run and kept in the ledger, so every task uses the sa
 from __future__ import annotations
 
 import bisect
+import itertools
 import os
 import re
 import string
@@ -21,7 +22,7 @@ from typing import Any
 from google.cloud import firestore
 
 from backfill.errors import ConfigurationError
-from backfill.pager import KEYS_ONLY, PAGE_TIMEOUT_SECONDS, read_page
+from backfill.pager import KEYS_ONLY, PAGE_TIMEOUT_SECONDS, Part, read_page
 from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy
 
 # The key-space split counts in the alphabet of Firestore's auto IDs, in sort order, so
@@ -81,6 +82,16 @@ def shard_from(option: str | None, shard_count: int | None,
     if shard_count:
         raise ConfigurationError("--shard-count goes with JOB_COMPLETION_INDEX or --shard")
     return None
+
+
+def split_range(from_id: str | None, before_id: str | None, count: int) -> list[Part]:
+    """`count` parts of [from_id, before_id) for parallel reads, cut evenly in the auto-ID
+    key space (no read needed; for other ID shapes the parts may be uneven, never wrong:
+    together they cover the range exactly)."""
+    cuts = [cut for cut in key_space_boundaries(_ALPHABET[0] * 20, _ALPHABET[-1] * 20, count)
+            if (from_id is None or cut > from_id) and (before_id is None or cut < before_id)]
+    bounds = [from_id, *cuts, before_id]
+    return [Part(low, high) for low, high in itertools.pairwise(bounds)]
 
 
 def shard_range(boundaries: list[str], shard: Shard) -> tuple[str | None, str | None]:

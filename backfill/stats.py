@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from backfill.pager import Part
 from backfill.shards import Shard
 from normalizer import FACETS, NORMALIZED_VERSION, Report
 
@@ -57,6 +58,7 @@ class RunStats:
     throttle_spells: int = 0
     paused_seconds: float = 0.0
     stopped_because: str | None = None  # why a run stopped early, for the ledger
+    parts: list[Part] | None = None  # parallel reads: each part's range and checkpoint
 
     def add_report(self, report: Report) -> None:
         for facet, term in report.unknown:
@@ -113,6 +115,7 @@ class RunStats:
             "conflicts_retried": self.conflicts_retried,
             "success_rate": self.success_rate,
             "checkpoint": self.checkpoint,
+            "parts": None if self.parts is None else [p.to_dict() for p in self.parts],
             "shard": None if self.shard is None else str(self.shard),
             "errors": self.errors,
             "unknown_terms": {facet: dict(counter.most_common())

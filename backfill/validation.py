@@ -14,10 +14,12 @@ from google.cloud.firestore_v1.collection import CollectionReference
 from backfill.pager import (
     count_documents,
     iter_pages,
+    part_pages,
     read_documents,
     snapshot_data,
 )
 from backfill.retry import RetryPolicy
+from backfill.shards import split_range
 from backfill.target_field import TargetField
 from normalizer import SOURCE_FIELD_PATHS, problems
 
@@ -62,7 +64,17 @@ def fetch_items(client: firestore.Client, collection: CollectionReference, ids: 
 
 def scan_items(collection: CollectionReference, policy: RetryPolicy, page_size: int,
                from_id: str | None = None, before_id: str | None = None,
-               target: TargetField | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+               target: TargetField | None = None,
+               parallel: int = 1) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every item of the range with the fields the checks need; with `parallel` > 1, the
+    range is read by that many cursors at once, and items come in no particular order."""
+    if parallel > 1:
+        for page, _ in part_pages(collection, split_range(from_id, before_id, parallel),
+                                  fields=checked_fields(target), page_size=page_size,
+                                  policy=policy):
+            for snap in page:
+                yield snap.id, snapshot_data(snap)
+        return
     for page in iter_pages(collection, fields=checked_fields(target), page_size=page_size,
                            policy=policy, from_id=from_id, before_id=before_id):
         for snap in page:

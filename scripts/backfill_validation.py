@@ -126,7 +126,8 @@ def main(sample_size: int, check_all: bool, seed: int | None, exact_sample: bool
                 boundaries, _ = compute_boundaries(client, target.collection, part.count,
                                                    run.policy, warn=console.say)
             from_id, before_id = shard_range(boundaries, part)
-        items = scan_items(collection, run.policy, run.batch_size, from_id, before_id, field)
+        items = scan_items(collection, run.policy, run.batch_size, from_id, before_id, field,
+                           parallel=run.parallel_reads)
         mode = "all" if part is None else f"shard {part}"
     else:
         sample = draw_sample(collection, sample_size, seed, run.policy, exact=exact_sample,

@@ -65,7 +65,7 @@ def main(sample_size: int | None, seed: int | None, exact_sample: bool, top: int
         console.say(describe_sample(sample, sample_size))
         items = fetch_items(client, collection, sample.ids, run.policy)
     else:
-        items = scan_items(collection, run.policy, run.batch_size)
+        items = scan_items(collection, run.policy, run.batch_size, parallel=run.parallel_reads)
     report = VocabularyReport()
     with console.progress(None, run.quiet) as bar:
         for doc_id, item in items:

@@ -64,7 +64,8 @@ def test_round_trip(db: Database) -> None:
     stats = json.loads(db.stats_files("rollback_stats")[0].read_text())
     assert stats["total_would_update"] == 149  # every item but the one with no field
 
-    result = db.invoke(rollback, ["--environment", "production"], input="YES\n")
+    result = db.invoke(rollback, ["--environment", "production", "--parallel-reads", "1"],
+                       input="YES\n")
     assert result.exit_code == 0, result.output
     after = db.documents()
     assert all("normalized" not in d for d in after.values())

@@ -308,7 +308,8 @@ def test_nan_as_a_previous_value_is_restored_once_and_then_found_as_before(
 
 def test_a_resumed_run_says_what_it_did_not_look_at(db: Database) -> None:
     db.seed(make_wardrobe(100))
-    assert db.invoke(backfill, ["--job-id", "bf-r", "--batch-size", "25"]).exit_code == 0
+    assert db.invoke(backfill, ["--job-id", "bf-r", "--batch-size", "25",
+                                "--parallel-reads", "1"]).exit_code == 0
     ids = sorted(db.documents())
     runs = db.client.collection(DEFAULT_LEDGER_COLLECTION)
     runs.document("bf-r").update({"status": "interrupted", "checkpoint": ids[49]})

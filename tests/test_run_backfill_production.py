@@ -38,7 +38,8 @@ MESSY: dict[str, dict[str, Any]] = {
 def test_dry_run_reads_everything_and_writes_nothing(db: Database) -> None:
     db.seed(make_wardrobe(120))
     before = db.update_times()
-    result = db.invoke(main, ["--dry-run", "--environment", "production", "--batch-size", "50"])
+    result = db.invoke(main, ["--dry-run", "--environment", "production", "--batch-size", "50",
+                              "--parallel-reads", "1"])
     assert result.exit_code == 0, result.output
     assert db.update_times() == before
     assert "🚀 Starting wardrobe backfill [DRY RUN]" in result.stderr
@@ -132,7 +133,7 @@ def test_limit_is_a_canary_run(db: Database) -> None:
 
 def test_stats_file_matches_the_database(db: Database) -> None:
     db.seed(make_wardrobe(260))
-    result = db.invoke(main, ["--batch-size", "100"])
+    result = db.invoke(main, ["--batch-size", "100", "--parallel-reads", "1"])
     assert result.exit_code == 0
     [path] = db.stats_files("backfill_stats")
     assert str(path) in result.stdout

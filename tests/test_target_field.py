@@ -177,7 +177,7 @@ def invoke(args: list[str], env: dict[str, str], command: Any = backfill) -> Res
 def test_resume_keeps_the_runs_target_field(db: Database) -> None:
     db.seed(app_items())
     first = db.invoke(backfill, ["--target-field", APP_FIELD, "--yes", "--job-id", "bf-1",
-                                 "--batch-size", "5"])
+                                 "--batch-size", "5", "--parallel-reads", "1"])
     assert first.exit_code == 1, first.output  # the hostile parents
     # As a killed run leaves it: still `running` in the ledger, at a checkpoint; the items
     # after it lose their field meanwhile.
