@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import wraps
@@ -322,20 +323,27 @@ def execute_writing_run(tool: str, make_job: Callable[[RunOptions, TargetField],
     options, shard = _check_options(options)
     given_target_field(options)  # a bad --target-field is refused before any read
     target, client = connect(options)
+    console.banner(target, labels, options.dry_run, options.batch_size)
     ledger = Ledger(client, options.ledger_collection, options.policy)
-    plan = plan_run(tool, options, shard, ledger)
+    # The count only feeds the banner and the progress bar: it runs while the plan is made.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="count") as background:
+        counting = background.submit(count_documents, client.collection(options.collection),
+                                     options.policy)
+        plan = plan_run(tool, options, shard, ledger)
+        counted = counting.result()
+    if plan.options.collection != options.collection:  # a resume of another collection's run
+        counted = count_documents(client.collection(plan.options.collection), options.policy)
     options = plan.options
     target = replace(target, collection=options.collection)
-    console.banner(target, labels, options.dry_run, options.batch_size)
     if plan.resumed is not None:
         console.say(f"↩️  Resuming run {plan.run_id} ({plan.resumed.status}, "
-                    f"{plan.mode}) after {plan.resumed.checkpoint or 'the beginning'}")
+                    f"{plan.mode} of collection {target.collection}) after "
+                    f"{plan.resumed.checkpoint or 'the beginning'}")
     if plan.undone is not None:
         console.say(f"⏪ Undoing exactly run {plan.undone.run_id} ({plan.undone.status}, "
                     f"started {plan.undone.data.get('started_at')}) from its journal")
     console.say(f"🏷  Field: {plan.field.path}")
-    collection = client.collection(target.collection)
-    total = count_documents(collection, options.policy)
+    total = counted
     console.say(f"📊 Items in {target.collection}: {total}")
     if total == 0:
         warn_empty(client, target, options.policy)
@@ -445,7 +453,8 @@ def _execute(plan: RunPlan, job: Job, client: firestore.Client, target: Target,
     try:
         with console.progress(total, options.quiet) as bar, \
                 stop_on_signals(stop, flush=log) as stopping, \
-                _watching(options, gate, ledger, stats.run_id, stopping):
+                _watching(options, gate, ledger, stats.run_id, stopping,
+                          obey_at_once=resumed is not None or shard is not None):
             bar.update(stats.processed)
 
             def on_batch(outcome: BatchOutcome) -> None:
@@ -495,16 +504,18 @@ def _execute(plan: RunPlan, job: Job, client: firestore.Client, target: Target,
 
 @contextmanager
 def _watching(options: RunOptions, gate: Gate, ledger: Ledger | None, run_id: str,
-              stop: threading.Event) -> Iterator[None]:
+              stop: threading.Event, obey_at_once: bool) -> Iterator[None]:
     """The backend's health (--throttle-url) and the run's control field, each probed in a
-    thread of its own while the run goes on."""
+    thread of its own while the run goes on. `obey_at_once`: the run may have been paused
+    or stopped before this task started (a resume, a shard): look before the first write."""
     with contextlib.ExitStack() as stack:
         if options.throttle_url:
             stack.enter_context(HealthWatch(HealthCheck(
                 options.throttle_url, options.throttle_interval,
                 options.throttle_max_latency_ms), gate))
         if ledger is not None:
-            stack.enter_context(RunControl(ledger, run_id, gate, stop, console.say))
+            stack.enter_context(RunControl(ledger, run_id, gate, stop, console.say,
+                                           first_look_now=obey_at_once))
         yield
 
 

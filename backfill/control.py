@@ -24,10 +24,12 @@ class RunControl:
     """A thread that reads the run's control field and obeys it."""
 
     def __init__(self, ledger: Ledger, run_id: str, gate: Gate, stop: threading.Event,
-                 say: Callable[[str], None], poll_seconds: float = CONTROL_POLL_SECONDS) -> None:
+                 say: Callable[[str], None], poll_seconds: float = CONTROL_POLL_SECONDS,
+                 first_look_now: bool = True) -> None:
         self.ledger, self.run_id, self.gate, self.stop = ledger, run_id, gate, stop
         self.say = say
         self.poll_seconds = poll_seconds
+        self.first_look_now = first_look_now
         self.stopped_by: str | None = None
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="control", daemon=True)
@@ -53,7 +55,8 @@ class RunControl:
             self.obey()
 
     def __enter__(self) -> RunControl:
-        self.obey()  # a task that starts while its run is paused waits from the start
+        if self.first_look_now:  # a task that starts while its run is paused waits at once
+            self.obey()
         self._thread.start()
         return self
 

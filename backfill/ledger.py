@@ -11,8 +11,10 @@ import contextlib
 import getpass
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, overload
 
@@ -20,7 +22,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from backfill.errors import ConfigurationError
+from backfill.errors import BackfillError, ConfigurationError
 from backfill.pager import Part
 from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_with_retry
 from backfill.stats import RunStats, iso, utc_now
@@ -78,6 +80,9 @@ class Ledger:
         self.policy = policy
         self.min_interval = min_interval
         self._last_record = 0.0
+        self._lock = threading.Lock()
+        self._background: ThreadPoolExecutor | None = None
+        self._pending: Future[None] | None = None
 
     def _ref(self, stats: RunStats) -> Any:
         """A run's progress document: the run's own, or for a shard, the shard's."""
@@ -215,13 +220,36 @@ class Ledger:
                       key=lambda e: int(str(e.data["shard"]).split("/")[0]))
 
     def record(self, stats: RunStats, *, force: bool = True) -> None:
-        """Counts, checkpoint and status together. Unless forced, skipped when the last
-        record is younger than min_interval."""
+        """Counts, checkpoint and status together, as they are now.
+
+        Unless forced: skipped when the last record is younger than min_interval, and
+        written by a thread of its own, off the run's critical path (in order; a record
+        that fails is superseded by the next one). Forced: after those, and waited for."""
         now = time.monotonic()
         if not force and now - self._last_record < self.min_interval:
             return
-        self._write(self._ref(stats), self._progress(stats))
+        fields, ref = self._progress(stats), self._ref(stats)  # taken now, written later
         self._last_record = now
+        if force:
+            self.flush()
+            self._write(ref, fields)
+            return
+        with self._lock:
+            if self._background is None:
+                self._background = ThreadPoolExecutor(max_workers=1,
+                                                      thread_name_prefix="ledger")
+            self._pending = self._background.submit(self._write_quietly, ref, fields)
+
+    def _write_quietly(self, ref: Any, fields: dict[str, Any]) -> None:
+        with contextlib.suppress(BackfillError):
+            self._write(ref, fields)
+
+    def flush(self) -> None:
+        """Wait for the progress records written in the background."""
+        with self._lock:
+            background, self._background, self._pending = self._background, None, None
+        if background is not None:
+            background.shutdown(wait=True)
 
     def get(self, run_id: str) -> LedgerEntry | None:
         return self._read(self.collection.document(run_id))
