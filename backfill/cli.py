@@ -360,12 +360,14 @@ def execute_writing_run(tool: str, make_job: Callable[[RunOptions, TargetField],
     if takeover:
         console.say(f"⚠️  {takeover}")
     stop = threading.Event()
-    with lease.kept(stop):
-        code = _execute(plan, make_job(options, plan.field), client, target, ledger, total,
-                        labels, stats_prefix, stop=stop, takeover=takeover)
-    if lease.lost:
-        raise LeaseLost(lease.lost)
-    return code
+    try:
+        with lease.kept(stop):
+            return _execute(plan, make_job(options, plan.field), client, target, ledger,
+                            total, labels, stats_prefix, stop=stop, takeover=takeover)
+    except RunInterrupted:
+        if lease.lost:  # the stop came from losing the lease, not from the operator
+            raise LeaseLost(lease.lost) from None
+        raise
 
 
 def warn_empty(client: firestore.Client, target: Target, policy: RetryPolicy) -> None:

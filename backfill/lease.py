@@ -103,12 +103,14 @@ def _holders(data: dict[str, Any] | None) -> list[Holder]:
 
 class Lease:
     def __init__(self, client: firestore.Client, ledger_collection: str, collection: str,
-                 run_id: str, key: str, tool: str, policy: RetryPolicy) -> None:
+                 run_id: str, key: str, tool: str, policy: RetryPolicy,
+                 heartbeat_seconds: float = HEARTBEAT_SECONDS) -> None:
         self.client = client
         self.ref = client.collection(ledger_collection).document(LEASE_PREFIX + collection)
         self.collection = collection
         self.run_id, self.key, self.tool = run_id, key, tool
         self.policy = policy
+        self.heartbeat_seconds = heartbeat_seconds
         self.lost: str | None = None
 
     def _me(self) -> dict[str, Any]:
@@ -208,12 +210,12 @@ class Lease:
 
     @contextmanager
     def kept(self, stop: threading.Event) -> Iterator[Lease]:
-        """Renew the lease every HEARTBEAT_SECONDS while the block runs; if it was taken
+        """Renew the lease every heartbeat while the block runs; if it was taken
         over, set `stop` (the run ends at a clean point) and `lost`. Given back at the end."""
         done = threading.Event()
 
         def heartbeat() -> None:
-            while not done.wait(HEARTBEAT_SECONDS):
+            while not done.wait(self.heartbeat_seconds):
                 try:
                     self.renew()
                 except BackfillError:

@@ -18,6 +18,7 @@ from typing import Any
 
 from backfill.jobs import BackfillJob, Decision
 from backfill.journal import Journal
+from backfill.lease import Lease, LeaseLost
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger
 from backfill.retry import RetryPolicy
 from backfill.runner import Runner, RunSettings
@@ -342,3 +343,21 @@ def test_a_heartbeat_thread_does_not_outlive_its_run(db: Database) -> None:
     db.seed(make_wardrobe(10))
     assert db.invoke(backfill, ["--yes"]).exit_code == 0
     assert not [t for t in threading.enumerate() if t.name == "lease"]
+
+
+def test_a_run_whose_lease_was_taken_over_stops(db: Database) -> None:
+    policy = RetryPolicy(max_total_wait=5)
+    mine = Lease(db.client, DEFAULT_LEDGER_COLLECTION, "wardrobe", "run-a", "0", "backfill",
+                 policy, heartbeat_seconds=0.1)
+    assert mine.acquire() is None
+    stop = threading.Event()
+    with mine.kept(stop):
+        # Another console took the lease over (this run's heartbeat looked stale to it).
+        db.client.collection(DEFAULT_LEDGER_COLLECTION).document("lease-wardrobe").update(
+            {"run_id": "run-b"})
+        assert stop.wait(5)
+    assert mine.lost == ("the lease of collection 'wardrobe' is now held by run run-b: this "
+                         "run stopped writing")
+    assert LeaseLost(mine.lost).exit_code == 3
+    # A lease given back is gone; a released lease of another run is left alone.
+    assert "lease-wardrobe" in db.documents(DEFAULT_LEDGER_COLLECTION)
