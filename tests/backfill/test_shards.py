@@ -184,9 +184,13 @@ def test_four_shards_at_once_then_one_killed_and_resumed(db: Database) -> None:
     assert sorted(shards) == ["0", "1", "2", "3"]
     assert all(s["status"] == "completed" for s in shards.values())
     assert len(shards["2"]["resumed_at"]) == 1
-    # Every item written exactly once across the shards, the killed one included.
+    # Every item processed exactly once across the shards, the killed one included. What
+    # the killed task wrote after its last progress record (written in the background, at
+    # most once a second) is read again on resume and counted as skipped then.
     assert sum(s["counts"]["processed"] for s in shards.values()) == 2000
-    assert sum(s["counts"]["updated"] for s in shards.values()) == 2000
+    updated = sum(s["counts"]["updated"] for s in shards.values())
+    skipped = sum(s["counts"]["skipped"] for s in shards.values())
+    assert updated + skipped == 2000 and skipped <= shards["2"]["counts"]["processed"]
     run = ledger.get().to_dict()
     assert run["shard_count"] == 4 and len(run["boundaries"]) == 3
     assert {r["shard"] for r in results} == {"0/4", "1/4", "2/4", "3/4"}
