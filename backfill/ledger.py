@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, overload
 
@@ -82,7 +82,6 @@ class Ledger:
         self._last_record = 0.0
         self._lock = threading.Lock()
         self._background: ThreadPoolExecutor | None = None
-        self._pending: Future[None] | None = None
 
     def _ref(self, stats: RunStats) -> Any:
         """A run's progress document: the run's own, or for a shard, the shard's."""
@@ -238,7 +237,7 @@ class Ledger:
             if self._background is None:
                 self._background = ThreadPoolExecutor(max_workers=1,
                                                       thread_name_prefix="ledger")
-            self._pending = self._background.submit(self._write_quietly, ref, fields)
+            self._background.submit(self._write_quietly, ref, fields)
 
     def _write_quietly(self, ref: Any, fields: dict[str, Any]) -> None:
         with contextlib.suppress(BackfillError):
@@ -247,7 +246,7 @@ class Ledger:
     def flush(self) -> None:
         """Wait for the progress records written in the background."""
         with self._lock:
-            background, self._background, self._pending = self._background, None, None
+            background, self._background = self._background, None
         if background is not None:
             background.shutdown(wait=True)
 

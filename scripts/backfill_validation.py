@@ -35,12 +35,12 @@ from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger
 from backfill.logs import close_run_log, open_run_log
 from backfill.names import check_id
 from backfill.options import RunOptions
-from backfill.plan import new_run_id, recorded_target_field
+from backfill.plan import given_target_field, new_run_id, recorded_target_field
 from backfill.sampling import describe as describe_sample
 from backfill.sampling import draw_sample
 from backfill.shards import compute_boundaries, shard_from, shard_range
 from backfill.stats import file_stamp, iso, utc_now, write_json
-from backfill.target_field import DEFAULT_TARGET_FIELD, TargetField, parse_target_field
+from backfill.target_field import DEFAULT_TARGET_FIELD, TargetField
 from backfill.validation import (
     ValidationResult,
     coverage,
@@ -82,8 +82,7 @@ def main(sample_size: int, check_all: bool, seed: int | None, exact_sample: bool
     part = shard_from(shard, shard_count)
     if part is not None and not check_all:
         raise ConfigurationError("--shard goes with --all (a sample is drawn from everything)")
-    given_field = parse_target_field(run.target_field) \
-        if run.target_field is not None else None
+    given_field = given_target_field(run)
     field = given_field or TargetField(DEFAULT_TARGET_FIELD)
     if run_id is not None:
         check_id(run_id, "--run-id")
