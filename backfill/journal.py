@@ -24,6 +24,7 @@ from google.cloud.firestore_v1.types import document
 
 from backfill.pager import iter_pages
 from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_with_retry
+from backfill.sizes import within_budget
 from backfill.target_field import Parent, TargetField
 from normalizer import ABSENT
 
@@ -79,20 +80,6 @@ def too_large_to_journal(entry: dict[str, Any]) -> bool:
     return len(entry.get("encoded", b"")) > MAX_JOURNALED_BYTES
 
 
-def _by_size(entries: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    """Consecutive runs of entries, each within JOURNAL_DOCUMENT_BUDGET."""
-    chunk: list[dict[str, Any]] = []
-    size = 0
-    for entry in entries:
-        if chunk and size + entry_bytes(entry) > JOURNAL_DOCUMENT_BUDGET:
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(entry)
-        size += entry_bytes(entry)
-    if chunk:
-        yield chunk
-
-
 class Journal:
     def __init__(self, client: firestore.Client, ledger_collection: str, run_id: str,
                  policy: RetryPolicy, shard_key: str = "0") -> None:
@@ -112,7 +99,7 @@ class Journal:
         an array of maps once per element); previous values are encoded Firestore
         values (see encode), keyed by their position in that string."""
         keys = []
-        for chunk in _by_size(entries):
+        for chunk in within_budget(entries, entry_bytes, JOURNAL_DOCUMENT_BUDGET):
             key = f"{2**63 - time.time_ns():020d}-{self.shard_key}-{secrets.token_hex(3)}"
             ref = self.collection.document(key)
             document_ = {

@@ -82,10 +82,11 @@ def _new(tool: str, options: RunOptions, shard: Shard | None, run_id: str) -> Ru
 
 
 def _carry_on(tool: str, options: RunOptions, entry: LedgerEntry) -> RunPlan:
+    """The run `entry` again, with its recorded settings (its target field among them;
+    an option that contradicts one is refused there)."""
     carried = options.carrying_on(entry)
-    field = recorded_target_field(given_target_field(options), entry)
-    return RunPlan(tool, entry.run_id, replace(carried, target_field=field.path), field,
-                   resumed=entry)
+    field = TargetField(str(carried.target_field or DEFAULT_TARGET_FIELD))
+    return RunPlan(tool, entry.run_id, carried, field, resumed=entry)
 
 
 def _resume(tool: str, options: RunOptions, ledger: Ledger) -> RunPlan:

@@ -32,6 +32,7 @@ from backfill.retry import (
     RetryPolicy,
     call_with_retry,
 )
+from backfill.sizes import value_bytes, within_budget
 
 MAX_BATCH_WRITES = 500  # Firestore's limit for one BatchWrite request
 # Firestore takes requests up to 10 MiB, but gRPC channels (older clients', the
@@ -63,19 +64,6 @@ class WriteResult:
     message: str = ""
 
 
-def value_bytes(value: Any) -> int:
-    """A generous estimate of a Firestore value's encoded size (tags, lengths, keys)."""
-    if isinstance(value, str):
-        return len(value.encode("utf-8", "surrogatepass")) + 8
-    if isinstance(value, bytes):
-        return len(value) + 8
-    if isinstance(value, dict):
-        return 8 + sum(value_bytes(k) + value_bytes(v) + 8 for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return 8 + sum(value_bytes(v) + 4 for v in value)
-    return 16
-
-
 def write_bytes(write: Write) -> int:
     return (len(write.reference.path) + 200 + value_bytes(write.fields)
             + 8 * len(write.fields))
@@ -84,16 +72,8 @@ def write_bytes(write: Write) -> int:
 def request_chunks(writes: Sequence[Write]) -> list[list[int]]:
     """Indexes of `writes` in consecutive requests of at most MAX_BATCH_WRITES writes and
     MAX_REQUEST_BYTES: no request is ever too big to send."""
-    chunks: list[list[int]] = []
-    size = 0
-    for index, write in enumerate(writes):
-        cost = write_bytes(write)
-        if not chunks or len(chunks[-1]) >= MAX_BATCH_WRITES or size + cost > MAX_REQUEST_BYTES:
-            chunks.append([])
-            size = 0
-        chunks[-1].append(index)
-        size += cost
-    return chunks
+    return list(within_budget(range(len(writes)), lambda i: write_bytes(writes[i]),
+                              MAX_REQUEST_BYTES, MAX_BATCH_WRITES))
 
 
 def commit_writes(client: firestore.Client, writes: Sequence[Write], policy: RetryPolicy,

@@ -271,12 +271,19 @@ def test_job_id_of_a_sharded_run_needs_its_shard(db: Database) -> None:
     assert db.documents(DEFAULT_LEDGER_COLLECTION)["sh-1"]["status"] == "sharded"
 
 
-def test_counts_are_exact_after_a_double_ctrl_c(db: Database, proxy: TcpProxy) -> None:
-    db.seed(make_wardrobe(3000))
+def slow_run(db: Database, proxy: TcpProxy, items: int, wait: str,
+             *args: str) -> tuple[dict[str, str], subprocess.Popen[str], Path]:
+    """A backfill of `items` items behind a 40 ms link, once it has said `wait`."""
+    db.seed(make_wardrobe(items))
     proxy.delay = 0.02
     env = via(db, proxy)
-    process, log = start(db, env, "--batch-size", "50")
-    wait_for(log, "Batch 3:")
+    process, log = start(db, env, *args)
+    wait_for(log, wait)
+    return env, process, log
+
+
+def test_counts_are_exact_after_a_double_ctrl_c(db: Database, proxy: TcpProxy) -> None:
+    env, process, log = slow_run(db, proxy, 3000, "Batch 3:", "--batch-size", "50")
     process.send_signal(signal.SIGINT)
     time.sleep(0.05)
     process.send_signal(signal.SIGINT)
@@ -325,11 +332,7 @@ def test_a_resumed_run_says_what_it_did_not_look_at(db: Database) -> None:
 
 
 def test_kill_9_and_resume_keep_working_with_the_lease(db: Database, proxy: TcpProxy) -> None:
-    db.seed(make_wardrobe(1000))
-    proxy.delay = 0.02
-    env = via(db, proxy)
-    process, log = start(db, env, "--batch-size", "25")
-    wait_for(log, "Batch 2:")
+    env, process, log = slow_run(db, proxy, 1000, "Batch 2:", "--batch-size", "25")
     process.kill()
     process.wait()
     proxy.delay = 0.0
