@@ -1,7 +1,8 @@
 """The real Firestore emulator for the whole session, and a fresh project per test.
 
 No mock Firestore: every test that talks to a database talks to the emulator. If it
-cannot start, every such test fails with the reason and how to install it.
+cannot start, every such test fails with the reason and how to install it. No test sees
+the variables of the console the suite runs in (tests/helpers.caller_free).
 """
 
 from __future__ import annotations
@@ -21,18 +22,27 @@ from click.testing import CliRunner, Result
 from google.cloud import firestore
 
 from normalizer import FACETS, normalize_item
+from tests.helpers import REPO, caller_free, is_callers
 from tools.emulator import Emulator, EmulatorError
 from tools.seed import seed
 from tools.tcp_proxy import TcpProxy
 
-REPO = Path(__file__).resolve().parent.parent
+__all__ = ["REPO", "Database"]
 _project_numbers = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def no_caller_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process tools (CliRunner, engine calls) read os.environ: none of the console's
+    BACKFILL_*, GOOGLE_*, FIREBASE_*, CLOUD_RUN_*, JOB_* ... variables reach them."""
+    for name in [n for n in os.environ if is_callers(n)]:
+        monkeypatch.delenv(name)
 
 
 @pytest.fixture(scope="session")
 def emulator() -> Iterator[Emulator]:
     try:
-        running = Emulator().start()
+        running = Emulator(env=caller_free()).start()
     except EmulatorError as error:
         pytest.fail(str(error), pytrace=False)
     yield running
@@ -51,9 +61,10 @@ class Database:
 
     @property
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKFILL_", "GOOGLE_"))}
-        env.update(FIRESTORE_EMULATOR_HOST=self.emulator.host, GOOGLE_CLOUD_PROJECT=self.project)
-        return env
+        """What a tool run as a subprocess sees: this project on the emulator, and none of
+        the console's own variables."""
+        return caller_free(FIRESTORE_EMULATOR_HOST=self.emulator.host,
+                           GOOGLE_CLOUD_PROJECT=self.project)
 
     def seed(self, items: dict[str, dict[str, Any]] | list[tuple[str, dict[str, Any]]],
              collection: str | None = None) -> None:
@@ -66,7 +77,19 @@ class Database:
 
     def update_times(self, collection: str | None = None) -> dict[str, Any]:
         ref = self.client.collection(collection or self.collection)
-        return {snap.id: snap.update_time for snap in ref.stream()}
+        return {snap.id: snap.update_time for snap in ref.select([]).stream()}
+
+    def count(self, collection: str | None = None) -> int:
+        """How many documents, by an aggregation query (no documents read)."""
+        query = self.client.collection(collection or self.collection).count(alias="n")
+        return int(query.get()[0][0].value)
+
+    def count_where_map(self, field: str = "normalized") -> int:
+        """Items whose `field` is a map: what a run has written so far (sample data carries
+        no map there, only some nulls). Maps sort after every other type in Firestore."""
+        query = self.client.collection(self.collection).where(
+            filter=firestore.FieldFilter(field, ">=", {})).count(alias="n")
+        return int(query.get()[0][0].value)
 
     def invoke(self, command: Any, args: list[str], input: str | None = None) -> Result:
         """Run a click command in-process, as an operator would type it."""
@@ -114,9 +137,11 @@ def private_key() -> str:
 
 @pytest.fixture
 def db(emulator: Emulator, request: pytest.FixtureRequest, tmp_path: Path,
-       monkeypatch: pytest.MonkeyPatch) -> Database:
+       monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
     name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:24].strip("-")
     project = f"t{next(_project_numbers)}-{name}"
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", emulator.host)
     client = firestore.Client(project=project)
-    return Database(emulator, project, client, tmp_path / "out")
+    yield Database(emulator, project, client, tmp_path / "out")
+    client.close()
+    emulator.reset(project)

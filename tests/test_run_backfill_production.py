@@ -12,8 +12,10 @@ import pytest
 
 from backfill.logs import LOG_FILE_NAME, close_run_log, defer_warnings, open_run_log
 from normalizer import NORMALIZED_VERSION, build_normalized, normalize_item
+from normalizer.item import format_timestamp
 from run_backfill_production import main
 from tests.conftest import Database
+from tests.helpers import changed_documents, closed_port, eventually
 from tools.sample_data import make_wardrobe
 
 PROMPT = "⚠️  You are about to modify PRODUCTION data. Type 'YES' to continue:"
@@ -32,6 +34,18 @@ MESSY: dict[str, dict[str, Any]] = {
                            "season": {"x": "summer"}},
     "fallback": {"style": [], "metadata": {"styleTags": ["Streetwear"], "camera": "x"}},
     "empty": {"name": "Plain tee", "createdAt": "2023-01-01"},
+}
+# The spec's tables applied by hand (not by the code under test) to MESSY.
+MESSY_EXPECTED = {
+    "null-normalized": {"style": ["classic"], "occasion": [], "mood": [], "season": ["all"]},
+    "stale": {"style": ["bohemian"], "occasion": [], "mood": [], "season": ["all"]},
+    "malformed": {"style": [], "occasion": ["workout"], "mood": [], "season": ["all"]},
+    "old-version": {"style": [], "occasion": [], "mood": ["relaxed"], "season": ["all"]},
+    "no-id-field": {"style": ["casual", "classic"], "occasion": ["everyday"], "mood": [],
+                    "season": ["all"]},
+    "numbers-maps-nulls": {"style": ["y2k"], "occasion": [], "mood": [], "season": ["all"]},
+    "fallback": {"style": ["streetwear"], "occasion": [], "mood": [], "season": ["all"]},
+    "empty": {"style": [], "occasion": [], "mood": [], "season": ["all"]},
 }
 
 
@@ -67,10 +81,12 @@ def test_production_run_asks_and_writes_only_on_yes(db: Database) -> None:
         assert {k: v for k, v in after[doc_id].items() if k != "normalized"} == {
             k: v for k, v in item.items() if k != "normalized"}
         written = after[doc_id]["normalized"]
-        facets = normalize_item(item)
-        assert {f: written[f] for f in facets} == facets
-        assert written["normalized_version"] == NORMALIZED_VERSION
-        assert written["normalized_at"].endswith("Z")
+        assert {f: written[f] for f in MESSY_EXPECTED[doc_id]} == MESSY_EXPECTED[doc_id]
+        assert set(written) == {"style", "occasion", "mood", "season", "normalized_at",
+                                "normalized_version"}
+        assert written["normalized_version"] == NORMALIZED_VERSION == "1.0"
+        assert datetime.fromisoformat(written["normalized_at"].replace("Z", "+00:00")) <= \
+            datetime.now(UTC)
 
 
 @pytest.mark.parametrize("answer", ["no\n", "yes\n", "YES please\n", "", "\n"],
@@ -108,23 +124,38 @@ def test_a_second_run_updates_nothing(db: Database) -> None:
 
 def test_force_rewrites_items_that_are_up_to_date(db: Database) -> None:
     db.seed(MESSY)
-    db.invoke(main, [])
+    assert db.invoke(main, []).exit_code == 0
+    before = db.update_times()
+    first = {d: item["normalized"]["normalized_at"] for d, item in db.documents().items()}
+    # The same tags written in the same second are the same value, which the emulator
+    # does not count as a change: force in a later second, so every rewrite shows.
+    eventually(lambda: format_timestamp(datetime.now(UTC)) > max(first.values()),
+               "the next second")
     result = db.invoke(main, ["--force", "--json"])
+    assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["total_updated"] == len(MESSY)
+    assert changed_documents(before, db.update_times()) == set(MESSY)  # every one written
+    assert all(item["normalized"]["normalized_at"] > first[d]
+               for d, item in db.documents().items())
 
 
 def test_up_to_date_items_are_skipped(db: Database) -> None:
     item = {"style": ["Casual"]}
     fresh = build_normalized(normalize_item(item), datetime.now(UTC))
     db.seed({"done": {**item, "normalized": fresh}, "todo": {"style": ["Goth"]}})
+    before = db.update_times()
     result = db.invoke(main, ["--json"])
+    assert result.exit_code == 0, result.output
     stats = json.loads(result.stdout)
     assert (stats["total_updated"], stats["total_skipped"]) == (1, 1)
+    assert changed_documents(before, db.update_times()) == {"todo"}  # "done" never written
+    assert db.documents()["todo"]["normalized"]["style"] == ["gothic"]
 
 
 def test_limit_is_a_canary_run(db: Database) -> None:
     db.seed(make_wardrobe(30))
     result = db.invoke(main, ["--limit", "7", "--batch-size", "5", "--json"])
+    assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["total_updated"] == 7
     written = [doc_id for doc_id, item in db.documents().items()
                if isinstance(item.get("normalized"), dict)]
@@ -156,15 +187,20 @@ def test_stats_file_matches_the_database(db: Database) -> None:
 
 def test_documents_without_an_id_field_are_visited(db: Database) -> None:
     db.seed({f"doc{i}": {"style": ["Casual"]} for i in range(5)})
-    db.invoke(main, [])
-    assert all("normalized" in d for d in db.documents().values())
+    assert db.invoke(main, []).exit_code == 0
+    assert [d["normalized"]["style"] for d in db.documents().values()] == [["casual"]] * 5
 
 
 def test_other_collections_are_untouched(db: Database) -> None:
     db.seed(MESSY)
     db.seed({"u1": {"style": ["Casual"]}}, collection="users")
-    db.invoke(main, [])
+    users = db.update_times("users")
+    result = db.invoke(main, [])
+    assert result.exit_code == 0, result.output
     assert db.documents("users") == {"u1": {"style": ["Casual"]}}
+    assert db.update_times("users") == users
+    assert {d: item["normalized"]["style"] for d, item in db.documents().items()} == {
+        d: expected["style"] for d, expected in MESSY_EXPECTED.items()}
 
 
 def test_as_a_real_process(db: Database) -> None:
@@ -173,7 +209,8 @@ def test_as_a_real_process(db: Database) -> None:
                          input="YES\n")
     assert done.returncode == 0, done.stderr
     assert "Complete" in done.stdout
-    assert all("normalized" in d for d in db.documents().values())
+    assert {d: item["normalized"]["mood"] for d, item in db.documents().items()} == {
+        d: expected["mood"] for d, expected in MESSY_EXPECTED.items()}
     # Third-party warnings (google-auth warns about the app's grpcio 1.75 at import, which
     # `make test-app` runs this suite with) are not for the operator: they go to the log.
     assert "Warning" not in done.stderr
@@ -193,8 +230,10 @@ def test_python_warnings_go_to_the_log_not_the_console(tmp_path: Path,
 
 
 def test_the_database_being_down_is_fatal_not_zero_items(db: Database) -> None:
-    env = {**db.env, "FIRESTORE_EMULATOR_HOST": "127.0.0.1:9"}  # nothing listens there
-    done = db.run_script("run_backfill_production.py", ["--max-retry-seconds", "1"], env=env)
+    with closed_port() as port:
+        env = {**db.env, "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{port}"}
+        done = db.run_script("run_backfill_production.py", ["--max-retry-seconds", "1"],
+                             env=env)
     assert done.returncode == 3
     assert ("❌ the database could not be reached: counting documents failed after retrying"
             in done.stderr)
@@ -231,11 +270,24 @@ def test_unreadable_credentials_are_a_usage_error_and_no_secret_is_shown(
     assert done.returncode == 2 and "cannot be read" in done.stderr
 
 
-@pytest.mark.parametrize("args", [["--batch-size", "0"], ["--batch-size", "501"],
-                                  ["--environment", "prod"], ["--limit", "0"]])
-def test_bad_options_are_usage_errors(db: Database, args: list[str]) -> None:
+@pytest.mark.parametrize(("args", "message"), [
+    (["--batch-size", "0"], "❌ Invalid value for '--batch-size': 0 is not in the range "
+                            "1<=x<=500. (--help lists the options)"),
+    (["--batch-size", "501"], "❌ Invalid value for '--batch-size': 501 is not in the range "
+                              "1<=x<=500. (--help lists the options)"),
+    (["--environment", "prod"], "❌ Invalid value for '--environment': 'prod' is not one of "
+                                "'development', 'staging', 'production'. (--help lists the "
+                                "options)"),
+    (["--limit", "0"], "❌ Invalid value for '--limit': 0 is not in the range x>=1. (--help "
+                       "lists the options)"),
+])
+def test_bad_options_are_usage_errors(db: Database, args: list[str], message: str) -> None:
+    db.seed(MESSY)
+    before = db.update_times()
     result = db.invoke(main, args)
     assert result.exit_code == 2
+    assert result.stderr.strip() == message
+    assert db.update_times() == before
 
 
 def test_environment_comes_from_the_environment_variable(db: Database) -> None:
@@ -248,5 +300,9 @@ def test_environment_comes_from_the_environment_variable(db: Database) -> None:
 def test_version_and_help() -> None:
     from click.testing import CliRunner
 
-    assert NORMALIZED_VERSION in CliRunner().invoke(main, ["--version"]).output
-    assert "--dry-run" in CliRunner().invoke(main, ["--help"]).output
+    version = CliRunner().invoke(main, ["--version"])
+    assert version.exit_code == 0
+    assert f"(normalizer {NORMALIZED_VERSION})" in version.output
+    shown = CliRunner().invoke(main, ["--help"])
+    assert shown.exit_code == 0
+    assert "--dry-run  " in shown.output and "Read everything, write nothing." in shown.output

@@ -1,0 +1,123 @@
+"""What the tests share: the environment the tools see, the tools as real processes,
+waiting for what a run says, and the ledger and the database as an operator reads them.
+
+No test reads the console's own variables: `caller_free()` is the one environment every
+tool gets, in-process (the autouse fixture in conftest) and as a subprocess.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from backfill.ledger import DEFAULT_LEDGER_COLLECTION
+
+if TYPE_CHECKING:
+    from tests.conftest import Database
+    from tools.tcp_proxy import TcpProxy
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = "run_backfill_production.py"
+ROLLBACK = "scripts/backfill_rollback.py"
+VALIDATION = "scripts/backfill_validation.py"
+CONTROL = "scripts/backfill_control.py"
+T = TypeVar("T")
+
+# Variables of the console the suite runs in that the tools (or the libraries under
+# them) read: the service's BACKFILL_* settings, Google's and Firebase's credentials and
+# project, a batch engine's task variables, and proxies that would carry the emulator's
+# traffic elsewhere.
+CALLER_PREFIXES = ("BACKFILL_", "GOOGLE_", "GCLOUD_", "CLOUDSDK_", "FIREBASE_", "FIRESTORE_",
+                   "CLOUD_RUN_", "JOB_", "KUBERNETES_", "K_")
+CALLER_NAMES = frozenset({"http_proxy", "https_proxy", "grpc_proxy", "no_proxy",
+                          "all_proxy"})
+
+
+def is_callers(name: str) -> bool:
+    return name.startswith(CALLER_PREFIXES) or name.lower() in CALLER_NAMES
+
+
+def caller_free(environ: Mapping[str, str] | None = None, **extra: str) -> dict[str, str]:
+    """The environment without any of the caller's variables above, plus `extra`."""
+    source = os.environ if environ is None else environ
+    return {**{k: v for k, v in source.items() if not is_callers(k)}, **extra}
+
+
+def eventually(condition: Callable[[], T], what: str, timeout: float = 60,
+               every: float = 0.05) -> T:
+    """Poll `condition` until it returns something true; fail with `what` at the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"not within {timeout:.0f}s: {what}"
+        time.sleep(every)
+
+
+def wait_for(log: Path, text: str, timeout: float = 60) -> None:
+    eventually(lambda: text in log.read_text(),
+               f"{text!r} never appeared in:\n{log.read_text() if log.exists() else ''}",
+               timeout)
+
+
+def start(db: Database, env: dict[str, str], *args: str,
+          script: str = SCRIPT) -> tuple[subprocess.Popen[str], Path]:
+    """A tool (the backfill unless said) as a real process; its stderr goes to a file we
+    can watch."""
+    log = db.output_dir.parent / f"stderr-{time.monotonic_ns()}.txt"
+    db.output_dir.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, script, "--yes", "--quiet", "--output-dir", str(db.output_dir),
+             *args], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    return process, log
+
+
+def via(db: Database, proxy: TcpProxy) -> dict[str, str]:
+    """The tools' environment, with the database reached through the proxy."""
+    return {**db.env, "FIRESTORE_EMULATOR_HOST": proxy.host}
+
+
+def ledger(db: Database) -> list[dict[str, Any]]:
+    """The runs in the ledger (not the collections' leases)."""
+    return [entry for entry in db.documents(DEFAULT_LEDGER_COLLECTION).values()
+            if entry.get("kind") != "lease"]
+
+
+def control(db: Database, *args: str) -> subprocess.CompletedProcess[str]:
+    """scripts/backfill_control.py as typed in a second console."""
+    return subprocess.run([sys.executable, CONTROL, *args], cwd=REPO, env=db.env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def printed_resume(log: Path) -> list[str]:
+    """The resume command a tool printed, as the operator would type it."""
+    [line] = [line for line in log.read_text().splitlines()
+              if "To continue from the checkpoint:" in line]
+    words = shlex.split(line.split("To continue from the checkpoint: ", 1)[1])
+    assert words[0] == "python3"
+    return [sys.executable, *words[1:]]
+
+
+@contextmanager
+def closed_port() -> Iterator[int]:
+    """A local port bound by this process and never listened on: a connection to it is
+    refused for as long as the block lasts, and nothing else can take it meanwhile."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
+def changed_documents(before: dict[str, Any], after: dict[str, Any]) -> set[str]:
+    """IDs whose update time differs (or that appeared or vanished)."""
+    return {doc_id for doc_id in before.keys() | after.keys()
+            if before.get(doc_id) != after.get(doc_id)}
