@@ -26,7 +26,7 @@ import click
 from google.cloud import firestore
 
 from backfill import __version__, console
-from backfill.control import RunControl
+from backfill.control import CONTROL_POLL_SECONDS, RunControl
 from backfill.errors import (
     Aborted,
     BackfillError,
@@ -36,7 +36,7 @@ from backfill.errors import (
 )
 from backfill.jobs import Job, UndoRunJob
 from backfill.journal import Journal
-from backfill.lease import Lease, LeaseLost
+from backfill.lease import HEARTBEAT_SECONDS, LEASE_TIMEOUT_SECONDS, Lease, LeaseLost
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger, restore
 from backfill.logs import LOG_FILE_NAME, close_run_log, flush_run_log, open_run_log
 from backfill.names import check_database, check_id, check_output_dir
@@ -283,6 +283,12 @@ def writing_options(command: F) -> F:
                      default=1800.0, show_default=True,
                      help="A run throttled longer than this in one spell stops at its "
                           "checkpoint (exit 3, resumable)."),
+        click.option("--control-poll-seconds", type=FiniteFloat(0.05, 3600),
+                     default=CONTROL_POLL_SECONDS, hidden=True,
+                     help="Seconds between reads of the run's control field."),
+        click.option("--heartbeat-seconds", type=FiniteFloat(0.05, LEASE_TIMEOUT_SECONDS / 4),
+                     default=HEARTBEAT_SECONDS, hidden=True,
+                     help="Seconds between renewals of the lease."),
         click.option("--job-id", envvar="CLOUD_RUN_EXECUTION",
                      help="Names this run in the ledger; the tasks of a sharded run share it "
                           "(default: CLOUD_RUN_EXECUTION). A task started again with the same "
@@ -355,7 +361,8 @@ def execute_writing_run(tool: str, make_job: Callable[[RunOptions, TargetField],
         return _execute(plan, make_job(options, plan.field), client, target, None, total,
                         labels, stats_prefix)
     lease = Lease(client, options.ledger_collection, target.collection, plan.run_id,
-                  shard.key if shard else "0", tool, options.policy)
+                  shard.key if shard else "0", tool, options.policy,
+                  heartbeat_seconds=options.heartbeat_seconds)
     takeover = lease.acquire()
     if takeover:
         console.say(f"⚠️  {takeover}")
@@ -517,6 +524,7 @@ def _watching(options: RunOptions, gate: Gate, ledger: Ledger | None, run_id: st
                 options.throttle_max_latency_ms), gate))
         if ledger is not None:
             stack.enter_context(RunControl(ledger, run_id, gate, stop, console.say,
+                                           poll_seconds=options.control_poll_seconds,
                                            first_look_now=obey_at_once))
         yield
 

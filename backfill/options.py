@@ -7,7 +7,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from backfill.control import CONTROL_POLL_SECONDS
 from backfill.errors import ConfigurationError
+from backfill.lease import HEARTBEAT_SECONDS
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION, LedgerEntry
 from backfill.ratelimit import RAMP_START
 from backfill.retry import RetryPolicy
@@ -54,6 +56,10 @@ class RunOptions:
     throttle_interval: float = 2.0
     throttle_max_latency_ms: float = 1000.0
     max_throttle_seconds: float = 1800.0
+    # How often a run reads its control field and renews its lease (hidden options: the
+    # tests shorten them; an operator has no reason to).
+    control_poll_seconds: float = CONTROL_POLL_SECONDS
+    heartbeat_seconds: float = HEARTBEAT_SECONDS
     # The options the operator gave (command line or environment), not defaults.
     explicit: frozenset[str] = field(default=frozenset(), compare=False)
 

@@ -22,7 +22,7 @@ from click.testing import CliRunner, Result
 from google.cloud import firestore
 
 from normalizer import FACETS, normalize_item
-from tests.helpers import REPO, caller_free, is_callers
+from tests.helpers import REPO, Backend, caller_free, is_callers
 from tools.emulator import Emulator, EmulatorError
 from tools.seed import seed
 from tools.tcp_proxy import TcpProxy
@@ -122,6 +122,14 @@ def proxy(db: Database) -> Iterator[TcpProxy]:
     """The project's TCP proxy in front of the emulator: delay, faults, bytes counted."""
     with TcpProxy(db.emulator.host, delay=0.004) as running:
         yield running
+
+
+@pytest.fixture
+def backend() -> Iterator[Backend]:
+    """The app's health endpoint, served here; its mode is the test's to set."""
+    running = Backend()
+    yield running
+    running.close()
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,11 @@ import shlex
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -61,6 +63,21 @@ def eventually(condition: Callable[[], T], what: str, timeout: float = 60,
             return value
         assert time.monotonic() < deadline, f"not within {timeout:.0f}s: {what}"
         time.sleep(every)
+
+
+def settled(measure: Callable[[], T], what: str, quiet: float = 1.0,
+            timeout: float = 60) -> T:
+    """`measure()` once it has not changed for `quiet` seconds: the batches a held run
+    still had in flight are written, however slow the machine is."""
+    deadline = time.monotonic() + timeout
+    value, since = measure(), time.monotonic()
+    while time.monotonic() - since < quiet:
+        assert time.monotonic() < deadline, f"still changing after {timeout:.0f}s: {what}"
+        time.sleep(0.1)
+        now = measure()
+        if now != value:
+            value, since = now, time.monotonic()
+    return value
 
 
 def wait_for(log: Path, text: str, timeout: float = 60) -> None:
@@ -121,3 +138,33 @@ def changed_documents(before: dict[str, Any], after: dict[str, Any]) -> set[str]
     """IDs whose update time differs (or that appeared or vanished)."""
     return {doc_id for doc_id in before.keys() | after.keys()
             if before.get(doc_id) != after.get(doc_id)}
+
+
+class Backend:
+    """The app's health endpoint: healthy, failing (503) or slow, as the test says."""
+
+    def __init__(self) -> None:
+        self.mode = "healthy"
+        self.probes = 0
+        backend = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                backend.probes += 1
+                if backend.mode == "slow":
+                    time.sleep(0.4)
+                self.send_response(503 if backend.mode == "failing" else 200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/health?token=s3cret"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+

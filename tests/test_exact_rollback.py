@@ -85,13 +85,18 @@ def test_undo_needs_a_backfill_run_of_this_collection(db: Database) -> None:
 
 def test_list_runs(db: Database) -> None:
     db.seed({"a": {"style": ["Goth"]}})
-    db.invoke(backfill, ["--environment", "staging"])
-    db.invoke(rollback, [])
+    assert db.invoke(backfill, ["--environment", "staging", "--job-id", "bf-list"]
+                     ).exit_code == 0
+    assert db.invoke(rollback, ["--job-id", "rb-list"]).exit_code == 0
     result = db.invoke(rollback, ["--list-runs"])
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert lines[1].split()[:3] == ["run", "ID", "tool"]
-    rollback_line, backfill_line = lines[2], lines[3]  # newest first
-    assert rollback_line.split()[1:4] == ["rollback", "development", rollback_line.split()[3]]
-    assert backfill_line.split()[1:3] == ["backfill", "staging"]
-    assert "completed" in backfill_line
+    rollback_line, backfill_line = lines[2:4]  # newest first
+    # run ID, tool, environment, field, who, started, status, processed, written, errors
+    rolled, filled = rollback_line.split(), backfill_line.split()
+    assert rolled[:4] + rolled[6:] == ["rb-list", "rollback", "development", "normalized",
+                                       "completed", "1", "1", "0"]
+    assert filled[:4] + filled[6:] == ["bf-list", "backfill", "staging", "normalized",
+                                       "completed", "1", "1", "0"]
+    assert rolled[4] == filled[4] != "sharded" and "@" in rolled[4]

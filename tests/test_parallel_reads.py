@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
+from collections.abc import Iterator
+from typing import Any
 
-from backfill.pager import Part
+import pytest
+
+from backfill import pager
 from backfill.shards import split_range
+from run_backfill_production import main as backfill
+from scripts.backfill_validation import main as validate
 from tests.conftest import Database
-from tests.test_reliability import ledger, start, via, wait_for
+from tests.helpers import ledger, start, via, wait_for
 from tools.sample_data import make_wardrobe
 from tools.tcp_proxy import TcpProxy
 
@@ -18,7 +25,7 @@ def test_parts_cover_the_range_exactly() -> None:
     parts = split_range("B", "x", 4)
     assert parts[0].from_id == "B" and parts[-1].before_id == "x"
     assert all(a.before_id == b.from_id for a, b in itertools.pairwise(parts))
-    assert split_range(None, None, 1) == [Part(None, None)]
+    assert split_range(None, None, 1) == [pager.Part(None, None)]
 
 
 def test_kill_9_and_resume_with_parallel_reads(db: Database, proxy: TcpProxy) -> None:
@@ -44,14 +51,36 @@ def test_kill_9_and_resume_with_parallel_reads(db: Database, proxy: TcpProxy) ->
     db.assert_normalized()
 
 
-def test_validation_and_the_dry_run_read_in_parallel(db: Database) -> None:
+class AllAtOnce:
+    """Wraps the pager's cursor: the first `parties` cursors each wait, before their first
+    page, until all of them are reading. Readers one after the other never all get there:
+    the barrier breaks and the run fails."""
+
+    def __init__(self, parties: int) -> None:
+        self.parties, self.calls = parties, itertools.count(1)
+        self.barrier = threading.Barrier(parties, timeout=30)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        if next(self.calls) <= self.parties:
+            self.barrier.wait()
+        yield from REAL_ITER_PAGES(*args, **kwargs)
+
+
+REAL_ITER_PAGES = pager.iter_pages
+
+
+@pytest.mark.parametrize("tool", ["dry run", "validation"])
+def test_validation_and_the_dry_run_read_in_parallel(db: Database, tool: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     db.seed(make_wardrobe(700))
-    dry = db.run_script("run_backfill_production.py", ["--dry-run", "--json",
-                                                       "--parallel-reads", "8"])
-    assert dry.returncode == 0, dry.stderr
-    assert json.loads(dry.stdout)["total_would_update"] == 700
-    assert db.run_script("run_backfill_production.py", ["--yes"]).returncode == 0
-    checked = db.run_script("scripts/backfill_validation.py", ["--all", "--json",
-                                                               "--parallel-reads", "8"])
-    assert checked.returncode == 0, checked.stderr
-    assert json.loads(checked.stdout)["checked"] == 700
+    if tool == "validation":
+        assert db.invoke(backfill, ["--yes"]).exit_code == 0
+    monkeypatch.setattr(pager, "iter_pages", AllAtOnce(8))
+    if tool == "dry run":
+        result = db.invoke(backfill, ["--dry-run", "--json", "--parallel-reads", "8"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["total_would_update"] == 700
+    else:
+        result = db.invoke(validate, ["--all", "--json", "--parallel-reads", "8"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["checked"] == 700

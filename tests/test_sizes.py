@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from backfill.writer import MAX_REQUEST_BYTES, Write, request_chunks, write_bytes
+from google.cloud.firestore_v1.bulk_batch import BulkWriteBatch
+
+from backfill.writer import MAX_REQUEST_BYTES, Write, request_chunks
 from run_backfill_production import main as backfill
 from scripts.backfill_rollback import main as rollback
 from tests.conftest import Database
@@ -76,11 +78,23 @@ def test_previous_values_from_small_to_near_the_document_limit(db: Database) -> 
     assert db.documents() == before
 
 
+def encoded_request_bytes(db: Database, writes: list[Write]) -> int:
+    """What the client library itself encodes for these writes: the protobuf bytes of a
+    BatchWrite request (measured independently of the tool's own estimate)."""
+    batch = BulkWriteBatch(db.client)
+    for write in writes:
+        batch.update(write.reference, write.fields)
+    return sum(type(pb).pb(pb).ByteSize() for pb in batch._write_pbs)
+
+
 def test_requests_are_cut_by_count_and_by_bytes(db: Database) -> None:
     ref = db.client.collection("w").document("x")
     small = [Write(ref, {"normalized": {"style": ["a"]}}, None)] * 1200
     assert [len(c) for c in request_chunks(small)] == [500, 500, 200]
     big = [Write(ref, {"normalized": {"style": ["t" * 1000] * 100}}, None)] * 100
+    assert encoded_request_bytes(db, big) > 9_000_000  # 100 writes of about 100 kB
     chunks = request_chunks(big)
-    assert len(chunks) > 1 and sum(map(len, chunks)) == 100
-    assert all(sum(write_bytes(big[i]) for i in c) <= MAX_REQUEST_BYTES for c in chunks)
+    assert len(chunks) > 1 and [i for c in chunks for i in c] == list(range(100))
+    assert all(encoded_request_bytes(db, [big[i] for i in c]) <= 3 * 1024 * 1024
+               for c in chunks)
+    assert MAX_REQUEST_BYTES == 3 * 1024 * 1024  # the README's figure

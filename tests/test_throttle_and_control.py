@@ -5,62 +5,23 @@ the tools as real processes and a health endpoint served here."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import pytest
-
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION
-from tests.conftest import REPO, Database
-from tests.test_reliability import start, via, wait_for
+from tests.conftest import Database
+from tests.helpers import (
+    Backend,
+    control,
+    eventually,
+    ledger,
+    settled,
+    start,
+    via,
+    wait_for,
+)
 from tools.sample_data import make_wardrobe
 from tools.tcp_proxy import TcpProxy
-
-
-class Backend:
-    """The app's health endpoint: healthy, failing (503) or slow, as the test says."""
-
-    def __init__(self) -> None:
-        self.mode = "healthy"
-        self.probes = 0
-        backend = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                backend.probes += 1
-                if backend.mode == "slow":
-                    time.sleep(0.4)
-                self.send_response(503 if backend.mode == "failing" else 200)
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/health?token=s3cret"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def backend() -> Iterator[Backend]:
-    running = Backend()
-    yield running
-    running.close()
-
-
-def normalized_count(db: Database) -> int:
-    """Items with a normalized map (the sample data has none, only some nulls)."""
-    return sum(isinstance(item.get("normalized"), dict) for item in db.documents().values())
 
 
 def test_a_failing_backend_holds_the_run_back_until_it_is_healthy(
@@ -72,14 +33,14 @@ def test_a_failing_backend_holds_the_run_back_until_it_is_healthy(
     wait_for(log, "Batch 3:")
     backend.mode = "failing"
     wait_for(log, "⏸  Throttled: http://127.0.0.1:")
-    time.sleep(1.0)  # the batches in flight finish
-    held = normalized_count(db)
+    held = settled(db.count_where_map, "the batches in flight")
     time.sleep(2.0)
-    assert normalized_count(db) == held < 1500  # nothing written while it is unhealthy
+    assert db.count_where_map() == held < 1500  # nothing written while it is unhealthy
     backend.mode = "healthy"
     assert process.wait(timeout=120) == 0, log.read_text()
     stats = json.loads(process.stdout.read())  # type: ignore[union-attr]
-    assert stats["throttle_spells"] == 1 and stats["throttled_seconds"] >= 2.5
+    # One spell at least (a loaded machine may answer a healthy probe too slowly once).
+    assert stats["throttle_spells"] >= 1 and stats["throttled_seconds"] >= 3.0
     assert "answered 503" in log.read_text() and "▶️  Going on" in log.read_text()
     assert "s3cret" not in log.read_text()
     assert "s3cret" not in (db.output_dir / "backfill_production.log").read_text()
@@ -98,8 +59,7 @@ def test_a_slow_backend_past_the_limit_stops_the_run_and_it_resumes(
     err = log.read_text()
     assert "over 100 ms" in err and "throttled for more than 2s" in err
     assert db.update_times() == seeded  # unhealthy from the start: nothing was written
-    [entry] = [e for e in db.documents(DEFAULT_LEDGER_COLLECTION).values()
-               if e.get("kind") != "lease"]
+    [entry] = ledger(db)
     assert entry["status"] == "failed"
     assert "throttled for more than 2s" in entry["stopped_because"]
     backend.mode = "healthy"
@@ -109,16 +69,7 @@ def test_a_slow_backend_past_the_limit_stops_the_run_and_it_resumes(
     db.assert_normalized()
 
 
-def control(db: Database, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "scripts/backfill_control.py", *args], cwd=REPO,
-                          env=db.env, capture_output=True, text=True, timeout=60)
-
-
-def written_by_now(db: Database) -> int:
-    return normalized_count(db)
-
-
-def wait_in_both(logs: list[Path], text: str, timeout: float = 15) -> None:
+def wait_in_both(logs: list[Path], text: str, timeout: float = 30) -> None:
     for log in logs:
         wait_for(log, text, timeout=timeout)
 
@@ -127,29 +78,23 @@ def test_pause_continue_stop_reach_every_shard_of_a_run(db: Database, proxy: Tcp
     db.seed(make_wardrobe(6000))
     proxy.delay = 0.05
     env = via(db, proxy)
-    tasks = [start(db, env, "--job-id", "job-1", "--shard", f"{i}/2", "--batch-size", "25")
-             for i in range(2)]
+    tasks = [start(db, env, "--job-id", "job-1", "--shard", f"{i}/2", "--batch-size", "25",
+                   "--control-poll-seconds", "0.2") for i in range(2)]
     logs = [log for _, log in tasks]
     wait_in_both(logs, "Batch 2:")
     done = control(db, "pause")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("Run job-1: pause requested")
-    started = time.monotonic()
     wait_in_both(logs, "⏸  Paused (paused by ")
-    assert time.monotonic() - started < 10
-    time.sleep(1.0)  # the batches in flight finish
-    held = written_by_now(db)
+    held = settled(db.count_where_map, "the batches in flight")
     time.sleep(3.0)
-    assert written_by_now(db) == held < 6000
+    assert db.count_where_map() == held < 6000
     status = control(db, "status", "job-1")
     assert "shard 0/2: running, paused" in status.stdout
     assert "shard 1/2: running, paused" in status.stdout
     assert control(db, "continue").returncode == 0
     wait_in_both(logs, "▶️  Going on")
-    deadline = time.monotonic() + 20
-    while written_by_now(db) == held:
-        assert time.monotonic() < deadline, "nothing written after `continue`"
-        time.sleep(0.2)
+    eventually(lambda: db.count_where_map() > held, "something written after `continue`")
     assert control(db, "stop", "job-1").returncode == 0
     for process, log in tasks:
         assert process.wait(timeout=30) == 130, log.read_text()
