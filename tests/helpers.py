@@ -53,15 +53,18 @@ def caller_free(environ: Mapping[str, str] | None = None, **extra: str) -> dict[
     return {**{k: v for k, v in source.items() if not is_callers(k)}, **extra}
 
 
-def eventually(condition: Callable[[], T], what: str, timeout: float = 60,
-               every: float = 0.05) -> T:
-    """Poll `condition` until it returns something true; fail with `what` at the timeout."""
+def eventually(condition: Callable[[], T], what: str | Callable[[], str],
+               timeout: float = 60, every: float = 0.05) -> T:
+    """Poll `condition` until it returns something true; fail with `what` (or what it
+    returns, then) at the timeout."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
-        assert time.monotonic() < deadline, f"not within {timeout:.0f}s: {what}"
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not within {timeout:.0f}s: "
+                                 f"{what() if callable(what) else what}")
         time.sleep(every)
 
 
@@ -82,8 +85,7 @@ def settled(measure: Callable[[], T], what: str, quiet: float = 1.0,
 
 def wait_for(log: Path, text: str, timeout: float = 60) -> None:
     eventually(lambda: text in log.read_text(),
-               f"{text!r} never appeared in:\n{log.read_text() if log.exists() else ''}",
-               timeout)
+               lambda: f"{text!r} never appeared in:\n{log.read_text()}", timeout)
 
 
 def start(db: Database, env: dict[str, str], *args: str,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import random
+import string
 from collections import Counter
 from typing import Any
 
+import pytest
 from google.cloud.firestore_v1 import DELETE_FIELD
 
 from run_backfill_production import main as backfill
@@ -122,24 +125,43 @@ def test_rollback_as_a_real_process(db: Database) -> None:
     assert db.documents() == {"a": {"name": "tee"}}
 
 
-def test_samples_are_uniform_over_the_whole_id_range(db: Database) -> None:
-    db.seed([(f"item{i:04d}", {"n": i}) for i in range(400)])
+def auto_ids(count: int, seed: int) -> list[str]:
+    """Firestore-style auto IDs: 20 random characters of [0-9A-Za-z]."""
+    rng = random.Random(seed)
+    alphabet = string.digits + string.ascii_letters
+    return sorted({"".join(rng.choices(alphabet, k=20)) for _ in range(count)})
+
+
+@pytest.mark.parametrize(("ids", "method"), [
+    ([f"item{i:04d}" for i in range(400)], "exact: reservoir over a keys-only scan of every "
+                                           "item"),
+    (auto_ids(400, 5), "random points of the ID key space"),
+], ids=["sequential IDs", "auto IDs"])
+def test_samples_are_uniform_over_the_whole_id_range(db: Database, ids: list[str],
+                                                     method: str) -> None:
+    db.seed([(doc_id, {"n": n}) for n, doc_id in enumerate(ids)])
+    rank = {doc_id: n for n, doc_id in enumerate(ids)}
     hits: Counter[int] = Counter()
+    samples = set()
     for seed in range(40):
         result = db.invoke(validate, ["--sample-size", "20", "--seed", str(seed), "--json",
                                       "--batch-size", "100"])
-        ids = [e["id"] for e in json.loads(result.stdout)["invalid_items"]]
-        assert len(ids) == len(set(ids)) == 20
-        hits.update(int(doc_id[4:]) // 100 for doc_id in ids)  # which quarter of the range
+        report = json.loads(result.stdout)
+        assert report["sample_method"] == method
+        drawn = [e["id"] for e in report["invalid_items"]]  # none normalized: all invalid
+        assert len(drawn) == len(set(drawn)) == 20
+        samples.add(frozenset(drawn))
+        hits.update(rank[doc_id] // 100 for doc_id in drawn)  # which quarter of the range
     # 800 draws, 200 expected per quarter; a sampler biased to the start would fail this.
     assert all(150 <= hits[quarter] <= 250 for quarter in range(4)), hits
+    assert len(samples) == 40  # every seed draws a sample of its own
 
 
 def test_the_same_seed_draws_the_same_sample(db: Database) -> None:
     db.seed([(f"item{i:04d}", {"n": i}) for i in range(100)])
     draws = [json.loads(db.invoke(validate, ["--sample-size", "5", "--seed", "7", "--json"])
                         .stdout)["invalid_items"] for _ in range(2)]
-    assert draws[0] == draws[1]
+    assert draws[0] == draws[1] and len(draws[0]) == 5
 
 
 def test_all_and_sample_size_do_not_go_together(db: Database) -> None:

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from backfill.cli import RunOptions, _check_options
+from backfill.errors import ConfigurationError
 from backfill.shards import Shard
 from backfill.target import resolve_target
 from run_backfill_production import main
@@ -111,15 +112,19 @@ def test_a_task_without_its_engine_variables_is_refused(monkeypatch: pytest.Monk
     box = container(load("k8s-indexed-job.yaml"))
     env = {"GOOGLE_CLOUD_PROJECT": "wardrobe-prod", "JOB_COMPLETION_INDEX": "0"}
     args = [a for a in box["args"] if not a.startswith("--job-id")]
-    with pytest.raises(Exception, match="needs --job-id"):
+    with pytest.raises(ConfigurationError) as refused:
         parse(args, env, monkeypatch)
+    assert str(refused.value) == (
+        "a sharded run needs --job-id (Cloud Run Jobs set CLOUD_RUN_EXECUTION), so that its "
+        "tasks share one entry in the ledger")
 
 
 def test_the_image_has_the_python_and_the_versions_the_suite_runs_on() -> None:
     dockerfile = (REPO / "Dockerfile").read_text()
     python = re.search(r"^FROM python:(\d+\.\d+)", dockerfile, re.M)
     assert python is not None
-    assert python.group(1) == f"{sys.version_info.major}.{sys.version_info.minor}" == "3.11"
+    # The app backend's Python; the tools and this suite run on 3.11 or newer.
+    assert python.group(1) == "3.11" and sys.version_info >= (3, 11)
     # The image installs the runtime requirements constrained to the app's versions,
     # which `make test-app` (and CI) run the whole suite against.
     assert "-r requirements.txt -c requirements-app.txt" in dockerfile

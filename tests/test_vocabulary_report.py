@@ -5,9 +5,12 @@ from __future__ import annotations
 import csv
 import json
 
+from click.testing import CliRunner
+
 from backfill.vocabulary import near_misses, within_one_edit
 from scripts.vocabulary_report import main as vocabulary
 from tests.conftest import Database
+from tools.tcp_proxy import TcpProxy
 
 SEEDED = {
     "a": {"style": ["Cottage Core", "Boho"], "occasion": ["Festival"], "mood": ["Moody"]},
@@ -57,7 +60,14 @@ def test_counts_match_the_hand_computed_expectation(db: Database) -> None:
     assert "cottage_core                      2  a b" in result.stderr
 
 
-def test_a_sample_reads_only_that_many(db: Database) -> None:
-    db.seed({f"i{n}": {"style": ["Casual"]} for n in range(30)})
-    report = json.loads(db.invoke(vocabulary, ["--json", "--sample-size", "7"]).stdout)
-    assert report["items"] == 7
+def test_a_sample_reads_only_that_many(db: Database, proxy: TcpProxy) -> None:
+    terms = [f"Term Number {n:04d}" for n in range(300)]  # about 6 kB of tags an item
+    db.seed({f"i{n:02d}": {"style": terms} for n in range(30)})
+    env = {**db.env, "FIRESTORE_EMULATOR_HOST": proxy.host}
+    result = CliRunner().invoke(vocabulary, ["--json", "--sample-size", "7", "--output-dir",
+                                             str(db.output_dir)], env=env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["items"] == 7
+    # Seven items' tags crossed the wire, and the keys of the rest: far from all thirty.
+    item_bytes = len("".join(terms))
+    assert 7 * item_bytes < proxy.bytes_received < 12 * item_bytes, proxy.bytes_received

@@ -32,6 +32,8 @@ from backfill.shards import (
     shard_range,
 )
 from tests.conftest import REPO, Database
+from tests.helpers import Backend, via, wait_for
+from tools.tcp_proxy import TcpProxy
 
 
 def test_parse_shard() -> None:
@@ -149,31 +151,42 @@ def test_too_few_partition_points_fall_back_to_the_key_space(db: Database) -> No
     assert "too few split points" in warnings[0]
 
 
-def launch(db: Database, index: int, run_id: str) -> tuple[subprocess.Popen[str], Path]:
+def launch(db: Database, index: int, run_id: str, env: dict[str, str] | None = None,
+           *extra: str) -> tuple[subprocess.Popen[str], Path]:
     err = db.output_dir.parent / f"shard{index}-{time.monotonic_ns()}.txt"
     db.output_dir.mkdir(parents=True, exist_ok=True)
     with err.open("w") as stderr:
         process = subprocess.Popen(
             [sys.executable, "run_backfill_production.py", "--shard", f"{index}/4",
              "--job-id", run_id, "--batch-size", "40", "--quiet", "--json", "--output-dir",
-             str(db.output_dir)], cwd=REPO, env=db.env, stdout=subprocess.PIPE,
-            stderr=stderr, text=True)
+             str(db.output_dir), *extra], cwd=REPO, env=env or db.env,
+            stdout=subprocess.PIPE, stderr=stderr, text=True)
     return process, err
 
 
-def test_four_shards_at_once_then_one_killed_and_resumed(db: Database) -> None:
+def test_four_shards_at_once_then_one_killed_and_resumed(db: Database, proxy: TcpProxy,
+                                                         backend: Backend) -> None:
     ids = random_ids(random.Random(9), 2000)
     db.seed([(doc_id, {"style": ["Boho"], "n": i}) for i, doc_id in enumerate(ids)])
-    launched = [launch(db, index, "job-1") for index in range(4)]
+    # The victim (shard 2) is slowed and then held at its gate, so that it is killed
+    # mid-way whatever the machine's load: after its first batch, before its last.
+    proxy.delay = 0.02
+    launched = [launch(db, index, "job-1", via(db, proxy) if index == 2 else None,
+                       *(["--throttle-url", backend.url, "--throttle-interval", "0.1"]
+                         if index == 2 else [])) for index in range(4)]
     victim, victim_err = launched[2]
-    deadline = time.monotonic() + 60
-    while "Batch 1:" not in victim_err.read_text():
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_for(victim_err, "Batch 1:")
+    backend.mode = "failing"
+    wait_for(victim_err, "⏸  Throttled: ")
     victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    results = [json.loads(p.communicate(timeout=120)[0]) for i, (p, _) in enumerate(launched)
-               if i != 2]
+    assert victim.wait() == -signal.SIGKILL, victim_err.read_text()
+    backend.mode = "healthy"
+    proxy.delay = 0.0
+    results = []
+    for index, (process, err) in enumerate(launched):
+        if index != 2:
+            results.append(json.loads(process.communicate(timeout=120)[0]))
+            assert process.returncode == 0, err.read_text()
     again, err = launch(db, 2, "job-1")  # the same command: the shard carries on
     results.append(json.loads(again.communicate(timeout=120)[0]))
     assert again.returncode == 0, err.read_text()
