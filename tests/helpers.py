@@ -14,8 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -127,13 +126,18 @@ def printed_resume(log: Path) -> list[str]:
     return [sys.executable, *words[1:]]
 
 
-@contextmanager
-def closed_port() -> Iterator[int]:
-    """A local port bound by this process and never listened on: a connection to it is
-    refused for as long as the block lasts, and nothing else can take it meanwhile."""
-    with socket.socket() as sock:
+_dead: list[socket.socket] = []
+
+
+def dead_address() -> str:
+    """host:port where no database listens, for the whole session (a port bound here and
+    never listened on): a tool that reads there fails with exit 3, so a test that
+    expects exit 2 proves that nothing was read."""
+    if not _dead:
+        sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
-        yield int(sock.getsockname()[1])
+        _dead.append(sock)
+    return f"127.0.0.1:{_dead[0].getsockname()[1]}"
 
 
 def changed_documents(before: dict[str, Any], after: dict[str, Any]) -> set[str]:

@@ -20,7 +20,7 @@ from scripts.backfill_rollback import main as rollback
 from scripts.backfill_validation import main as validate
 from scripts.vocabulary_report import main as vocabulary
 from tests.conftest import REPO, Database
-from tools.emulator import free_port
+from tests.helpers import dead_address
 from tools.sample_data import make_wardrobe
 
 TOOLS = {"backfill": backfill, "rollback": rollback, "validation": validate,
@@ -30,7 +30,7 @@ TOOLS = {"backfill": backfill, "rollback": rollback, "validation": validate,
 def refused(tool: Any, args: list[str], project: str = "wardrobe-prod") -> str:
     """Run a tool where no database listens (a read would be exit 3): it must say one line
     and exit 2."""
-    env = {"FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{free_port()}",
+    env = {"FIRESTORE_EMULATOR_HOST": dead_address(),
            "GOOGLE_CLOUD_PROJECT": project}
     result = CliRunner().invoke(tool, [*args, "--max-retry-seconds", "1"], env=env)
     assert result.exit_code == 2, result.output
@@ -82,7 +82,7 @@ def test_bad_names_and_ids_of_the_writing_tools(args: list[str], message: str) -
 @pytest.mark.parametrize("option", ["--max-retry-seconds"])
 @pytest.mark.parametrize("value", ["nan", "inf", "NaN"])
 def test_nan_and_inf_are_refused(tool: str, option: str, value: str) -> None:
-    env = {"FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{free_port()}",
+    env = {"FIRESTORE_EMULATOR_HOST": dead_address(),
            "GOOGLE_CLOUD_PROJECT": "wardrobe-prod"}
     result = CliRunner().invoke(TOOLS[tool], [option, value], env=env)
     assert result.exit_code == 2

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from google.cloud.firestore_v1 import DELETE_FIELD
+
 from normalizer import NORMALIZED_VERSION
 from run_backfill_production import main as backfill
 from scripts.backfill_rollback import main as rollback
@@ -100,3 +102,30 @@ def test_list_runs(db: Database) -> None:
     assert filled[:4] + filled[6:] == ["bf-list", "backfill", "staging", "normalized",
                                        "completed", "1", "1", "0"]
     assert rolled[4] == filled[4] != "sharded" and "@" in rolled[4]
+
+
+def test_a_write_never_recorded_as_landed_is_listed_and_left_alone(db: Database) -> None:
+    db.seed(items())
+    before = db.documents()
+    assert db.invoke(backfill, ["--batch-size", "10", "--job-id", "bf-nl",
+                                "--parallel-reads", "1"]).exit_code == 0
+    written = db.documents()
+    # As a kill between a batch's write and the record of it leaves the journal: the
+    # newest batch (items i040 to i044) has its entries, and no outcome.
+    journal = db.client.collection("_backfill_runs").document("bf-nl").collection("journal")
+    newest = next(iter(journal.order_by("__name__").limit(1).stream()))
+    journal.document(newest.id).update({"landed": DELETE_FIELD})
+    times = db.update_times()
+    result = db.invoke(rollback, ["--run-id", "bf-nl", "--json"])
+    assert result.exit_code == 1, result.output
+    stats = json.loads(result.stdout)
+    unrecorded = [f"i{n:03d}" for n in range(40, 45)]
+    assert {e["id"]: e["error"] for e in stats["errors"]} == {
+        doc_id: "the run's write of normalized was never recorded as landed; it holds the "
+                "value the run wrote; left as is" for doc_id in unrecorded}
+    after, times_after = db.documents(), db.update_times()
+    for doc_id in before:
+        if doc_id in unrecorded:
+            assert after[doc_id] == written[doc_id] and times_after[doc_id] == times[doc_id]
+        else:
+            assert after[doc_id] == before[doc_id], doc_id

@@ -15,7 +15,7 @@ from normalizer import NORMALIZED_VERSION, build_normalized, normalize_item
 from normalizer.item import format_timestamp
 from run_backfill_production import main
 from tests.conftest import Database
-from tests.helpers import changed_documents, closed_port, eventually
+from tests.helpers import changed_documents, dead_address, eventually
 from tools.sample_data import make_wardrobe
 
 PROMPT = "⚠️  You are about to modify PRODUCTION data. Type 'YES' to continue:"
@@ -230,10 +230,8 @@ def test_python_warnings_go_to_the_log_not_the_console(tmp_path: Path,
 
 
 def test_the_database_being_down_is_fatal_not_zero_items(db: Database) -> None:
-    with closed_port() as port:
-        env = {**db.env, "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{port}"}
-        done = db.run_script("run_backfill_production.py", ["--max-retry-seconds", "1"],
-                             env=env)
+    env = {**db.env, "FIRESTORE_EMULATOR_HOST": dead_address()}
+    done = db.run_script("run_backfill_production.py", ["--max-retry-seconds", "1"], env=env)
     assert done.returncode == 3
     assert ("❌ the database could not be reached: counting documents failed after retrying"
             in done.stderr)

@@ -98,3 +98,25 @@ def test_requests_are_cut_by_count_and_by_bytes(db: Database) -> None:
     assert all(encoded_request_bytes(db, [big[i] for i in c]) <= 3 * 1024 * 1024
                for c in chunks)
     assert MAX_REQUEST_BYTES == 3 * 1024 * 1024  # the README's figure
+
+
+def test_a_write_the_database_refuses_is_an_item_error_and_the_run_goes_on(
+        db: Database) -> None:
+    # The emulator enforces Firestore's 1 MiB per document: this item is at the limit,
+    # so that its normalized map cannot be added to it.
+    items = [(f"i{n:02d}", {"style": ["Goth"]}) for n in range(20)]
+    items.insert(10, ("i09-big", {"style": ["Goth"], "a": "x" * 600_000,
+                                  "b": "y" * 448_450}))
+    seed_in_small_commits(db, items, 1)
+    before = db.documents()
+    times = db.update_times()
+    result = db.invoke(backfill, ["--json", "--batch-size", "5", "--parallel-reads", "1"])
+    assert result.exit_code == 1, result.output
+    stats = json.loads(result.stdout)
+    assert [e["id"] for e in stats["errors"]] == ["i09-big"]
+    assert "maximum entity size is 1048576 bytes" in stats["errors"][0]["error"]
+    assert (stats["total_processed"], stats["total_updated"]) == (21, 20)
+    after = db.documents()
+    assert after["i09-big"] == before["i09-big"]
+    assert db.update_times()["i09-big"] == times["i09-big"]
+    assert all(after[f"i{n:02d}"]["normalized"]["style"] == ["gothic"] for n in range(20))

@@ -19,7 +19,7 @@ from run_backfill_production import main as backfill
 from scripts.backfill_rollback import main as rollback
 from scripts.backfill_validation import main as validate
 from tests.conftest import Database
-from tools.emulator import free_port
+from tests.helpers import dead_address
 from tools.tcp_proxy import TcpProxy
 
 APP_FIELD = "metadata.normalized"
@@ -155,7 +155,7 @@ def test_remove_everywhere_removes_only_the_target(db: Database) -> None:
                                                                        "rollback"])
 def test_a_bad_target_field_is_exit_2_before_anything_is_read(path: str, tool: Any) -> None:
     # Nothing listens on the database's address: a read would fail with exit 3, not 2.
-    env = {"FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{free_port()}", "GOOGLE_CLOUD_PROJECT": "proj-p"}
+    env = {"FIRESTORE_EMULATOR_HOST": dead_address(), "GOOGLE_CLOUD_PROJECT": "proj-p"}
     args = ["--target-field", path, "--max-retry-seconds", "1"]
     result = CliRunner().invoke(tool, args if tool is validate else [*args, "--dry-run"],
                                 env=env)

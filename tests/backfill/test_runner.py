@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from backfill.errors import RunInterrupted
-from backfill.jobs import BackfillJob, Decision
+from backfill.jobs import BackfillJob, Decision, RollbackJob
 from backfill.runner import BatchOutcome, Runner, RunSettings
 from backfill.stats import RunStats
 from backfill.target_field import TargetField
@@ -123,3 +123,31 @@ def test_resuming_after_a_checkpoint_reads_only_what_follows(db: Database) -> No
     assert stats.processed == 10
     assert sorted(i for i, d in db.documents().items() if "normalized" in d) == [
         f"i{n:03d}" for n in range(20, 30)]
+
+
+class AppEditsDuringRollback(RollbackJob):
+    """Before the removal decides on a document, the app edits it: the removal's write
+    must fail its precondition, and the document be read and decided again."""
+
+    def __init__(self, db: Database, ids: set[str]) -> None:
+        super().__init__(NORMALIZED)
+        self.db, self.left = db, set(ids)
+
+    def decide(self, doc_id: str, data: dict[str, Any]) -> Decision:
+        if doc_id in self.left:
+            self.left.discard(doc_id)
+            self.db.client.collection(self.db.collection).document(doc_id).update(
+                {"style": ["Edited by the app"], "normalized.style": ["app"]})
+        return super().decide(doc_id, data)
+
+
+def test_remove_everywhere_writes_with_preconditions_beside_the_app(db: Database) -> None:
+    db.seed({f"i{n}": {"style": ["Casual"], "normalized": {"style": ["casual"]}}
+             for n in range(8)})
+    stats, _ = run(db, AppEditsDuringRollback(db, {"i2", "i5"}), batch_size=4)
+    assert stats.conflicts_retried == 2  # seen as changed since read, then re-read
+    assert stats.errors == [] and stats.updated == 8
+    docs = db.documents()
+    assert all("normalized" not in item for item in docs.values())
+    assert docs["i2"]["style"] == docs["i5"]["style"] == ["Edited by the app"]
+    assert docs["i0"]["style"] == ["Casual"]

@@ -14,7 +14,7 @@ import pytest
 from backfill.errors import ConfigurationError
 from backfill.target import make_client, resolve_target
 from tests.conftest import REPO
-from tools.emulator import free_port
+from tests.helpers import dead_address
 
 EMAIL = "wardrobe-backend@wardrobe-prod.iam.gserviceaccount.com"
 
@@ -105,7 +105,7 @@ def test_where_the_project_comes_from_in_order(tmp_path: Path) -> None:
 def offline(tmp_path: Path) -> Iterator[dict[str, str]]:
     """No network: every HTTP and gRPC connection goes to a closed port on this machine
     (the proxy variables both libraries honour), so nothing leaves it."""
-    closed = f"http://127.0.0.1:{free_port()}"
+    closed = f"http://{dead_address()}"
     yield {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "https_proxy": closed,
            "HTTPS_PROXY": closed, "grpc_proxy": closed, "no_proxy": "", "NO_PROXY": ""}
 

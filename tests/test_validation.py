@@ -1,0 +1,90 @@
+"""Validation's promises that the round trip does not reach: each reason, the kinds of
+`normalized_at`, what coverage counts, which sampling method runs when, and --run-id;
+on the real emulator."""
+
+from __future__ import annotations
+
+import json
+import random
+import string
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from run_backfill_production import main as backfill
+from scripts.backfill_validation import main as validate
+from tests.conftest import Database
+
+GOOD_FACETS = {"style": ["gothic"], "occasion": [], "mood": [], "season": ["all"]}
+EXACT = "exact: reservoir over a keys-only scan of every item"
+RANDOM_POINTS = "random points of the ID key space"
+
+
+def auto_ids(count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    alphabet = string.digits + string.ascii_letters
+    return sorted({"".join(rng.choices(alphabet, k=20)) for _ in range(count)})
+
+
+def report(db: Database, *args: str) -> tuple[int, dict[str, Any]]:
+    result = db.invoke(validate, ["--json", *args])
+    return result.exit_code, json.loads(result.stdout)
+
+
+def test_each_kind_of_normalized_gets_its_reason(db: Database) -> None:
+    stored_at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    db.seed({
+        "string": {"style": ["Goth"], "normalized": "oops"},
+        "list": {"style": ["Goth"], "normalized": ["gothic"]},
+        "number": {"style": ["Goth"], "normalized": 7},
+        "null": {"style": ["Goth"], "normalized": None},
+        "missing": {"style": ["Goth"]},
+        # A Firestore timestamp (as another writer may store it) is a valid normalized_at.
+        "timestamp": {"style": ["Goth"], "normalized": {
+            **GOOD_FACETS, "normalized_at": stored_at, "normalized_version": "1.0"}},
+        "iso": {"style": ["Goth"], "normalized": {
+            **GOOD_FACETS, "normalized_at": "2025-10-07T22:23:34.573156",
+            "normalized_version": "1.0"}},
+        "bad-time": {"style": ["Goth"], "normalized": {
+            **GOOD_FACETS, "normalized_at": "yesterday", "normalized_version": "1.0"}},
+    })
+    code, found = report(db, "--all")
+    assert code == 1
+    assert {e["id"]: e["reasons"] for e in found["invalid_items"]} == {
+        "string": ["not_a_map"], "list": ["not_a_map"], "number": ["not_a_map"],
+        "null": ["null"], "missing": ["missing"], "bad-time": ["bad_timestamp"]}
+    assert (found["checked"], found["valid"]) == (8, 2)
+    # Coverage counts maps only: not the string, the list, the number, null or absent.
+    assert found["coverage"] == {"total": 8, "normalized": 3, "percent": 37.5}
+
+
+def test_the_sampling_method_follows_the_ids_the_size_and_the_option(db: Database) -> None:
+    ids = auto_ids(200, 3)
+    db.seed([(doc_id, {"style": ["Goth"]}) for doc_id in ids])
+    code, found = report(db, "--sample-size", "40", "--seed", "1")
+    assert code == 1 and found["sample_method"] == RANDOM_POINTS
+    assert found["sample_reads"] < 200 and found["checked"] == 40
+    # Asked for, the exact method scans every key once.
+    code, found = report(db, "--sample-size", "40", "--seed", "1", "--exact-sample")
+    assert found["sample_method"] == EXACT and found["sample_reads"] >= 200
+    assert found["checked"] == 40
+    # A sample of half the collection or more: the scan, whatever the IDs.
+    code, found = report(db, "--sample-size", "100", "--seed", "1")
+    assert found["sample_method"] == EXACT and found["checked"] == 100
+    code, found = report(db, "--sample-size", "99", "--seed", "1")
+    assert found["sample_method"] == RANDOM_POINTS and found["checked"] == 99
+
+
+@pytest.mark.parametrize("field", ["metadata.normalized", "normalized"])
+def test_run_id_checks_the_field_that_run_wrote(db: Database, field: str) -> None:
+    db.seed({f"i{n}": {"style": ["Goth"], "metadata": {"k": n}} for n in range(12)})
+    assert db.invoke(backfill, ["--target-field", field, "--job-id", "bf-field"]
+                     ).exit_code == 0
+    code, found = report(db, "--all", "--run-id", "bf-field")
+    assert code == 0, found
+    assert found["target_field"] == field and found["valid"] == 12
+    assert found["recorded_run"]["target_field"] == field
+    other = "normalized" if field != "normalized" else "metadata.normalized"
+    code, found = report(db, "--all", "--target-field", other)
+    assert code == 1 and found["invalid_by_reason"] == {"missing": 12}
