@@ -391,3 +391,37 @@ def test_a_cli_run_whose_lease_is_taken_over_stops_with_exit_3(db: Database,
     assert db.update_times() == seeded
     assert db.documents(DEFAULT_LEDGER_COLLECTION)["lease-wardrobe"]["run_id"] == (
         "backfill-other")  # the old holder does not give back what is not its own
+
+
+def test_a_dry_run_takes_no_lease_and_works_beside_a_live_run(db: Database,
+                                                              backend: Backend) -> None:
+    db.seed(make_wardrobe(120))
+    backend.mode = "failing"  # the live run holds the lease, held at its gate
+    process, log = start(db, db.env, "--throttle-url", backend.url, "--throttle-interval",
+                         "0.1")
+    wait_for(log, "⏸  Throttled: ")
+    lease = db.client.collection(DEFAULT_LEDGER_COLLECTION).document("lease-wardrobe")
+    live = lease.get().to_dict()
+    assert live["holders"]["0"]["pid"] == process.pid
+    result = db.invoke(backfill, ["--dry-run", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["total_would_update"] == 120
+    after = lease.get().to_dict()  # still the live run's alone
+    assert after["run_id"] == live["run_id"] and after["holders"].keys() == {"0"}
+    assert after["holders"]["0"]["pid"] == process.pid
+    assert [e["run_id"] for e in ledger(db)] == [live["run_id"]]  # no entry of its own
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130, log.read_text()
+
+
+def test_a_bare_resume_picks_the_newest_unfinished_run(db: Database) -> None:
+    db.seed(make_wardrobe(60))
+    runs = db.client.collection(DEFAULT_LEDGER_COLLECTION)
+    for run_id in ("bf-older", "bf-newer"):
+        assert db.invoke(backfill, ["--job-id", run_id, "--force"]).exit_code == 0
+        runs.document(run_id).update({"status": "interrupted", "checkpoint": None})
+    result = db.invoke(backfill, ["--resume", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "↩️  Resuming run bf-newer (interrupted" in result.stderr
+    statuses = {e["run_id"]: e["status"] for e in ledger(db)}
+    assert statuses == {"bf-older": "interrupted", "bf-newer": "completed"}

@@ -8,7 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -23,7 +23,7 @@ from tests.conftest import Database
 class RecordedLimiter(WriteRateLimiter):
     """The run's own pacer, unchanged, remembered with what it waited."""
 
-    made: list[RecordedLimiter] = []
+    made: ClassVar[list[RecordedLimiter]] = []
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -147,3 +148,40 @@ def test_a_partial_set_is_exit_2_before_anything_is_read(private_key: str,
         "FIREBASE_PRIVATE_KEY_ID, FIREBASE_CLIENT_ID, FIREBASE_CLIENT_X509_CERT_URL are set, "
         "but FIREBASE_CLIENT_EMAIL is not")
     assert private_key.split("\n")[1] not in done.stderr
+
+
+def key_of(project: str, pem: str) -> dict[str, str]:
+    return {"type": "service_account", "project_id": project, "private_key": pem,
+            "client_email": f"backfill@{project}.iam.gserviceaccount.com",
+            "token_uri": "https://oauth2.googleapis.com/token"}
+
+
+def test_which_credentials_win_and_the_keys_own_project(private_key: str,
+                                                        tmp_path: Path) -> None:
+    key_file = tmp_path / "key.json"
+    key_file.write_text(json.dumps(key_of("from-key-file", private_key)))
+    env = {**app_variables(private_key), "GOOGLE_APPLICATION_CREDENTIALS": str(key_file),
+           "FIRESTORE_CREDENTIALS_JSON": json.dumps(key_of("from-json-var", private_key))}
+    del env["FIREBASE_PROJECT_ID"]  # no project variable: the key's own project_id counts
+    from_key = "the service-account key (project_id)"
+
+    target: Any = resolve(env)
+    assert target.credentials_source == f"key file {key_file} (GOOGLE_APPLICATION_CREDENTIALS)"
+    assert (target.project, target.project_source) == ("from-key-file", from_key)
+
+    del env["GOOGLE_APPLICATION_CREDENTIALS"]
+    target = resolve(env)
+    assert target.credentials_source == "variable FIRESTORE_CREDENTIALS_JSON"
+    assert (target.project, target.project_source) == ("from-json-var", from_key)
+
+    del env["FIRESTORE_CREDENTIALS_JSON"]
+    env["FIREBASE_PROJECT_ID"] = "from-firebase"
+    target = resolve(env)
+    assert target.credentials_source == (
+        "variables FIREBASE_PRIVATE_KEY, FIREBASE_CLIENT_EMAIL, FIREBASE_PRIVATE_KEY_ID, "
+        "FIREBASE_CLIENT_ID, FIREBASE_CLIENT_X509_CERT_URL")
+    assert (target.project, target.project_source) == ("from-firebase",
+                                                       "variable FIREBASE_PROJECT_ID")
+    # A project variable of Google's wins over Firebase's and the key's.
+    env["GOOGLE_CLOUD_PROJECT"] = "proj-explicit"
+    assert resolve(env).project == "proj-explicit"  # type: ignore[attr-defined]
