@@ -91,10 +91,11 @@ class Database:
             filter=firestore.FieldFilter(field, ">=", {})).count(alias="n")
         return int(query.get()[0][0].value)
 
-    def invoke(self, command: Any, args: list[str], input: str | None = None) -> Result:
+    def invoke(self, command: Any, args: list[str], input: str | None = None,
+               env: dict[str, str] | None = None) -> Result:
         """Run a click command in-process, as an operator would type it."""
         return CliRunner().invoke(command, [*args, "--output-dir", str(self.output_dir)],
-                                  input=input, env=self.env, catch_exceptions=False)
+                                  input=input, env=env or self.env, catch_exceptions=False)
 
     def run_script(self, script: str, args: list[str], input: str | None = None,
                    env: dict[str, str] | None = None,

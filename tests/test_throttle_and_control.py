@@ -5,6 +5,7 @@ the tools as real processes and a health endpoint served here."""
 from __future__ import annotations
 
 import json
+import signal
 import time
 from pathlib import Path
 
@@ -113,3 +114,26 @@ def test_pause_continue_stop_reach_every_shard_of_a_run(db: Database, proxy: Tcp
     assert run["status"] == "completed" and run["counts"]["processed"] == 6000
     listed = db.run_script("scripts/backfill_rollback.py", ["--list-runs"])
     assert "job-1" in listed.stdout and "completed" in listed.stdout.split("job-1")[1]
+
+
+def test_list_runs_shows_a_live_run_throttled_then_paused(db: Database,
+                                                          backend: Backend) -> None:
+    db.seed(make_wardrobe(50))
+    backend.mode = "failing"
+    process, log = start(db, db.env, "--job-id", "bf-live", "--throttle-url", backend.url,
+                         "--throttle-interval", "0.1", "--control-poll-seconds", "0.1")
+
+    def listed_status() -> str:
+        listed = db.run_script("scripts/backfill_rollback.py", ["--list-runs"])
+        assert listed.returncode == 0, listed.stderr
+        [line] = [line for line in listed.stdout.splitlines() if line.startswith("bf-live ")]
+        return line.split()[6]  # run ID, tool, environment, field, who, started, status
+
+    wait_for(log, "⏸  Throttled: ")
+    eventually(lambda: listed_status() == "running/throttled", "listed as throttled")
+    assert control(db, "pause", "bf-live").returncode == 0
+    wait_for(log, "⏸  Paused (paused by ")
+    eventually(lambda: listed_status() == "running/paused", "listed as paused")
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130, log.read_text()
+    assert listed_status() == "interrupted"
