@@ -61,8 +61,7 @@ def test_an_interrupted_undo_resumes_as_the_undo_and_leaves_the_apps_values(
         db: Database, proxy: TcpProxy) -> None:
     db.seed(make_wardrobe(1000))
     before = db.documents()
-    assert db.run_script("run_backfill_production.py", ["--job-id", "bf-u1", "--batch-size",
-                                                        "20"]).returncode == 0
+    assert db.invoke(backfill, ["--job-id", "bf-u1", "--batch-size", "20"]).exit_code == 0
     app_ids = sorted(before)[::200]  # the app writes its own value on 5 items
     for doc_id in app_ids:
         db.client.collection(db.collection).document(doc_id).update({"normalized": APP_VALUE})
@@ -94,15 +93,15 @@ def test_a_bare_resume_picks_an_interrupted_undo_up_as_an_undo(db: Database,
     db.client.collection(db.collection).document(sorted(before)[3]).update(
         {"normalized": APP_VALUE})
     before = db.documents()
-    assert db.run_script("run_backfill_production.py", ["--job-id", "bf-2", "--batch-size",
-                                                        "20", "--force"]).returncode == 0
+    assert db.invoke(backfill, ["--job-id", "bf-2", "--batch-size", "20", "--force"]
+                     ).exit_code == 0
     proxy.delay = 0.02
     process, log = start(db, via(db, proxy), "--run-id", "bf-2", "--batch-size", "20",
                          script=ROLLBACK)
     interrupt_after(process, log, "Batch 2:")
     proxy.delay = 0.0
-    done = db.run_script(ROLLBACK, ["--resume", "--yes"])
-    assert done.returncode == 0, done.stderr
+    done = db.invoke(rollback, ["--resume", "--yes"])
+    assert done.exit_code == 0, done.output
     assert db.documents() == before  # the app's value was the run's "before": restored
 
 
@@ -171,12 +170,12 @@ def test_two_writing_runs_at_once_the_second_is_refused(db: Database, proxy: Tcp
     wait_for(log, "⏸  Paused (paused by ")
     settled(db.count_where_map, "the batches in flight")
     times = db.update_times()
-    for script, args in (("run_backfill_production.py", ["--yes"]),
-                         (ROLLBACK, ["--yes"]),
-                         (ROLLBACK, ["--run-id", ledger(db)[0]["run_id"], "--yes"]),
-                         ("run_backfill_production.py", ["--resume", "--yes"])):
-        done = db.run_script(script, args)
-        assert done.returncode == 2, (script, args, done.stderr)
+    for tool, args in ((backfill, ["--yes"]),
+                       (rollback, ["--yes"]),
+                       (rollback, ["--run-id", ledger(db)[0]["run_id"], "--yes"]),
+                       (backfill, ["--resume", "--yes"])):
+        done = db.invoke(tool, args)
+        assert done.exit_code == 2, (args, done.output)
         message = done.stderr.strip().splitlines()[-1]
         assert re.fullmatch(
             r"❌ collection 'wardrobe' is being written by run backfill-\S+ \(\S+@\S+, pid "
@@ -238,7 +237,7 @@ def test_the_printed_command_carries_the_runs_options(db: Database, proxy: TcpPr
 def test_a_forced_run_resumed_from_its_printed_command_rewrites_every_item(
         db: Database, proxy: TcpProxy) -> None:
     db.seed(make_wardrobe(2000))
-    assert db.run_script("run_backfill_production.py", ["--yes"]).returncode == 0
+    assert db.invoke(backfill, ["--yes"]).exit_code == 0
     times = db.update_times()
     proxy.delay = 0.02
     env = via(db, proxy)

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION
+from run_backfill_production import main as backfill
+from scripts.backfill_rollback import main as rollback
 from tests.conftest import Database
 from tests.helpers import (
     Backend,
@@ -64,9 +66,8 @@ def test_a_slow_backend_past_the_limit_stops_the_run_and_it_resumes(
     assert entry["status"] == "failed"
     assert "throttled for more than 2s" in entry["stopped_because"]
     backend.mode = "healthy"
-    resumed = db.run_script("run_backfill_production.py", ["--resume", "--yes",
-                                                           "--throttle-url", backend.url])
-    assert resumed.returncode == 0, resumed.stderr
+    resumed = db.invoke(backfill, ["--resume", "--yes", "--throttle-url", backend.url])
+    assert resumed.exit_code == 0, resumed.output
     db.assert_normalized()
 
 
@@ -112,7 +113,7 @@ def test_pause_continue_stop_reach_every_shard_of_a_run(db: Database, proxy: Tcp
     db.assert_normalized()
     run = db.documents(DEFAULT_LEDGER_COLLECTION)["job-1"]
     assert run["status"] == "completed" and run["counts"]["processed"] == 6000
-    listed = db.run_script("scripts/backfill_rollback.py", ["--list-runs"])
+    listed = db.invoke(rollback, ["--list-runs"])
     assert "job-1" in listed.stdout and "completed" in listed.stdout.split("job-1")[1]
 
 
@@ -124,8 +125,8 @@ def test_list_runs_shows_a_live_run_throttled_then_paused(db: Database,
                          "--throttle-interval", "0.1", "--control-poll-seconds", "0.1")
 
     def listed_status() -> str:
-        listed = db.run_script("scripts/backfill_rollback.py", ["--list-runs"])
-        assert listed.returncode == 0, listed.stderr
+        listed = db.invoke(rollback, ["--list-runs"])
+        assert listed.exit_code == 0, listed.output
         [line] = [line for line in listed.stdout.splitlines() if line.startswith("bf-live ")]
         return line.split()[6]  # run ID, tool, environment, field, who, started, status
 

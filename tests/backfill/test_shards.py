@@ -31,6 +31,8 @@ from backfill.shards import (
     shard_from,
     shard_range,
 )
+from run_backfill_production import main as backfill
+from scripts.backfill_validation import main as validate
 from tests.conftest import REPO, Database
 from tests.helpers import Backend, via, wait_for
 from tools.tcp_proxy import TcpProxy
@@ -208,19 +210,22 @@ def test_four_shards_at_once_then_one_killed_and_resumed(db: Database, proxy: Tc
     assert run["shard_count"] == 4 and len(run["boundaries"]) == 3
     assert {r["shard"] for r in results} == {"0/4", "1/4", "2/4", "3/4"}
     # A task started again after its shard completed has nothing to do.
-    done = db.run_script("run_backfill_production.py", ["--shard", "1/4", "--job-id", "job-1"])
-    assert done.returncode == 0 and "already completed: nothing to do" in done.stderr
-    validation = db.run_script("scripts/backfill_validation.py",
-                               ["--all", "--shard", "2/4", "--run-id", "job-1", "--json"])
+    done = db.invoke(backfill, ["--shard", "1/4", "--job-id", "job-1"])
+    assert done.exit_code == 0, done.output
+    assert "✅ Shard 1/4 of run job-1 is already completed: nothing to do" in done.stderr
+    validation = db.invoke(validate, ["--all", "--shard", "2/4", "--run-id", "job-1", "--json"])
     report = json.loads(validation.stdout)
-    assert validation.returncode == 0 and report["mode"] == "shard 2/4"
+    assert validation.exit_code == 0 and report["mode"] == "shard 2/4"
     assert report["checked"] == shards["2"]["counts"]["processed"]
     assert [s["status"] for s in report["recorded_run"]["shards"]] == ["completed"] * 4
 
 
 def test_a_sharded_run_needs_a_run_id(db: Database) -> None:
-    done = db.run_script("run_backfill_production.py", ["--shard", "0/2"])
-    assert done.returncode == 2 and "needs --job-id" in done.stderr
+    done = db.invoke(backfill, ["--shard", "0/2"])
+    assert done.exit_code == 2
+    assert done.stderr.strip() == (
+        "❌ a sharded run needs --job-id (Cloud Run Jobs set CLOUD_RUN_EXECUTION), so that "
+        "its tasks share one entry in the ledger")
     env = {**db.env, "CLOUD_RUN_TASK_INDEX": "0", "CLOUD_RUN_TASK_COUNT": "2",
            "CLOUD_RUN_EXECUTION": "exec-7"}
     db.seed({"a": {"style": ["Goth"]}})
