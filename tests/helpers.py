@@ -19,6 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from click.testing import CliRunner, Result
+
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION
 
 if TYPE_CHECKING:
@@ -29,7 +31,6 @@ REPO = Path(__file__).resolve().parent.parent
 SCRIPT = "run_backfill_production.py"
 ROLLBACK = "scripts/backfill_rollback.py"
 VALIDATION = "scripts/backfill_validation.py"
-CONTROL = "scripts/backfill_control.py"
 T = TypeVar("T")
 
 # Variables of the console the suite runs in that the tools (or the libraries under
@@ -111,10 +112,12 @@ def ledger(db: Database) -> list[dict[str, Any]]:
             if entry.get("kind") != "lease"]
 
 
-def control(db: Database, *args: str) -> subprocess.CompletedProcess[str]:
-    """scripts/backfill_control.py as typed in a second console."""
-    return subprocess.run([sys.executable, CONTROL, *args], cwd=REPO, env=db.env,
-                          capture_output=True, text=True, timeout=60)
+def control(db: Database, *args: str) -> Result:
+    """scripts/backfill_control.py as typed in a second console (in-process: what is
+    tested is the run's answer, not the control's process)."""
+    from scripts.backfill_control import main
+
+    return CliRunner().invoke(main, list(args), env=db.env, catch_exceptions=False)
 
 
 def printed_resume(log: Path) -> list[str]:

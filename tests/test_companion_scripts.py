@@ -78,6 +78,7 @@ def test_round_trip(db: Database) -> None:
     assert "Batch 1: 150 processed, 149 rolled back, 1 skipped, 0 errors" in result.stderr
 
     result = db.invoke(rollback, ["--yes", "--environment", "production", "--json"])
+    assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["total_updated"] == 0  # idempotent
 
     result = db.invoke(validate, ["--json", "--sample-size", "10"])
@@ -85,6 +86,7 @@ def test_round_trip(db: Database) -> None:
     assert json.loads(result.stdout)["coverage"]["percent"] == 0.0
 
     result = db.invoke(backfill, ["--json"])
+    assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["total_updated"] == 150
     assert db.invoke(validate, ["--all"]).exit_code == 0
 
@@ -93,6 +95,7 @@ def test_rollback_deletes_null_too_and_nothing_else(db: Database) -> None:
     db.seed({"a": {"style": ["x"], "normalized": None}, "b": {"normalized": {"style": []}},
              "c": {"style": ["y"]}})
     result = db.invoke(rollback, ["--json"])
+    assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["total_updated"] == 2
     assert db.documents() == {"a": {"style": ["x"]}, "b": {}, "c": {"style": ["y"]}}
 

@@ -53,6 +53,7 @@ def test_undo_restores_exactly_what_the_run_replaced(db: Database) -> None:
     after_runs = db.documents()
 
     dry = db.invoke(rollback, ["--run-id", first_run, "--dry-run", "--json"])
+    assert dry.exit_code == 1, dry.output  # i007 would be left as it is, and says so
     assert json.loads(dry.stdout)["total_would_update"] == 44
     assert db.documents() == after_runs
 
@@ -71,6 +72,7 @@ def test_undo_restores_exactly_what_the_run_replaced(db: Database) -> None:
     assert docs["new1"]["normalized"]["normalized_version"] == NORMALIZED_VERSION
 
     again = db.invoke(rollback, ["--run-id", first_run, "--json"])
+    assert again.exit_code == 1, again.output
     stats = json.loads(again.stdout)
     assert stats["total_updated"] == 0 and stats["total_errors"] == 1
     assert db.documents() == docs

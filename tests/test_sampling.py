@@ -40,6 +40,7 @@ def test_a_sample_on_random_ids_finds_broken_items_all_over_the_key_range(
     for doc_id in broken:
         db.client.collection(db.collection).document(doc_id).update({"normalized": None})
     result = db.invoke(validate, ["--sample-size", "600", "--seed", "3", "--json"])
+    assert result.exit_code == 1, result.output  # the broken ones are found
     report = json.loads(result.stdout)
     assert report["sample_method"] == RANDOM_POINTS
     assert 600 <= report["sample_reads"] < 1000  # draws of an item twice cost a read too
@@ -53,6 +54,7 @@ def test_sequential_ids_fall_back_to_the_exact_scan_and_say_why(db: Database) ->
     ids = [f"item{n:05d}" for n in range(400)]
     db.seed(small_items(ids))
     result = db.invoke(validate, ["--sample-size", "50", "--json"])
+    assert result.exit_code == 1, result.output  # nothing is normalized
     report = json.loads(result.stdout)
     assert report["sample_method"] == FULL_SCAN and report["sample_reads"] >= 400
     assert ("the IDs are not random auto IDs, so random points of the key space would not "

@@ -110,6 +110,7 @@ def test_a_run_on_metadata_normalized_feeds_the_apps_read_rule(db: Database) -> 
     # Validation on that field: every item the run could write is valid; a corrupted one
     # is caught.
     checked = db.invoke(validate, ["--all", "--target-field", APP_FIELD, "--json"])
+    assert checked.exit_code == 1, checked.output  # the hostile parents have none
     report = json.loads(checked.stdout)
     assert {e["id"] for e in report["invalid_items"]} == set(HOSTILE)
     assert report["invalid_by_reason"] == {"missing": len(HOSTILE)}
