@@ -5,16 +5,11 @@ Typed errors from the engine become one message and one exit code here, and nowh
 
 from __future__ import annotations
 
-import contextlib
-import json
-import logging
 import math
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import wraps
@@ -26,35 +21,25 @@ import click
 from google.cloud import firestore
 
 from backfill import __version__, console
-from backfill.control import CONTROL_POLL_SECONDS, RunControl
+from backfill.control import CONTROL_POLL_SECONDS
 from backfill.errors import (
     Aborted,
     BackfillError,
     ConfigurationError,
     ExitCode,
-    RunInterrupted,
 )
-from backfill.jobs import Job, UndoRunJob
-from backfill.journal import Journal
-from backfill.lease import HEARTBEAT_SECONDS, LEASE_TIMEOUT_SECONDS, Lease, LeaseLost
-from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger, restore
-from backfill.logs import LOG_FILE_NAME, close_run_log, flush_run_log, open_run_log
+from backfill.lease import HEARTBEAT_SECONDS, LEASE_TIMEOUT_SECONDS
+from backfill.ledger import DEFAULT_LEDGER_COLLECTION
 from backfill.names import check_database, check_id, check_output_dir
 from backfill.options import RESUME_LATEST, RunOptions
-from backfill.pager import count_documents, id_range
-from backfill.plan import RunPlan, given_target_field, plan_run
-from backfill.ratelimit import RAMP_START, WriteRateLimiter
-from backfill.retry import RetryPolicy, call_with_retry
-from backfill.runner import BatchOutcome, Runner, RunSettings
+from backfill.plan import given_target_field
+from backfill.ratelimit import RAMP_START
 from backfill.shards import (
     MAX_SHARDS,
     Shard,
-    compute_boundaries,
     shard_from,
-    shard_range,
-    split_range,
 )
-from backfill.stats import RunStats, utc_now
+from backfill.status import StopRequest
 from backfill.target import (
     DEFAULT_COLLECTION,
     DEFAULT_DATABASE,
@@ -66,10 +51,8 @@ from backfill.target import (
 from backfill.target_field import (
     DEFAULT_TARGET_FIELD,
     TARGET_FIELD_VARIABLE,
-    TargetField,
 )
-from backfill.throttle import Gate, HealthCheck, HealthWatch
-from backfill.validation import coverage
+from backfill.writing_run import MakeJob, WritingRun
 from normalizer import NORMALIZED_VERSION
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -299,20 +282,20 @@ def writing_options(command: F) -> F:
 
 
 @contextmanager
-def stop_on_signals(stop: threading.Event | None = None,
-                    flush: logging.Logger | None = None) -> Iterator[threading.Event]:
-    """SIGINT/SIGTERM ask the run to stop at a clean point; a second one exits at once
-    (the run log's buffer written first)."""
-    stop = stop or threading.Event()
+def stop_on_signals(stop: StopRequest,
+                    flush: Callable[[], None] | None = None) -> Iterator[StopRequest]:
+    """SIGINT/SIGTERM ask the run to stop at a clean point, with the signal's name as the
+    reason; a second one exits at once (the run log's buffer written first)."""
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         if stop.is_set():
             if flush is not None:
-                flush_run_log(flush)
+                flush()
             os._exit(ExitCode.INTERRUPTED)
-        stop.set()
-        console.say(f"⏸  {signal.Signals(signum).name}: stopping after the batches in "
-                    "flight (press Ctrl-C again to exit at once, without a checkpoint)")
+        name = signal.Signals(signum).name
+        stop.request(name)
+        console.say(f"⏸  {name}: stopping after the batches in flight (press Ctrl-C again "
+                    "to exit at once, without a checkpoint)")
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -322,226 +305,22 @@ def stop_on_signals(stop: threading.Event | None = None,
             signal.signal(sig, old)
 
 
-def execute_writing_run(tool: str, make_job: Callable[[RunOptions, TargetField], Job],
-                        options: RunOptions, labels: console.Labels, stats_prefix: str) -> int:
-    """The whole flow of a writing tool (backfill, rollback): the plan (which run this is),
-    banner, count, confirmation, lease, ledger, run, summary, stats file, log."""
+def execute_writing_run(tool: str, make_job: MakeJob, options: RunOptions,
+                        labels: console.Labels, stats_prefix: str) -> int:
+    """A writing tool (backfill, rollback): options checked, the banner, the run opened
+    (which run, how many items), the confirmation, then the run, stopped by signals."""
     options, shard = _check_options(options)
     given_target_field(options)  # a bad --target-field is refused before any read
     target, client = connect(options)
     console.banner(target, labels, options.dry_run, options.batch_size)
-    ledger = Ledger(client, options.ledger_collection, options.policy)
-    # The count only feeds the banner and the progress bar: it runs while the plan is made.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="count") as background:
-        counting = background.submit(count_documents, client.collection(options.collection),
-                                     options.policy)
-        plan = plan_run(tool, options, shard, ledger)
-        counted = counting.result()
-    if plan.options.collection != options.collection:  # a resume of another collection's run
-        counted = count_documents(client.collection(plan.options.collection), options.policy)
-    options = plan.options
-    target = replace(target, collection=options.collection)
-    if plan.resumed is not None:
-        console.say(f"↩️  Resuming run {plan.run_id} ({plan.resumed.status}, "
-                    f"{plan.mode} of collection {target.collection}) after "
-                    f"{plan.resumed.checkpoint or 'the beginning'}")
-    if plan.undone is not None:
-        console.say(f"⏪ Undoing exactly run {plan.undone.run_id} ({plan.undone.status}, "
-                    f"started {plan.undone.data.get('started_at')}) from its journal")
-    console.say(f"🏷  Field: {plan.field.path}")
-    total = counted
-    console.say(f"📊 Items in {target.collection}: {total}")
-    if total == 0:
-        warn_empty(client, target, options.policy)
+    run = WritingRun(tool, make_job, options, shard, target, client,
+                     console.ConsoleReporter(labels, options.quiet, options.as_json),
+                     labels.resume_command, stats_prefix)
+    if not run.open():
         return ExitCode.OK  # nothing to write: nothing to confirm, no run in the ledger
-    if options.limit is not None:
-        console.say(f"✂️  Limited to {options.limit} items (canary run)")
-    confirm_production(target, options.dry_run, options.yes)
-    if options.dry_run:
-        return _execute(plan, make_job(options, plan.field), client, target, None, total,
-                        labels, stats_prefix)
-    lease = Lease(client, options.ledger_collection, target.collection, plan.run_id,
-                  shard.key if shard else "0", tool, options.policy,
-                  heartbeat_seconds=options.heartbeat_seconds)
-    takeover = lease.acquire()
-    if takeover:
-        console.say(f"⚠️  {takeover}")
-    stop = threading.Event()
-    try:
-        with lease.kept(stop):
-            return _execute(plan, make_job(options, plan.field), client, target, ledger,
-                            total, labels, stats_prefix, stop=stop, takeover=takeover)
-    except RunInterrupted:
-        if lease.lost:  # the stop came from losing the lease, not from the operator
-            raise LeaseLost(lease.lost) from None
-        raise
-
-
-def warn_empty(client: firestore.Client, target: Target, policy: RetryPolicy) -> None:
-    """An empty collection is often a typo: say so, with the collections there are."""
-    names = call_with_retry(lambda: sorted(c.id for c in client.collections()), policy,
-                            "listing the collections")
-    console.say(f"⚠️  Collection {target.collection!r} is empty or does not exist in project "
-                f"{target.project}, database {target.database}. Collections there: "
-                f"{', '.join(names) if names else '(none)'}")
-
-
-def _execute(plan: RunPlan, job: Job, client: firestore.Client, target: Target,
-             ledger: Ledger | None, total: int, labels: console.Labels, stats_prefix: str,
-             stop: threading.Event | None = None, takeover: str | None = None) -> int:
-    options, shard, resumed = plan.options, plan.shard, plan.resumed
-    stats = RunStats(run_id=plan.run_id, tool=plan.tool, environment=target.environment,
-                     dry_run=options.dry_run, project=target.project,
-                     database=target.database, collection=target.collection, shard=shard,
-                     target_field=plan.field.path)
-    settings_recorded = options.settings(plan.field.path)
-    collection = client.collection(target.collection)
-    from_id = before_id = None
-    if shard is not None:
-
-        def boundaries_now() -> tuple[list[str], str]:
-            return compute_boundaries(client, target.collection, shard.count, options.policy,
-                                      warn=lambda text: console.say(f"⚠️  {text}"))
-
-        if ledger is None:
-            boundaries, _ = boundaries_now()
-        else:
-            boundaries, resumed = ledger.join_sharded(stats, options.arguments(),
-                                                      settings_recorded, plan.mode,
-                                                      boundaries_now)
-        from_id, before_id = shard_range(boundaries, shard)
-        total = count_documents(id_range(collection, from_id, before_id), options.policy)
-        console.say(f"🧩 Shard {shard}: IDs from {from_id or 'the start'} to before "
-                    f"{before_id or 'the end'}: {total} items")
-    if resumed is not None and resumed.status == "completed":
-        console.say(f"✅ {'Shard ' + str(shard) + ' of run' if shard else 'Run'} "
-                    f"{plan.run_id} is already completed: nothing to do")
-        return ExitCode.OK
-    if resumed is not None and ledger is not None:
-        restore(stats, resumed)
-        ledger.reopen(stats)
-        console.say(f"↩️  Continuing after {stats.checkpoint or 'the beginning'}")
-    elif ledger is not None and shard is None:
-        ledger.start(stats, options.arguments(), settings_recorded, plan.mode)
-    log = open_run_log(options.output_dir, plan.tool, stats.run_id)
-    if takeover:
-        log.warning("%s", takeover)
-    log.info("%s %s (%s): %s, settings %s, options %s", "resume" if resumed else "start",
-             console.mode_tag(target, options.dry_run), plan.mode, target.describe(),
-             settings_recorded, options.arguments())
-    settings = _run_settings(job, options, client, target, stats, from_id, before_id,
-                             journaled=ledger is not None)
-    resume_command = labels.resume_command(options, stats.run_id, shard)
-    extra: dict[str, str] = {}
-    earlier = (stats.throttled_seconds, stats.throttle_spells, stats.paused_seconds)
-    stop = stop or threading.Event()
-
-    def on_gate_change(state: str, why: str | None) -> None:
-        stats.state = state
-        line = {"throttled": f"⏸  Throttled: {why}: nothing new is read or written until "
-                             "it is healthy again",
-                "paused": f"⏸  Paused ({why}): nothing new is read or written until "
-                          "`continue`",
-                "running": "▶️  Going on"}[state]
-        console.say(line)
-        log.warning("%s", line)
-        if ledger is not None:
-            with contextlib.suppress(BackfillError):
-                ledger.set_state(stats)
-
-    gate = Gate(max_throttle_seconds=options.max_throttle_seconds, limiter=settings.limiter,
-                on_change=on_gate_change)
-    settings = replace(settings, gate=gate.wait)
-
-    def count_gate_time() -> None:
-        throttled, spells, paused = gate.totals()
-        stats.throttled_seconds = earlier[0] + throttled
-        stats.throttle_spells = earlier[1] + spells
-        stats.paused_seconds = earlier[2] + paused
-
-    try:
-        with console.progress(total, options.quiet) as bar, \
-                stop_on_signals(stop, flush=log) as stopping, \
-                _watching(options, gate, ledger, stats.run_id, stopping,
-                          obey_at_once=resumed is not None or shard is not None):
-            bar.update(stats.processed)
-
-            def on_batch(outcome: BatchOutcome) -> None:
-                count_gate_time()
-                if ledger is not None:
-                    ledger.record(stats, force=False)
-                bar.update(outcome.processed)
-                _report_batch(outcome, labels, options.dry_run, log,
-                              gate.paused_by or gate.throttled_because)
-
-            Runner(client, target.collection, job, settings, stopping).run(stats, on_batch)
-        stats.status = "completed"
-        if resumed is not None and plan.tool == "backfill" and shard is None:
-            extra = _coverage_after_resume(collection, plan, log)
-    except RunInterrupted:
-        stats.status = "interrupted"
-        raise
-    except BaseException as error:
-        stats.status = "failed"
-        stats.stopped_because = str(error)
-        log.error("fatal: %s", error)
-        raise
-    finally:
-        stats.finished_at = utc_now()
-        stats.state = "running"
-        count_gate_time()
-        _close_run(stats, ledger, log)
-        if ledger is not None and shard is not None and stats.status == "completed":
-            with contextlib.suppress(BackfillError):
-                if ledger.complete_if_all_shards_are(stats.run_id):
-                    console.say(f"✅ Every shard of run {stats.run_id} is completed: the run "
-                                "is completed")
-        stats_path = stats.write_file(options.output_dir, stats_prefix)
-        log.info("finished %s: %s processed, %s written, %s would write, %s skipped, "
-                 "%s errors, checkpoint %s; stats in %s", stats.status, stats.processed,
-                 stats.updated, stats.would_update, stats.skipped, stats.error_count,
-                 stats.checkpoint, stats_path)
-        close_run_log(log)
-        console.summary(stats, labels, {"Run ID": stats.run_id, **extra,
-                                        "Stats file": str(stats_path),
-                                        "Log file": str(options.output_dir / LOG_FILE_NAME)},
-                        options.as_json)
-        if stats.status != "completed" and ledger is not None:
-            console.say(f"↩️  To continue from the checkpoint: {resume_command}")
-    return ExitCode.ITEM_ERRORS if stats.error_count else ExitCode.OK
-
-
-@contextmanager
-def _watching(options: RunOptions, gate: Gate, ledger: Ledger | None, run_id: str,
-              stop: threading.Event, obey_at_once: bool) -> Iterator[None]:
-    """The backend's health (--throttle-url) and the run's control field, each probed in a
-    thread of its own while the run goes on. `obey_at_once`: the run may have been paused
-    or stopped before this task started (a resume, a shard): look before the first write."""
-    with contextlib.ExitStack() as stack:
-        if options.throttle_url:
-            stack.enter_context(HealthWatch(HealthCheck(
-                options.throttle_url, options.throttle_interval,
-                options.throttle_max_latency_ms), gate))
-        if ledger is not None:
-            stack.enter_context(RunControl(ledger, run_id, gate, stop, console.say,
-                                           poll_seconds=options.control_poll_seconds,
-                                           first_look_now=obey_at_once))
-        yield
-
-
-def _coverage_after_resume(collection: Any, plan: RunPlan, log: logging.Logger
-                           ) -> dict[str, str]:
-    """A resume reads only after its checkpoint: say what that leaves out."""
-    cover = coverage(collection, plan.field, plan.options.policy)
-    line = f"{cover.normalized}/{cover.total} carry {plan.field.path} ({cover.percent:.1f}%)"
-    if cover.normalized < cover.total:
-        note = (f"⚠️  {cover.total - cover.normalized} items lack {plan.field.path}: a resumed "
-                "run does not re-read the items before its checkpoint (items added or "
-                "changed there since). Run the backfill again without --resume to cover "
-                "them (items already done are skipped).")
-        console.say(note)
-        log.warning("%s", note)
-    return {"Coverage": line}
+    confirm_production(run.target, run.options.dry_run, run.options.yes)
+    with stop_on_signals(run.stop, flush=run.flush_log):
+        return run.execute()
 
 
 def _check_options(options: RunOptions) -> tuple[RunOptions, Shard | None]:
@@ -561,79 +340,3 @@ def _check_options(options: RunOptions) -> tuple[RunOptions, Shard | None]:
     return options, shard
 
 
-def _run_settings(job: Job, options: RunOptions, client: firestore.Client, target: Target,
-                  stats: RunStats, from_id: str | None, before_id: str | None,
-                  journaled: bool) -> RunSettings:
-    journal = None
-    if journaled and job.journaled:
-        journal = Journal(client, options.ledger_collection, stats.run_id, options.policy,
-                          stats.shard.key if stats.shard else "0")
-    source = None
-    if isinstance(job, UndoRunJob):
-        undo_job = job  # narrowed, for the closure
-
-        def source(after_key: str | None) -> Iterator[tuple[list[Any], str]]:
-            return undo_job.pages(client, target.collection, options.policy, after_key)
-
-    parts = None
-    if source is None and options.limit is None:
-        if stats.parts is not None:  # a resumed run that read in parallel: as it was
-            parts = stats.parts
-        elif options.parallel_reads > 1:
-            parts = split_range(stats.checkpoint or from_id, before_id,
-                                options.parallel_reads)
-            parts[0].checkpoint = stats.checkpoint  # a resume reads after it, not at it
-            stats.parts = parts
-    # Each shard paces itself at its share, so that all tasks together follow the ramp.
-    share = stats.shard.count if stats.shard else 1
-    initial = min(options.initial_writes_per_second, options.max_writes_per_second or math.inf)
-    return RunSettings(
-        batch_size=options.batch_size, dry_run=options.dry_run,
-        # A resumed canary run: the limit is the whole run's.
-        limit=None if options.limit is None else max(0, options.limit - stats.processed),
-        after_id=stats.checkpoint, from_id=from_id, before_id=before_id,
-        max_in_flight=options.parallel_batches, policy=options.policy, journal=journal,
-        source=source, read_ahead=source is None, parts=parts,
-        limiter=WriteRateLimiter(initial=initial / share,
-                                 ceiling=options.max_writes_per_second / share))
-
-
-def _report_batch(outcome: BatchOutcome, labels: console.Labels, dry_run: bool,
-                  log: logging.Logger, held: str | None = None) -> None:
-    written = labels.would if dry_run else labels.done
-    line = (f"Batch {outcome.number}: {outcome.processed} processed, "
-            f"{outcome.written} {written}, {outcome.skipped} skipped, "
-            f"{len(outcome.errors)} errors")
-    if outcome.conflicts_retried:
-        line += f", {outcome.conflicts_retried} conflicts retried"
-    if held:
-        line += f" [held: {held}]"
-    console.say(line)
-    log.info(line)
-    for doc_id, message in outcome.errors:
-        log.error("item %s: %s", doc_id, message)
-    for decision in outcome.decisions.values():
-        for dropped in decision.report.dropped if decision.report else []:
-            log.info("item %s: dropped %s value %s (%s)", decision.doc_id,
-                     dropped.facet, dropped.value, dropped.reason)
-    if dry_run and outcome.number <= 2:
-        for sample in outcome.samples:
-            shown = f": {_printable(sample.fields)}" if labels.show_sample_fields else ""
-            console.say(f"  {labels.sample} {sample.doc_id}{shown}")
-
-
-def _close_run(stats: RunStats, ledger: Ledger | None, log: logging.Logger) -> None:
-    """The final ledger record. When the database is what failed, this may fail too: the
-    ledger then keeps the last checkpoint, status `running`, and --resume still finds it."""
-    if ledger is None:
-        return
-    try:
-        ledger.record(stats)
-    except BackfillError as error:
-        log.error("could not record the end of the run in the ledger: %s", error)
-        console.say(f"⚠️  The ledger could not be updated ({error}); it keeps the last "
-                    f"checkpoint, {stats.checkpoint}")
-
-
-def _printable(fields: dict[str, Any] | None) -> str:
-    return json.dumps(fields, ensure_ascii=False, default=str)

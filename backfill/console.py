@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +15,9 @@ from tqdm import tqdm
 
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION
 from backfill.options import RunOptions
+from backfill.runner import BatchOutcome
 from backfill.stats import RunStats
+from backfill.status import GateState, RunStatus
 from backfill.target import Target
 
 RULE = "=" * 60
@@ -77,7 +79,7 @@ def progress(total: int | None, quiet: bool) -> Iterator[tqdm[Any]]:
 
 def summary(stats: RunStats, labels: Labels, extra: dict[str, str], as_json: bool) -> None:
     """The final block; with --json, the stats as one JSON object on stdout instead."""
-    if stats.status == "completed":
+    if stats.status == RunStatus.COMPLETED:
         headline = "✅ Complete" if not stats.error_count else "⚠️  Finished with errors"
     else:
         headline = f"❌ Stopped: {stats.status}"
@@ -102,6 +104,8 @@ def summary(stats: RunStats, labels: Labels, extra: dict[str, str], as_json: boo
                                   f"{stats.throttle_spells} spell(s)"))
     if stats.paused_seconds:
         rows.append(("Paused", f"{stats.paused_seconds:.1f}s"))
+    if stats.stopped_because:
+        rows.append(("Stopped because", stats.stopped_because))
     rows += list(extra.items())
     lines = [RULE, f"{headline}: {labels.title} [{'DRY RUN' if stats.dry_run else 'WRITES'}]"]
     lines += [f"{name + ':':<20}{value}" for name, value in rows]
@@ -116,3 +120,52 @@ def summary(stats: RunStats, labels: Labels, extra: dict[str, str], as_json: boo
         click.echo(json.dumps(stats.to_dict(), ensure_ascii=False, default=str))
     else:
         click.echo(text)
+
+
+class ConsoleReporter:
+    """What a writing run tells the operator, on this console (backfill.writing_run's
+    Reporter)."""
+
+    def __init__(self, labels: Labels, quiet: bool, as_json: bool) -> None:
+        self.labels, self.quiet, self.as_json = labels, quiet, as_json
+
+    def said(self, line: str) -> None:
+        say(line)
+
+    @contextmanager
+    def progress(self, total: int, done: int) -> Iterator[Callable[[int], None]]:
+        with progress(total, self.quiet) as bar:
+            bar.update(done)
+            yield bar.update
+
+    def batch_done(self, outcome: BatchOutcome, dry_run: bool, held: str | None) -> str:
+        labels = self.labels
+        line = (f"Batch {outcome.number}: {outcome.processed} processed, "
+                f"{outcome.written} {labels.would if dry_run else labels.done}, "
+                f"{outcome.skipped} skipped, {len(outcome.errors)} errors")
+        if outcome.conflicts_retried:
+            line += f", {outcome.conflicts_retried} conflicts retried"
+        if held:
+            line += f" [held: {held}]"
+        say(line)
+        if dry_run and outcome.number <= 2:
+            for sample in outcome.samples:
+                shown = (f": {json.dumps(sample.fields, ensure_ascii=False, default=str)}"
+                         if labels.show_sample_fields else "")
+                say(f"  {labels.sample} {sample.doc_id}{shown}")
+        return line
+
+    def gate_changed(self, state: GateState, why: str | None) -> str:
+        line = {GateState.THROTTLED: f"⏸  Throttled: {why}: nothing new is read or written "
+                                     "until it is healthy again",
+                GateState.PAUSED: f"⏸  Paused ({why}): nothing new is read or written until "
+                                  "`continue`",
+                GateState.RUNNING: "▶️  Going on"}[state]
+        say(line)
+        return line
+
+    def finished(self, stats: RunStats, extra: dict[str, str],
+                 resume_command: str | None) -> None:
+        summary(stats, self.labels, extra, self.as_json)
+        if resume_command is not None:
+            say(f"↩️  To continue from the checkpoint: {resume_command}")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from backfill.errors import BackfillError
 from backfill.ledger import Ledger
+from backfill.status import StopRequest
 from backfill.throttle import Gate
 
 CONTROL_POLL_SECONDS = 5.0
@@ -23,14 +24,13 @@ PAUSE, CONTINUE, STOP = "pause", "continue", "stop"
 class RunControl:
     """A thread that reads the run's control field and obeys it."""
 
-    def __init__(self, ledger: Ledger, run_id: str, gate: Gate, stop: threading.Event,
+    def __init__(self, ledger: Ledger, run_id: str, gate: Gate, stop: StopRequest,
                  say: Callable[[str], None], poll_seconds: float = CONTROL_POLL_SECONDS,
                  first_look_now: bool = True) -> None:
         self.ledger, self.run_id, self.gate, self.stop = ledger, run_id, gate, stop
         self.say = say
         self.poll_seconds = poll_seconds
         self.first_look_now = first_look_now
-        self.stopped_by: str | None = None
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="control", daemon=True)
 
@@ -42,9 +42,8 @@ class RunControl:
         data = entry.data if entry is not None else {}
         control, by = data.get("control"), str(data.get("control_by", "someone"))
         if control == STOP and not self.stop.is_set():
-            self.stopped_by = by
             self.say(f"⏹  Stop requested by {by}: stopping after the batches in flight")
-            self.stop.set()
+            self.stop.request(f"stopped by {by} (backfill_control.py stop)")
         elif control == PAUSE:
             self.gate.pause(f"paused by {by}")
         else:

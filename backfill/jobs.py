@@ -37,6 +37,10 @@ class Decision:
     problem: str | None = None  # nothing is written, and the item is listed as an error
 
 
+# Pages a job brings itself, each with its checkpoint, read after a given checkpoint.
+PageSource = Callable[[str | None], Iterator[tuple[list[Any], str]]]
+
+
 class Job(Protocol):
     tool: str
     target: TargetField
@@ -44,6 +48,11 @@ class Job(Protocol):
     journaled: bool  # whether a run journals the target's previous values
 
     def decide(self, doc_id: str, data: dict[str, Any]) -> Decision: ...
+
+    def page_source(self, client: firestore.Client, collection: str,
+                    policy: RetryPolicy) -> PageSource | None:
+        """Where the job's pages come from; None: from scanning the collection."""
+        ...
 
 
 def hostile_parent(target: TargetField, data: Mapping[str, Any]) -> str | None:
@@ -81,6 +90,10 @@ class BackfillJob:
         return Decision(doc_id, {self.target.path: build_normalized(facets, self.clock())},
                         report)
 
+    def page_source(self, client: firestore.Client, collection: str,
+                    policy: RetryPolicy) -> PageSource | None:
+        return None  # every item of the collection
+
 
 class RollbackJob:
     """Remove the target field (the field itself, not a null) wherever it is, null included.
@@ -97,6 +110,10 @@ class RollbackJob:
         if self.target.value(data) is not ABSENT:
             return Decision(doc_id, {self.target.path: DELETE_FIELD})
         return Decision(doc_id, None)
+
+    def page_source(self, client: firestore.Client, collection: str,
+                    policy: RetryPolicy) -> PageSource | None:
+        return None  # every item of the collection
 
 
 class UndoRunJob:
@@ -128,6 +145,11 @@ class UndoRunJob:
             # Read only when the batch before is written: entries of one item follow on.
             self.entries = {e["id"]: e for e in entries}
             yield sorted(snaps, key=lambda snap: snap.id), key
+
+    def page_source(self, client: firestore.Client, collection: str,
+                    policy: RetryPolicy) -> PageSource | None:
+        """The items the undone run journaled, batch by batch, newest first."""
+        return lambda after_key: self.pages(client, collection, policy, after_key)
 
     def decide(self, doc_id: str, data: dict[str, Any]) -> Decision:
         entry = self.entries[doc_id]

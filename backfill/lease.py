@@ -29,6 +29,7 @@ from backfill.errors import BackfillError, DatabaseError, ExitCode
 from backfill.ledger import who
 from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_with_retry
 from backfill.stats import iso, utc_now
+from backfill.status import StopRequest
 
 # A holder whose heartbeat is older than this, on another host, is taken to be gone. It is
 # several heartbeats long, so a busy or briefly cut-off run keeps its lease.
@@ -209,7 +210,7 @@ class Lease:
         self._transact(body, "giving the collection's lease back")
 
     @contextmanager
-    def kept(self, stop: threading.Event) -> Iterator[Lease]:
+    def kept(self, stop: StopRequest) -> Iterator[Lease]:
         """Renew the lease every heartbeat while the block runs; if it was taken
         over, set `stop` (the run ends at a clean point) and `lost`. Given back at the end."""
         done = threading.Event()
@@ -221,7 +222,7 @@ class Lease:
                 except BackfillError:
                     continue  # the database is away: the run's own calls will say so
                 if self.lost:
-                    stop.set()
+                    stop.request(self.lost)
                     return
 
         thread = threading.Thread(target=heartbeat, name="lease", daemon=True)

@@ -26,11 +26,11 @@ from backfill.errors import BackfillError, ConfigurationError
 from backfill.pager import Part
 from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_with_retry
 from backfill.stats import RunStats, iso, utc_now
+from backfill.status import UNFINISHED, RunStatus
 from normalizer import NORMALIZED_VERSION
 
 DEFAULT_LEDGER_COLLECTION = "_backfill_runs"
 SHARDS = "shards"  # a sharded run's subcollection: one progress document per shard
-UNFINISHED = ("running", "interrupted", "failed")
 # The ledger keeps this many item errors in full (a document holds at most 1 MiB); the
 # stats file of each run session has every one.
 MAX_ERRORS_KEPT = 200
@@ -135,11 +135,13 @@ class Ledger:
                                        **who(), "resumed_at": [], **self._progress(stats)},
                     create=True)
 
-    def reopen(self, stats: RunStats) -> None:
-        """A resumed run: same ID, status running again, a note of when and by whom. A stop
-        asked of the run earlier was obeyed then: it does not stop this session."""
-        self._write(self._ref(stats), {**self._progress(stats), "resumed_at":
-                                       firestore.ArrayUnion([{"at": iso(utc_now()), **who()}])})
+    def reopen(self, stats: RunStats, earlier_reason: str | None) -> None:
+        """A resumed run: same ID, status running again and no reason, a note of when, by
+        whom, and after what (the reason the session before ended). A stop asked of the
+        run earlier was obeyed then: it does not stop this session."""
+        resumed = {"at": iso(utc_now()), **who(), "after": earlier_reason}
+        self._write(self._ref(stats), {**self._progress(stats),
+                                       "resumed_at": firestore.ArrayUnion([resumed])})
         run = self.collection.document(stats.run_id)
         entry = self._read(run)
         if entry is not None and entry.data.get("control") == "stop":
@@ -164,14 +166,14 @@ class Ledger:
             return False
         shards = self.shards(run_id)
         if len(shards) < int(run.data["shard_count"]) or \
-                any(s.status != "completed" for s in shards):
+                any(s.status != RunStatus.COMPLETED for s in shards):
             return False
         counts: dict[str, int] = {}
         for shard in shards:
             for name, value in dict(shard.data.get("counts") or {}).items():
                 counts[name] = counts.get(name, 0) + int(value)
         self._write(self.collection.document(run_id), {
-            "status": "completed", "counts": counts, "finished_at": iso(utc_now())})
+            "status": RunStatus.COMPLETED, "counts": counts, "finished_at": iso(utc_now())})
         return True
 
     def join_sharded(self, stats: RunStats, arguments: dict[str, Any],
@@ -189,7 +191,8 @@ class Ledger:
             boundaries, method = compute_boundaries()
             fields = {**self._header(stats, arguments, settings, mode),
                       "shard_count": shard.count,
-                      "boundaries": boundaries, "boundary_method": method, "status": "sharded"}
+                      "boundaries": boundaries, "boundary_method": method,
+                      "status": RunStatus.SHARDED}
 
             def create_unless_there() -> None:
                 # Another task may be first: then its boundaries are the run's.
@@ -288,7 +291,7 @@ class Ledger:
             if entry.data.get("tool") != tool:
                 raise ConfigurationError(
                     f"run {run_id} is a {entry.data.get('tool')} run, not a {tool} run")
-            if entry.status == "completed" and not named:
+            if entry.status == RunStatus.COMPLETED and not named:
                 raise ConfigurationError(f"run {run_id} is already completed")
             return entry
         for entry in self.runs(tool):

@@ -11,6 +11,7 @@ from typing import Any
 
 from backfill.pager import Part
 from backfill.shards import Shard
+from backfill.status import GateState, RunStatus
 from normalizer import FACETS, NORMALIZED_VERSION, Report
 
 
@@ -37,7 +38,7 @@ class RunStats:
     collection: str
     started_at: datetime = field(default_factory=utc_now)
     finished_at: datetime | None = None
-    status: str = "running"
+    status: RunStatus = RunStatus.RUNNING
     batches: int = 0
     processed: int = 0
     updated: int = 0
@@ -53,7 +54,7 @@ class RunStats:
     checkpoint: str | None = None  # the last document ID fully done
     shard: Shard | None = None
     target_field: str = "normalized"  # where the normalized map is written
-    state: str = "running"  # while running: running, throttled or paused
+    state: GateState = GateState.RUNNING  # while running: writing, throttled or paused
     throttled_seconds: float = 0.0  # the whole run's, earlier sessions included
     throttle_spells: int = 0
     paused_seconds: float = 0.0

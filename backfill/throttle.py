@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from backfill.errors import BackfillError, ExitCode
 from backfill.ratelimit import WriteRateLimiter
+from backfill.status import GateState
 
 HEALTHY_PROBES_TO_REOPEN = 3
 
@@ -78,7 +79,7 @@ class Gate:
 
     def __init__(self, *, max_throttle_seconds: float = 1800.0,
                  limiter: WriteRateLimiter | None = None,
-                 on_change: Callable[[str, str | None], None] = lambda state, why: None,
+                 on_change: Callable[[GateState, str | None], None] = lambda state, why: None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.max_throttle_seconds = max_throttle_seconds
         self.limiter = limiter
@@ -95,10 +96,10 @@ class Gate:
         self.paused_seconds = 0.0
 
     @property
-    def state(self) -> str:
+    def state(self) -> GateState:
         if self.paused_by is not None:
-            return "paused"
-        return "throttled" if self.throttled_because is not None else "running"
+            return GateState.PAUSED
+        return GateState.THROTTLED if self.throttled_because is not None else GateState.RUNNING
 
     def _update(self, throttled: str | None, paused: str | None) -> None:
         with self._changed:

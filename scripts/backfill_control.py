@@ -38,6 +38,7 @@ from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger, LedgerEntry
 from backfill.names import check_id
 from backfill.options import RunOptions
 from backfill.stats import utc_now
+from backfill.status import CONTROLLABLE, GateState, RunStatus
 
 ACTIONS = {"pause": PAUSE, "continue": CONTINUE, "stop": STOP}
 
@@ -64,7 +65,7 @@ def main(action: str, run_id: str | None, ledger_collection: str, **options: Any
     if action == "status":
         show(ledger, entry)
         return ExitCode.OK
-    if entry.status not in ("running", "sharded"):
+    if entry.status not in CONTROLLABLE:
         raise ConfigurationError(f"run {entry.run_id} is {entry.status}: there is nothing to "
                                  f"{action}")
     ledger.set_control(entry.run_id, ACTIONS[action])
@@ -83,8 +84,7 @@ def find_run(ledger: Ledger, collection: str, run_id: str | None) -> LedgerEntry
             raise ConfigurationError(f"no run {run_id!r} in the ledger {ledger.collection.id!r}")
         return entry
     for entry in ledger.runs():
-        if entry.data.get("collection") == collection and entry.status in ("running",
-                                                                            "sharded"):
+        if entry.data.get("collection") == collection and entry.status in CONTROLLABLE:
             return entry
     raise ConfigurationError(f"no running run of collection {collection!r} in the ledger "
                              f"{ledger.collection.id!r}")
@@ -110,7 +110,7 @@ def describe(part: LedgerEntry, run: dict[str, Any]) -> str:
     data = part.data
     counts = dict(data.get("counts") or {})
     state = part.status
-    if state == "running" and data.get("state", "running") != "running":
+    if state == RunStatus.RUNNING and data.get("state", GateState.RUNNING) != GateState.RUNNING:
         state = f"running, {data['state']}"
     label = f"shard {data['shard']}: " if "shard" in data else ""
     started = data.get("started_at") or run.get("started_at")

@@ -29,6 +29,7 @@ from backfill.cli import (
 from backfill.jobs import Job, RollbackJob, UndoRunJob
 from backfill.ledger import Ledger, LedgerEntry
 from backfill.options import RunOptions
+from backfill.status import GateState, RunStatus
 from backfill.target_field import TargetField
 
 LABELS = console.Labels(title="wardrobe rollback", done="rolled back",
@@ -84,9 +85,9 @@ def print_runs(run: RunOptions, shown: int = 20) -> int:
 
 def status_of(entry: LedgerEntry) -> str:
     """The status, and while running, whether it is throttled or paused."""
-    state = entry.data.get("state", "running")
-    return f"{entry.status}/{state}" if entry.status == "running" and state != "running" \
-        else entry.status
+    state = entry.data.get("state", GateState.RUNNING)
+    return f"{entry.status}/{state}" if entry.status == RunStatus.RUNNING and \
+        state != GateState.RUNNING else entry.status
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger
 from backfill.retry import RetryPolicy
 from backfill.runner import Runner, RunSettings
 from backfill.stats import RunStats, utc_now
+from backfill.status import StopRequest
 from backfill.target_field import TargetField
 from normalizer import build_normalized, normalize_item
 from run_backfill_production import main as backfill
@@ -359,14 +360,14 @@ def test_a_run_whose_lease_was_taken_over_stops(db: Database) -> None:
     mine = Lease(db.client, DEFAULT_LEDGER_COLLECTION, "wardrobe", "run-a", "0", "backfill",
                  policy, heartbeat_seconds=0.1)
     assert mine.acquire() is None
-    stop = threading.Event()
+    stop = StopRequest()
     with mine.kept(stop):
         # Another console took the lease over (this run's heartbeat looked stale to it).
         db.client.collection(DEFAULT_LEDGER_COLLECTION).document("lease-wardrobe").update(
             {"run_id": "run-b"})
         assert stop.wait(5)
-    assert mine.lost == ("the lease of collection 'wardrobe' is now held by run run-b: this "
-                         "run stopped writing")
+    assert mine.lost == stop.reason == ("the lease of collection 'wardrobe' is now held by "
+                                        "run run-b: this run stopped writing")
     # A lease taken over is not given back by its old holder: run-b keeps it.
     assert db.documents(DEFAULT_LEDGER_COLLECTION)["lease-wardrobe"]["run_id"] == "run-b"
 
@@ -390,6 +391,10 @@ def test_a_cli_run_whose_lease_is_taken_over_stops_with_exit_3(db: Database,
     assert db.update_times() == seeded
     assert db.documents(DEFAULT_LEDGER_COLLECTION)["lease-wardrobe"]["run_id"] == (
         "backfill-other")  # the old holder does not give back what is not its own
+    [entry] = ledger(db)
+    assert entry["status"] == "failed" and entry["stopped_because"] == (
+        "the lease of collection 'wardrobe' is now held by run backfill-other: this run "
+        "stopped writing")
 
 
 def test_a_dry_run_takes_no_lease_and_works_beside_a_live_run(db: Database,

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from backfill import cli
+from backfill import writing_run
 from backfill.ratelimit import WriteRateLimiter
 from backfill.runner import Runner
 from backfill.throttle import Gate
@@ -39,7 +39,7 @@ class RecordedLimiter(WriteRateLimiter):
 @pytest.fixture
 def limiters(monkeypatch: pytest.MonkeyPatch) -> list[RecordedLimiter]:
     RecordedLimiter.made = []
-    monkeypatch.setattr(cli, "WriteRateLimiter", RecordedLimiter)
+    monkeypatch.setattr(writing_run, "WriteRateLimiter", RecordedLimiter)
     return RecordedLimiter.made
 
 

@@ -90,6 +90,9 @@ def test_the_database_going_away_is_fatal_then_resumable(db: Database,
     proxy.delay = 0.02
     process, log = start(db, via(db, proxy), "--batch-size", "25", "--max-retry-seconds", "2")
     wait_for(log, "Batch 3:")
+    # A progress record has landed (they are written in the background, at most once a
+    # second): there is a checkpoint to keep when the database goes away.
+    eventually(lambda: ledger(db)[0].get("parts"), "a progress record in the ledger")
     proxy.go_down()
     assert process.wait(timeout=120) == 3
     err = log.read_text()
@@ -218,6 +221,7 @@ def test_ctrl_c_stops_cleanly_and_resume_completes(db: Database, proxy: TcpProxy
     assert "--resume backfill-" in err
     [entry] = ledger(db)
     assert entry["status"] == "interrupted" and entry["checkpoint"]
+    assert entry["stopped_because"] == "SIGINT"
     proxy.delay = 0.0
     process, log = start(db, via(db, proxy), "--batch-size", "25", "--resume",
                          entry["run_id"])
@@ -237,6 +241,8 @@ def test_sigterm_is_handled_like_ctrl_c(db: Database, proxy: TcpProxy) -> None:
     assert "SIGTERM: stopping after the batches in flight" in log.read_text()
     [entry] = ledger(db)
     assert entry["status"] == "interrupted" and 0 < entry["counts"]["processed"] < 800
+    assert entry["stopped_because"] == "SIGTERM"
+    assert "Stopped because:    SIGTERM" in process.stdout.read()  # type: ignore[union-attr]
 
 
 def test_dry_runs_leave_no_ledger_entry_and_resume_needs_one(db: Database) -> None:

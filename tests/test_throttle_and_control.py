@@ -104,7 +104,10 @@ def test_pause_continue_stop_reach_every_shard_of_a_run(db: Database, proxy: Tcp
     ledger = db.documents(DEFAULT_LEDGER_COLLECTION)
     shards = db.client.collection(DEFAULT_LEDGER_COLLECTION).document("job-1").collection(
         "shards").stream()
-    assert {s.to_dict()["status"] for s in shards} == {"interrupted"}
+    stopped = [s.to_dict() for s in shards]
+    assert {s["status"] for s in stopped} == {"interrupted"}
+    assert all(s["stopped_because"].startswith("stopped by ") and
+               s["stopped_because"].endswith(" (backfill_control.py stop)") for s in stopped)
     assert ledger["job-1"]["status"] == "sharded"
     proxy.delay = 0.0
     resumed = [start(db, env, "--resume", "job-1", "--shard", f"{i}/2") for i in range(2)]

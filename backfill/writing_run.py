@@ -1,0 +1,421 @@
+"""A writing run's whole life, in one object: it opens (a new run, a resume, a shard
+joining its run, an undo), runs, and ends in exactly one of the ways `RunStatus` names,
+each with its reason, set here and nowhere else.
+
+The run prints nothing: it tells a `Reporter` (the console implements it) what it says,
+each batch done, each change of its gate, and how it finished. The CLI around it parses
+options, asks for confirmation, turns signals into a `StopRequest` and maps the typed
+errors this raises to exit codes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from google.cloud import firestore
+
+from backfill.control import RunControl
+from backfill.errors import BackfillError, DatabaseError, ExitCode, RunInterrupted
+from backfill.jobs import Job
+from backfill.journal import Journal
+from backfill.lease import Lease, LeaseLost
+from backfill.ledger import Ledger, restore
+from backfill.logs import LOG_FILE_NAME, close_run_log, flush_run_log, open_run_log
+from backfill.options import RunOptions
+from backfill.pager import Part, count_documents, id_range
+from backfill.plan import RunPlan, plan_run
+from backfill.ratelimit import WriteRateLimiter
+from backfill.retry import RetryPolicy, call_with_retry
+from backfill.runner import BatchOutcome, Runner, RunSettings
+from backfill.shards import Shard, compute_boundaries, shard_range, split_range
+from backfill.stats import RunStats, utc_now
+from backfill.status import GateState, RunStatus, StopRequest
+from backfill.target import Target
+from backfill.target_field import TargetField
+from backfill.throttle import Gate, HealthCheck, HealthWatch
+from backfill.validation import coverage
+
+# Once the database has failed a run, each closing step (the final ledger record, the
+# lease given back, a shard's completion) makes one short attempt, not a fresh budget.
+CLOSING_POLICY = RetryPolicy(initial_delay=0.25, max_delay=1.0, max_total_wait=2.0)
+
+
+class Reporter(Protocol):
+    """What a run tells the operator. The run logs for itself what the reporter shows."""
+
+    def said(self, line: str) -> None: ...
+
+    def progress(self, total: int, done: int) -> AbstractContextManager[Callable[[int], None]]:
+        """A progress display for the run's items; yields a function that adds to it."""
+        ...
+
+    def batch_done(self, outcome: BatchOutcome, dry_run: bool, held: str | None) -> str:
+        """Show one batch; returns the line shown, for the log."""
+        ...
+
+    def gate_changed(self, state: GateState, why: str | None) -> str:
+        """Show that the run is held or going on again; returns the line shown."""
+        ...
+
+    def finished(self, stats: RunStats, extra: dict[str, str],
+                 resume_command: str | None) -> None: ...
+
+
+MakeJob = Callable[[RunOptions, TargetField], Job]
+ResumeCommand = Callable[[RunOptions, str, Shard | None], str]
+
+
+@dataclass(frozen=True)
+class RunParts:
+    """What a run reads and how fast it writes, built from its options and where it
+    stands (pure: nothing is written into the stats)."""
+
+    settings: RunSettings
+    parts: list[Part] | None
+
+
+def run_parts(job: Job, options: RunOptions, client: firestore.Client, collection: str,
+              stats: RunStats, from_id: str | None, before_id: str | None,
+              journal: Journal | None) -> RunParts:
+    source = job.page_source(client, collection, options.policy)
+    parts = None
+    if source is None and options.limit is None:
+        if stats.parts is not None:  # a resumed run that read in parallel: as it was
+            parts = stats.parts
+        elif options.parallel_reads > 1:
+            parts = split_range(stats.checkpoint or from_id, before_id,
+                                options.parallel_reads)
+            parts[0].checkpoint = stats.checkpoint  # a resume reads after it, not at it
+    # Each shard paces itself at its share, so that all tasks together follow the ramp.
+    share = stats.shard.count if stats.shard else 1
+    initial = min(options.initial_writes_per_second, options.max_writes_per_second or math.inf)
+    settings = RunSettings(
+        batch_size=options.batch_size, dry_run=options.dry_run,
+        # A resumed canary run: the limit is the whole run's.
+        limit=None if options.limit is None else max(0, options.limit - stats.processed),
+        after_id=stats.checkpoint, from_id=from_id, before_id=before_id,
+        max_in_flight=options.parallel_batches, policy=options.policy, journal=journal,
+        source=source, read_ahead=source is None, parts=parts,
+        limiter=WriteRateLimiter(initial=initial / share,
+                                 ceiling=options.max_writes_per_second / share))
+    return RunParts(settings, parts)
+
+
+class WritingRun:
+    """One run of a writing tool (backfill, rollback), from its plan to its end."""
+
+    def __init__(self, tool: str, make_job: MakeJob, options: RunOptions, shard: Shard | None,
+                 target: Target, client: firestore.Client, reporter: Reporter,
+                 resume_command: ResumeCommand, stats_prefix: str) -> None:
+        self.tool, self.make_job, self.options, self.shard = tool, make_job, options, shard
+        self.target, self.client, self.reporter = target, client, reporter
+        self.resume_command, self.stats_prefix = resume_command, stats_prefix
+        self.ledger = Ledger(client, options.ledger_collection, options.policy)
+        self.stop = StopRequest()
+        self.plan: RunPlan | None = None
+        self.total = 0
+        self.lease: Lease | None = None
+        self.stats: RunStats | None = None
+        self.log: logging.Logger | None = None
+
+    def flush_log(self) -> None:
+        """Write out the run log's buffer (before an exit at once, on a second Ctrl-C)."""
+        if self.log is not None:
+            flush_run_log(self.log)
+
+    # --- opening -----------------------------------------------------------------------
+
+    def open(self) -> bool:
+        """Decide which run this is and count its items. False: nothing to do (an empty
+        collection), and nothing was recorded."""
+        options, say = self.options, self.reporter.said
+        # The count only feeds the banner and the progress bar: it runs while the plan is
+        # made.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="count") as background:
+            counting = background.submit(count_documents,
+                                         self.client.collection(options.collection),
+                                         options.policy)
+            plan = plan_run(self.tool, options, self.shard, self.ledger)
+            counted = counting.result()
+        if plan.options.collection != options.collection:  # a resume of another's run
+            counted = count_documents(self.client.collection(plan.options.collection),
+                                      options.policy)
+        self.plan, self.options = plan, plan.options
+        self.target = replace(self.target, collection=plan.options.collection)
+        if plan.resumed is not None:
+            say(f"↩️  Resuming run {plan.run_id} ({plan.resumed.status}, {plan.mode} of "
+                f"collection {self.target.collection}) after "
+                f"{plan.resumed.checkpoint or 'the beginning'}")
+        if plan.undone is not None:
+            say(f"⏪ Undoing exactly run {plan.undone.run_id} ({plan.undone.status}, "
+                f"started {plan.undone.data.get('started_at')}) from its journal")
+        say(f"🏷  Field: {plan.field.path}")
+        self.total = counted
+        say(f"📊 Items in {self.target.collection}: {counted}")
+        if counted == 0:
+            self._warn_empty()
+            return False
+        if self.options.limit is not None:
+            say(f"✂️  Limited to {self.options.limit} items (canary run)")
+        return True
+
+    def _warn_empty(self) -> None:
+        """An empty collection is often a typo: say so, with the collections there are."""
+        names = call_with_retry(lambda: sorted(c.id for c in self.client.collections()),
+                                self.options.policy, "listing the collections")
+        self.reporter.said(
+            f"⚠️  Collection {self.target.collection!r} is empty or does not exist in project "
+            f"{self.target.project}, database {self.target.database}. Collections there: "
+            f"{', '.join(names) if names else '(none)'}")
+
+    # --- running -----------------------------------------------------------------------
+
+    def execute(self) -> ExitCode:
+        """Run the plan: a dry run reads only; a real run takes the collection's lease,
+        records itself in the ledger, writes, and ends. Raises the typed error of an
+        early end (after the end is recorded and said)."""
+        plan = self.plan
+        assert plan is not None, "open() first"
+        if self.options.dry_run:
+            return self._run(ledger=None, takeover=None)
+        self.lease = Lease(self.client, self.options.ledger_collection,
+                           self.target.collection, plan.run_id,
+                           self.shard.key if self.shard else "0", self.tool,
+                           self.options.policy, heartbeat_seconds=self.options.heartbeat_seconds)
+        takeover = self.lease.acquire()
+        if takeover:
+            self.reporter.said(f"⚠️  {takeover}")
+        with self.lease.kept(self.stop):
+            return self._run(ledger=self.ledger, takeover=takeover)
+
+    def _run(self, ledger: Ledger | None, takeover: str | None) -> ExitCode:
+        plan, options, target, say = self.plan, self.options, self.target, self.reporter.said
+        assert plan is not None
+        shard, resumed = self.shard, plan.resumed
+        stats = RunStats(run_id=plan.run_id, tool=plan.tool, environment=target.environment,
+                         dry_run=options.dry_run, project=target.project,
+                         database=target.database, collection=target.collection, shard=shard,
+                         target_field=plan.field.path)
+        self.stats = stats
+        settings_recorded = options.settings(plan.field.path)
+        from_id = before_id = None
+        total = self.total
+        if shard is not None:
+            boundaries, joined = self._join_shard(stats, ledger, settings_recorded)
+            resumed = joined if ledger is not None else resumed
+            from_id, before_id = shard_range(boundaries, shard)
+            total = count_documents(id_range(self.client.collection(target.collection),
+                                             from_id, before_id), options.policy)
+            say(f"🧩 Shard {shard}: IDs from {from_id or 'the start'} to before "
+                f"{before_id or 'the end'}: {total} items")
+        if resumed is not None and resumed.status == RunStatus.COMPLETED:
+            say(f"✅ {'Shard ' + str(shard) + ' of run' if shard else 'Run'} "
+                f"{plan.run_id} is already completed: nothing to do")
+            return ExitCode.OK
+        if resumed is not None and ledger is not None:
+            restore(stats, resumed)
+            ledger.reopen(stats, resumed.data.get("stopped_because"))
+            say(f"↩️  Continuing after {stats.checkpoint or 'the beginning'}")
+        elif ledger is not None and shard is None:
+            ledger.start(stats, options.arguments(), settings_recorded, plan.mode)
+        log = self.log = open_run_log(options.output_dir, plan.tool, stats.run_id)
+        if takeover:
+            log.warning("%s", takeover)
+        log.info("%s %s (%s): %s, settings %s, options %s", "resume" if resumed else "start",
+                 "[DRY RUN]" if options.dry_run else f"[{target.environment.upper()}]",
+                 plan.mode, target.describe(), settings_recorded, options.arguments())
+        job = self.make_job(options, plan.field)
+        journal = None
+        if ledger is not None and job.journaled:
+            journal = Journal(self.client, options.ledger_collection, stats.run_id,
+                              options.policy, shard.key if shard else "0")
+        built = run_parts(job, options, self.client, target.collection, stats, from_id,
+                          before_id, journal)
+        if built.parts is not None:
+            stats.parts = built.parts
+        earlier = (stats.throttled_seconds, stats.throttle_spells, stats.paused_seconds)
+
+        def on_gate_change(state: GateState, why: str | None) -> None:
+            stats.state = state
+            log.warning("%s", self.reporter.gate_changed(state, why))
+            if ledger is not None:
+                with contextlib.suppress(BackfillError):
+                    ledger.set_state(stats)
+
+        gate = Gate(max_throttle_seconds=options.max_throttle_seconds,
+                    limiter=built.settings.limiter, on_change=on_gate_change)
+        settings = replace(built.settings, gate=gate.wait)
+
+        def count_gate_time() -> None:
+            throttled, spells, paused = gate.totals()
+            stats.throttled_seconds = earlier[0] + throttled
+            stats.throttle_spells = earlier[1] + spells
+            stats.paused_seconds = earlier[2] + paused
+
+        extra: dict[str, str] = {}
+        status, reason = RunStatus.FAILED, None
+        failure: BaseException | None = None
+        try:
+            with self.reporter.progress(total, stats.processed) as advance, \
+                    self._watching(gate, ledger, stats.run_id,
+                                   obey_at_once=resumed is not None or shard is not None):
+
+                def on_batch(outcome: BatchOutcome) -> None:
+                    count_gate_time()
+                    if ledger is not None:
+                        ledger.record(stats, force=False)
+                    advance(outcome.processed)
+                    log.info("%s", self.reporter.batch_done(
+                        outcome, options.dry_run, gate.paused_by or gate.throttled_because))
+                    _log_items(outcome, log)
+
+                Runner(self.client, target.collection, job, settings, self.stop).run(
+                    stats, on_batch)
+            status = RunStatus.COMPLETED
+            if resumed is not None and plan.tool == "backfill" and shard is None:
+                extra = self._coverage_after_resume(log)
+        except RunInterrupted as error:
+            lost = self.lease.lost if self.lease is not None else None
+            if lost:  # the stop came from losing the lease, not from an operator
+                status, reason, failure = RunStatus.FAILED, lost, LeaseLost(lost)
+            else:
+                status, reason, failure = (RunStatus.INTERRUPTED,
+                                           self.stop.reason or "stopped on request", error)
+        except BackfillError as error:
+            status, reason, failure = RunStatus.FAILED, str(error), error
+        except KeyboardInterrupt as error:  # a signal before the run's own handlers
+            status, reason, failure = RunStatus.INTERRUPTED, "SIGINT", error
+        except Exception as error:  # a defect: said, recorded, and raised as it is
+            status, reason = RunStatus.FAILED, f"unexpected {type(error).__name__}: {error}"
+            failure = error
+        count_gate_time()
+        self._end(stats, status, reason, ledger, log, extra,
+                  database_failed=isinstance(failure, DatabaseError))
+        if failure is not None:
+            raise failure
+        return ExitCode.ITEM_ERRORS if stats.error_count else ExitCode.OK
+
+    def _join_shard(self, stats: RunStats, ledger: Ledger | None,
+                    settings_recorded: dict[str, Any]) -> tuple[list[str], Any]:
+        shard, options, plan = self.shard, self.options, self.plan
+        assert shard is not None and plan is not None
+
+        def boundaries_now() -> tuple[list[str], str]:
+            return compute_boundaries(self.client, self.target.collection, shard.count,
+                                      options.policy,
+                                      warn=lambda text: self.reporter.said(f"⚠️  {text}"))
+
+        if ledger is None:
+            return boundaries_now()[0], None
+        return ledger.join_sharded(stats, options.arguments(), settings_recorded, plan.mode,
+                                   boundaries_now)
+
+    @contextmanager
+    def _watching(self, gate: Gate, ledger: Ledger | None, run_id: str,
+                  obey_at_once: bool) -> Iterator[None]:
+        """The backend's health (--throttle-url) and the run's control field, each probed
+        in a thread of its own while the run goes on. `obey_at_once`: the run may have
+        been paused or stopped before this task started (a resume, a shard): look before
+        the first write."""
+        options = self.options
+        with contextlib.ExitStack() as stack:
+            if options.throttle_url:
+                stack.enter_context(HealthWatch(HealthCheck(
+                    options.throttle_url, options.throttle_interval,
+                    options.throttle_max_latency_ms), gate))
+            if ledger is not None:
+                stack.enter_context(RunControl(ledger, run_id, gate, self.stop,
+                                               self.reporter.said,
+                                               poll_seconds=options.control_poll_seconds,
+                                               first_look_now=obey_at_once))
+            yield
+
+    def _coverage_after_resume(self, log: logging.Logger) -> dict[str, str]:
+        """A resume reads only after its checkpoint: say what that leaves out."""
+        plan = self.plan
+        assert plan is not None
+        cover = coverage(self.client.collection(self.target.collection), plan.field,
+                         self.options.policy)
+        line = (f"{cover.normalized}/{cover.total} carry {plan.field.path} "
+                f"({cover.percent:.1f}%)")
+        if cover.normalized < cover.total:
+            note = (f"⚠️  {cover.total - cover.normalized} items lack {plan.field.path}: a "
+                    "resumed run does not re-read the items before its checkpoint (items "
+                    "added or changed there since). Run the backfill again without --resume "
+                    "to cover them (items already done are skipped).")
+            self.reporter.said(note)
+            log.warning("%s", note)
+        return {"Coverage": line}
+
+    # --- ending ------------------------------------------------------------------------
+
+    def _end(self, stats: RunStats, status: RunStatus, reason: str | None,
+             ledger: Ledger | None, log: logging.Logger, extra: dict[str, str],
+             database_failed: bool) -> None:
+        """The one place a run ends: its status and reason, the final ledger record, a
+        shard's completion, the stats file, the log, what the operator is told."""
+        stats.status, stats.stopped_because = status, reason
+        stats.finished_at = utc_now()
+        stats.state = GateState.RUNNING
+        if reason is not None:
+            (log.error if status == RunStatus.FAILED else log.warning)(
+                "%s: %s", status, reason)
+        if database_failed:
+            self._closing_quickly(ledger)
+        self._record_end(stats, ledger, log)
+        if ledger is not None and self.shard is not None and status == RunStatus.COMPLETED:
+            with contextlib.suppress(BackfillError):
+                if ledger.complete_if_all_shards_are(stats.run_id):
+                    self.reporter.said(f"✅ Every shard of run {stats.run_id} is completed: "
+                                       "the run is completed")
+        stats_path = stats.write_file(self.options.output_dir, self.stats_prefix)
+        log.info("finished %s: %s processed, %s written, %s would write, %s skipped, "
+                 "%s errors, checkpoint %s; stats in %s", stats.status, stats.processed,
+                 stats.updated, stats.would_update, stats.skipped, stats.error_count,
+                 stats.checkpoint, stats_path)
+        close_run_log(log)
+        resume = None
+        if status != RunStatus.COMPLETED and ledger is not None:
+            resume = self.resume_command(self.options, stats.run_id, self.shard)
+        self.reporter.finished(stats, {"Run ID": stats.run_id, **extra,
+                                       "Stats file": str(stats_path),
+                                       "Log file": str(Path(self.options.output_dir)
+                                                       / LOG_FILE_NAME)}, resume)
+
+    def _closing_quickly(self, ledger: Ledger | None) -> None:
+        """The database has failed this run: what is left to write gets one short try."""
+        if ledger is not None:
+            ledger.policy = CLOSING_POLICY
+        if self.lease is not None:
+            self.lease.policy = CLOSING_POLICY
+
+    def _record_end(self, stats: RunStats, ledger: Ledger | None,
+                    log: logging.Logger) -> None:
+        """The final ledger record. When the database is what failed, this may fail too:
+        the ledger then keeps the last checkpoint, status `running`, and --resume still
+        finds it."""
+        if ledger is None:
+            return
+        try:
+            ledger.record(stats)
+        except BackfillError as error:
+            log.error("could not record the end of the run in the ledger: %s", error)
+            self.reporter.said(f"⚠️  The ledger could not be updated ({error}); it keeps "
+                               f"the last checkpoint, {stats.checkpoint}")
+
+
+def _log_items(outcome: BatchOutcome, log: logging.Logger) -> None:
+    for doc_id, message in outcome.errors:
+        log.error("item %s: %s", doc_id, message)
+    for decision in outcome.decisions.values():
+        for dropped in decision.report.dropped if decision.report else []:
+            log.info("item %s: dropped %s value %s (%s)", decision.doc_id,
+                     dropped.facet, dropped.value, dropped.reason)
