@@ -1,9 +1,9 @@
 """The gate in front of every new read and write: closed while the app's backend is
 unhealthy (throttling) or while an operator paused the run (backfill.control).
 
-Health: each --throttle-url is probed with a GET every interval, with a short timeout.
-Unhealthy is a connection error, a status other than 2xx, or an answer slower than the
-latency limit. The gate closes at the first unhealthy probe and opens again after
+Health: each --throttle-url is probed with a GET every interval. Unhealthy is a
+connection error, a status other than 2xx, or a whole answer (status, headers, body) that
+takes longer than the latency limit, however its bytes trickle in. The gate closes at the first unhealthy probe and opens again after
 HEALTHY_PROBES_TO_REOPEN healthy ones in a row. Batches already in flight finish; the
 write pacing does not ramp up while the gate is closed. Standard library HTTP only.
 """
@@ -16,13 +16,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from backfill.errors import BackfillError, ExitCode
 from backfill.ratelimit import WriteRateLimiter
 from backfill.status import GateState
 
 HEALTHY_PROBES_TO_REOPEN = 3
+MAX_ANSWER_BYTES = 64 * 1024  # of a health answer's body: read, so that it counts
 
 
 class ThrottledTooLong(BackfillError):
@@ -45,25 +46,49 @@ class HealthCheck:
     urls: Sequence[str]
     interval: float = 2.0
     max_latency_ms: float = 1000.0
+    # Per URL, the probe still waiting for its answer: one at a time, however slowly an
+    # endpoint trickles its bytes in.
+    _waiting: dict[str, threading.Thread] = field(default_factory=dict, compare=False,
+                                                  repr=False)
 
     def probe(self, url: str) -> str | None:
-        """Why `url` is unhealthy now, or None when it is healthy."""
-        timeout = max(1.0, 2 * self.max_latency_ms / 1000)
+        """Why `url` is unhealthy now, or None when it is healthy. The whole answer (status,
+        headers, body) must come within the latency limit."""
+        limit = self.max_latency_ms / 1000
+        earlier = self._waiting.get(url)
+        if earlier is not None and earlier.is_alive():
+            return f"{shown_url(url)} has not answered the probe before this one"
+        answer: list[str | None] = []
         started = time.monotonic()
+        worker = threading.Thread(target=lambda: answer.append(self._ask(url, limit)),
+                                  name="health-probe", daemon=True)
+        self._waiting[url] = worker
+        worker.start()
+        worker.join(limit)
+        if not answer:
+            return (f"{shown_url(url)} did not answer within {self.max_latency_ms:.0f} ms "
+                    f"(--throttle-max-latency-ms)")
+        if answer[0] is not None:
+            return answer[0]
+        latency = (time.monotonic() - started) * 1000
+        if latency > self.max_latency_ms:
+            return (f"{shown_url(url)} answered in {latency:.0f} ms "
+                    f"(over {self.max_latency_ms:.0f} ms)")
+        return None
+
+    @staticmethod
+    def _ask(url: str, limit: float) -> str | None:
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as answer:
+            with urllib.request.urlopen(url, timeout=max(1.0, 2 * limit)) as answer:
                 status = answer.status
+                answer.read(MAX_ANSWER_BYTES)
         except urllib.error.HTTPError as error:
             return f"{shown_url(url)} answered {error.code}"
         except Exception as error:  # refused, reset, timed out, bad name: all unhealthy
             reason = getattr(error, "reason", error)
             return f"{shown_url(url)} did not answer ({type(reason).__name__})"
-        latency = (time.monotonic() - started) * 1000
         if not 200 <= status < 300:
             return f"{shown_url(url)} answered {status}"
-        if latency > self.max_latency_ms:
-            return (f"{shown_url(url)} answered in {latency:.0f} ms "
-                    f"(over {self.max_latency_ms:.0f} ms)")
         return None
 
     def unhealthy(self) -> str | None:
@@ -191,4 +216,5 @@ class HealthWatch:
 
     def __exit__(self, *exc: object) -> None:
         self._done.set()
-        self._thread.join()
+        # A probe in progress ends within its latency limit; the thread is a daemon.
+        self._thread.join(self.check.max_latency_ms / 1000 + 1.0)
