@@ -3,9 +3,10 @@ unhealthy (throttling) or while an operator paused the run (backfill.control).
 
 Health: each --throttle-url is probed with a GET every interval. Unhealthy is a
 connection error, a status other than 2xx, or a whole answer (status, headers, body) that
-takes longer than the latency limit, however its bytes trickle in. The gate closes at the first unhealthy probe and opens again after
-HEALTHY_PROBES_TO_REOPEN healthy ones in a row. Batches already in flight finish; the
-write pacing does not ramp up while the gate is closed. Standard library HTTP only.
+takes longer than the latency limit, however its bytes trickle in. The gate closes at
+the first unhealthy probe and opens again after HEALTHY_PROBES_TO_REOPEN healthy ones in
+a row. Batches already in flight finish; the write pacing does not ramp up while the gate
+is closed. Standard library HTTP only.
 """
 
 from __future__ import annotations
