@@ -18,6 +18,7 @@ from backfill.status import StopRequest
 from backfill.throttle import Gate
 
 CONTROL_POLL_SECONDS = 5.0
+JOIN_SECONDS = 2.0
 PAUSE, CONTINUE, STOP = "pause", "continue", "stop"
 
 
@@ -61,4 +62,6 @@ class RunControl:
 
     def __exit__(self, *exc: object) -> None:
         self._done.set()
-        self._thread.join()
+        # A read in progress ends within its retry budget; the thread is a daemon and the
+        # run's end does not wait for it longer than this.
+        self._thread.join(JOIN_SECONDS)

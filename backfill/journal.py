@@ -23,7 +23,13 @@ from google.cloud.firestore_v1 import _helpers
 from google.cloud.firestore_v1.types import document
 
 from backfill.pager import iter_pages
-from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_with_retry
+from backfill.retry import (
+    CALL_SECONDS,
+    NO_LIBRARY_RETRY,
+    RetryPolicy,
+    call_timeout,
+    call_with_retry,
+)
 from backfill.sizes import within_budget
 from backfill.target_field import Parent, TargetField
 from normalizer import ABSENT
@@ -113,8 +119,8 @@ class Journal:
             }
             # set, not create: when a write succeeded but its answer was lost, the retry
             # writes the same document again instead of failing on it.
-            call_with_retry(partial(ref.set, document_, retry=NO_LIBRARY_RETRY),
-                            self.policy, "writing the run journal")
+            call_with_retry(partial(_write, ref.set, document_), self.policy,
+                            "writing the run journal")
             keys.append((key, len(chunk)))
         return keys
 
@@ -127,8 +133,7 @@ class Journal:
         start = 0
         for key, size in parts:
             ref = self.collection.document(key)
-            call_with_retry(partial(ref.update, {"landed": flags[start:start + size]},
-                                    retry=NO_LIBRARY_RETRY),
+            call_with_retry(partial(_write, ref.update, {"landed": flags[start:start + size]}),
                             self.policy, "writing the run journal")
             start += size
 
@@ -156,3 +161,7 @@ class Journal:
                         entry["before"] = before[str(i)]
                     entries.append(entry)
                 yield snap.id, entries
+
+
+def _write(action: Any, fields: dict[str, Any]) -> None:
+    action(fields, retry=NO_LIBRARY_RETRY, timeout=call_timeout(CALL_SECONDS))

@@ -27,7 +27,7 @@ from google.cloud import firestore
 
 from backfill.errors import BackfillError, DatabaseError, ExitCode
 from backfill.ledger import who
-from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_with_retry
+from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_timeout, call_with_retry
 from backfill.stats import iso, utc_now
 from backfill.status import StopRequest
 
@@ -123,7 +123,8 @@ class Lease:
         minute, with no way to bound them, when the database is away.)"""
         for _ in range(MAX_ATTEMPTS):
             snap = call_with_retry(
-                lambda: self.ref.get(retry=NO_LIBRARY_RETRY, timeout=CALL_TIMEOUT_SECONDS),
+                lambda: self.ref.get(retry=NO_LIBRARY_RETRY,
+                                     timeout=call_timeout(CALL_TIMEOUT_SECONDS)),
                 self.policy, what)
             change = body(snap.to_dict() if snap.exists else None)
             if change is None:
@@ -137,15 +138,16 @@ class Lease:
         try:
             if not snap.exists:
                 if change is not DELETE:
-                    self.ref.create(change, retry=NO_LIBRARY_RETRY, timeout=CALL_TIMEOUT_SECONDS)
+                    self.ref.create(change, retry=NO_LIBRARY_RETRY,
+                                    timeout=call_timeout(CALL_TIMEOUT_SECONDS))
                 return True
             option = self.client.write_option(last_update_time=snap.update_time)
             if change is DELETE:
                 self.ref.delete(option=option, retry=NO_LIBRARY_RETRY,
-                                timeout=CALL_TIMEOUT_SECONDS)
+                                timeout=call_timeout(CALL_TIMEOUT_SECONDS))
             else:
                 self.ref.update(change, option=option, retry=NO_LIBRARY_RETRY,
-                                timeout=CALL_TIMEOUT_SECONDS)
+                                timeout=call_timeout(CALL_TIMEOUT_SECONDS))
             return True
         except (gexc.FailedPrecondition, gexc.Conflict, gexc.NotFound):
             return False
@@ -231,7 +233,9 @@ class Lease:
             yield self
         finally:
             done.set()
-            thread.join()
+            # A renewal in progress ends within its retry budget; the release below is a
+            # conditional write, safe beside it.
+            thread.join(2.0)
             if self.lost is None:
                 # If this fails, the holder is gone by its process or its heartbeat.
                 with contextlib.suppress(BackfillError):

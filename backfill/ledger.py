@@ -24,7 +24,13 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from backfill.errors import BackfillError, ConfigurationError
 from backfill.pager import Part
-from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_with_retry
+from backfill.retry import (
+    CALL_SECONDS,
+    NO_LIBRARY_RETRY,
+    RetryPolicy,
+    call_timeout,
+    call_with_retry,
+)
 from backfill.stats import RunStats, iso, utc_now
 from backfill.status import UNFINISHED, RunStatus
 from normalizer import NORMALIZED_VERSION
@@ -93,11 +99,14 @@ class Ledger:
         # there, and when a write succeeded but its answer was lost, the retry must not
         # fail on the document it wrote itself.
         action = ref.set if create else ref.update
-        call_with_retry(lambda: action(fields, retry=NO_LIBRARY_RETRY), self.policy,
-                        "writing the run ledger")
+        call_with_retry(lambda: action(fields, retry=NO_LIBRARY_RETRY,
+                                       timeout=call_timeout(CALL_SECONDS)),
+                        self.policy, "writing the run ledger")
 
     def _read(self, ref: Any) -> LedgerEntry | None:
-        snap = call_with_retry(lambda: ref.get(retry=NO_LIBRARY_RETRY), self.policy,
+        snap = call_with_retry(lambda: ref.get(retry=NO_LIBRARY_RETRY,
+                                               timeout=call_timeout(CALL_SECONDS)),
+                               self.policy,
                                "reading the run ledger")
         return LedgerEntry(snap.to_dict()) if snap.exists else None
 
@@ -197,7 +206,8 @@ class Ledger:
             def create_unless_there() -> None:
                 # Another task may be first: then its boundaries are the run's.
                 with contextlib.suppress(gexc.Conflict):
-                    run_ref.create(fields, retry=NO_LIBRARY_RETRY)
+                    run_ref.create(fields, retry=NO_LIBRARY_RETRY,
+                                   timeout=call_timeout(CALL_SECONDS))
 
             call_with_retry(create_unless_there, self.policy, "writing the run ledger")
             run = self._read(run_ref)
@@ -217,7 +227,8 @@ class Ledger:
 
     def shards(self, run_id: str) -> list[LedgerEntry]:
         snaps = call_with_retry(lambda: list(self.collection.document(run_id).collection(
-            SHARDS).stream(retry=NO_LIBRARY_RETRY)), self.policy, "reading the run ledger")
+            SHARDS).stream(retry=NO_LIBRARY_RETRY, timeout=call_timeout(CALL_SECONDS))),
+            self.policy, "reading the run ledger")
         return sorted((LedgerEntry(s.to_dict()) for s in snaps),
                       key=lambda e: int(str(e.data["shard"]).split("/")[0]))
 
@@ -246,12 +257,14 @@ class Ledger:
         with contextlib.suppress(BackfillError):
             self._write(ref, fields)
 
-    def flush(self) -> None:
-        """Wait for the progress records written in the background."""
+    def flush(self, drop_pending: bool = False) -> None:
+        """Wait for the progress records written in the background; with `drop_pending`,
+        only for the one being written (the database failed: the rest would each wait
+        out a retry budget, and a later record supersedes them anyway)."""
         with self._lock:
             background, self._background = self._background, None
         if background is not None:
-            background.shutdown(wait=True)
+            background.shutdown(wait=True, cancel_futures=drop_pending)
 
     def get(self, run_id: str) -> LedgerEntry | None:
         return self._read(self.collection.document(run_id))
@@ -262,7 +275,8 @@ class Ledger:
         if tool is not None:
             query = query.where(filter=FieldFilter("tool", "==", tool))
         snaps: Iterable[Any] = call_with_retry(
-            lambda: list(query.stream(retry=NO_LIBRARY_RETRY)), self.policy,
+            lambda: list(query.stream(retry=NO_LIBRARY_RETRY,
+                                      timeout=call_timeout(CALL_SECONDS))), self.policy,
             "reading the run ledger")
         entries = [LedgerEntry(s.to_dict()) for s in snaps
                    if (s.to_dict() or {}).get("kind") != "lease"]

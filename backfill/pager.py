@@ -19,7 +19,7 @@ from google.cloud.firestore_v1.collection import CollectionReference
 from google.cloud.firestore_v1.document import DocumentSnapshot
 from google.cloud.firestore_v1.field_path import FieldPath
 
-from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_with_retry
+from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_timeout, call_with_retry
 
 T = TypeVar("T")
 DOCUMENT_ID = FieldPath.document_id()  # "__name__"
@@ -54,7 +54,8 @@ def read_page(collection: CollectionReference, *, fields: Sequence[str] | None, 
         query = query.end_before({DOCUMENT_ID: before_id})
 
     def fetch() -> list[DocumentSnapshot]:
-        return list(query.stream(retry=NO_LIBRARY_RETRY, timeout=PAGE_TIMEOUT_SECONDS))
+        return list(query.stream(retry=NO_LIBRARY_RETRY,
+                                 timeout=call_timeout(PAGE_TIMEOUT_SECONDS)))
 
     return call_with_retry(fetch, policy, f"reading collection {collection.id!r}")
 
@@ -188,7 +189,8 @@ def read_documents(client: Any, references: Sequence[Any], fields: Sequence[str]
     trip, with a field mask, retried whole like a page."""
     return call_with_retry(
         lambda: list(client.get_all(list(references), field_paths=list(fields),
-                                    retry=NO_LIBRARY_RETRY, timeout=PAGE_TIMEOUT_SECONDS)),
+                                    retry=NO_LIBRARY_RETRY,
+                                    timeout=call_timeout(PAGE_TIMEOUT_SECONDS))),
         policy, what)
 
 
@@ -209,7 +211,7 @@ def count_documents(query: BaseQuery, policy: RetryPolicy) -> int:
 
     def fetch() -> int:
         results = query.count(alias="n").get(retry=NO_LIBRARY_RETRY,
-                                             timeout=PAGE_TIMEOUT_SECONDS)
+                                             timeout=call_timeout(PAGE_TIMEOUT_SECONDS))
         return int(results[0][0].value)
 
     return call_with_retry(fetch, policy, "counting documents")

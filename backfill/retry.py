@@ -6,6 +6,7 @@ import random
 import time
 import weakref
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -113,10 +114,39 @@ def renew_channel_when_stuck(client: ResettableClient) -> None:
     _clients.add(client)
 
 
+# When the operation being retried must be given up, by the monotonic clock: each call
+# it makes waits at most until then (call_timeout), so that a database that takes calls
+# and never answers is given up within the budget, as one that refuses them is.
+_deadline: ContextVar[float | None] = ContextVar("retry_deadline", default=None)
+MIN_CALL_SECONDS = 1.0  # a call needs a little time, even at the end of the budget
+CALL_SECONDS = 30.0  # one call on a small document (ledger, journal): its own deadline
+
+
+def call_timeout(limit: float) -> float:
+    """A call's own timeout: `limit`, or what is left of the operation's retry budget."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return limit
+    return max(MIN_CALL_SECONDS, min(limit, deadline - time.monotonic()))
+
+
 def call_with_retry(action: Callable[[], T], policy: RetryPolicy, what: str,
                     sleep: Callable[[float], None] = time.sleep) -> T:
-    """Run `action`; retry transient errors; raise DatabaseError when it cannot succeed."""
+    """Run `action`; retry transient errors; raise DatabaseError when it cannot succeed.
+    The budget (policy.max_total_wait) counts the calls' own waits as well as the sleeps
+    between them: an action's calls take their timeout from call_timeout()."""
     next_delay = policy.delays()
+    deadline = time.monotonic() + policy.max_total_wait
+    token = _deadline.set(deadline)
+    try:
+        return _retrying(action, policy, what, sleep, next_delay, deadline)
+    finally:
+        _deadline.reset(token)
+
+
+def _retrying(action: Callable[[], T], policy: RetryPolicy, what: str,
+              sleep: Callable[[float], None], next_delay: Callable[[], float | None],
+              deadline: float) -> T:
     unavailable = 0
     while True:
         try:
@@ -129,6 +159,8 @@ def call_with_retry(action: Callable[[], T], policy: RetryPolicy, what: str,
                 for client in list(_clients):
                     client.reset_channel()
             delay = next_delay()
+            if delay is not None and time.monotonic() + delay > deadline:
+                delay = None  # the calls took the budget: no time for another one
             if delay is None:
                 unreachable = ("the database could not be reached: "
                                if _code(error) in UNREACHABLE_CODES else "")

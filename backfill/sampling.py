@@ -26,7 +26,7 @@ from typing import Any
 from google.cloud.firestore_v1.collection import CollectionReference
 
 from backfill.pager import DOCUMENT_ID, KEYS_ONLY, PAGE_TIMEOUT_SECONDS, iter_pages
-from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_with_retry
+from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_timeout, call_with_retry
 
 AUTO_ID_ALPHABET = "".join(sorted(string.digits + string.ascii_letters))
 AUTO_ID = re.compile(r"[0-9A-Za-z]{20}")
@@ -69,7 +69,8 @@ def draw_sample(collection: CollectionReference, size: int, seed: int | None,
 
 def _query(query: Any, policy: RetryPolicy) -> list[Any]:
     return call_with_retry(lambda: list(query.stream(
-        retry=NO_LIBRARY_RETRY, timeout=PAGE_TIMEOUT_SECONDS)), policy, "drawing a sample")
+        retry=NO_LIBRARY_RETRY, timeout=call_timeout(PAGE_TIMEOUT_SECONDS))), policy,
+        "drawing a sample")
 
 
 def _random_points(collection: CollectionReference, size: int, rng: random.Random,

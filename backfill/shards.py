@@ -23,7 +23,7 @@ from google.cloud import firestore
 
 from backfill.errors import ConfigurationError
 from backfill.pager import KEYS_ONLY, PAGE_TIMEOUT_SECONDS, Part, read_page
-from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy
+from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_timeout
 
 # The key-space split counts in the alphabet of Firestore's auto IDs, in sort order, so
 # that shards of auto IDs are balanced. IDs with other characters still fall into exactly
@@ -172,7 +172,7 @@ def _partition_boundaries(client: firestore.Client, collection: str,
     Partition queries exist only on collection groups: documents of nested collections
     with the same name come back too, and their cursors are left out by path."""
     partitions = client.collection_group(collection).get_partitions(
-        count * 4, retry=NO_LIBRARY_RETRY, timeout=PAGE_TIMEOUT_SECONDS)
+        count * 4, retry=NO_LIBRARY_RETRY, timeout=call_timeout(PAGE_TIMEOUT_SECONDS))
     ids = []
     for partition in partitions:
         ref = partition.end_at

@@ -30,6 +30,7 @@ from backfill.retry import (
     NOT_FOUND,
     TRANSIENT_CODES,
     RetryPolicy,
+    call_timeout,
     call_with_retry,
 )
 from backfill.sizes import value_bytes, within_budget
@@ -108,8 +109,7 @@ def _commit_request(client: firestore.Client, writes: Sequence[Write], policy: R
             option = client.write_option(last_update_time=write.last_update_time)
             batch.update(write.reference, write.fields, option=option)
         response = call_with_retry(
-            partial(batch.commit, retry=NO_LIBRARY_RETRY, timeout=WRITE_TIMEOUT_SECONDS),
-            policy, "writing a batch")
+            partial(_send, batch), policy, "writing a batch")
         again: list[int] = []
         for index, status in zip(pending, response.status, strict=True):
             write = writes[index]
@@ -133,3 +133,7 @@ def _commit_request(client: firestore.Client, writes: Sequence[Write], policy: R
             sleep(delay)
         pending = again
     return [results[index] for index in range(len(writes))]
+
+
+def _send(batch: BulkWriteBatch) -> Any:
+    return batch.commit(retry=NO_LIBRARY_RETRY, timeout=call_timeout(WRITE_TIMEOUT_SECONDS))

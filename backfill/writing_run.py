@@ -393,6 +393,7 @@ class WritingRun:
     def _closing_quickly(self, ledger: Ledger | None) -> None:
         """The database has failed this run: what is left to write gets one short try."""
         if ledger is not None:
+            ledger.flush(drop_pending=True)
             ledger.policy = CLOSING_POLICY
         if self.lease is not None:
             self.lease.policy = CLOSING_POLICY

@@ -14,6 +14,7 @@ Used by the fault tests and `make bench`; it only ever listens on 127.0.0.1.
 from __future__ import annotations
 
 import contextlib
+import math
 import queue
 import socket
 import threading
@@ -140,6 +141,11 @@ class TcpProxy:
 
     def go_up(self) -> None:
         self._down.clear()
+        self.stalled_until = 0.0
+
+    def black_hole(self) -> None:
+        """Packets vanish: connections are taken, nothing is ever answered or refused."""
+        self.stalled_until = math.inf
 
     def stall(self, seconds: float) -> None:
         """Hold all traffic for `seconds`, then drop the connections that were held."""
