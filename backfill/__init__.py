@@ -1,8 +1,10 @@
-"""The Firestore machinery the three scripts share: target and client, paging, writing
-with preconditions, retries, the run ledger, statistics and the log.
+"""The Firestore machinery the scripts share: target and client, paging, writing with
+preconditions, retries, the run ledger, a writing run's life, statistics and the log.
 
-The normalizer (a pure package beside this one) knows nothing of Firestore; this package
-knows nothing of click: the scripts on top turn its typed errors into exit codes.
+The normalizer (a pure package beside this one) knows nothing of Firestore. In this
+package only the edge knows click: `cli.py` (options, confirmation, signals, typed errors
+to exit codes) and `console.py` (what the operator sees); the engine raises typed errors
+and reports through the Reporter of `writing_run.py`.
 """
 
 from backfill.logs import defer_warnings

@@ -223,9 +223,18 @@ def check_options(options: RunOptions) -> None:
 def connect(options: RunOptions) -> tuple[Target, firestore.Client]:
     """Check the options and resolve the configuration first; only then make a client."""
     check_options(options)
-    target = resolve_target(environment=options.environment, project=options.project,
-                            database=options.database, collection=options.collection,
-                            env=dict(os.environ))
+    return connect_target(environment=options.environment, project=options.project,
+                          database=options.database, collection=options.collection)
+
+
+def connect_target(*, environment: str, project: str | None, database: str,
+                   collection: str) -> tuple[Target, firestore.Client]:
+    """The target options alone (what a tool that only reads the ledger needs), checked
+    and resolved before a client is made."""
+    check_id(collection, "--collection")
+    check_database(database)
+    target = resolve_target(environment=environment, project=project, database=database,
+                            collection=collection, env=dict(os.environ))
     return target, make_client(target)
 
 

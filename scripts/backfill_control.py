@@ -19,7 +19,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from datetime import datetime
 
 import click
 
@@ -27,7 +26,7 @@ from backfill.cli import (
     COMMAND_SETTINGS,
     FiniteFloat,
     ToolCommand,
-    connect,
+    connect_target,
     run_boundary,
     target_options,
     version_option,
@@ -36,9 +35,9 @@ from backfill.control import CONTINUE, PAUSE, STOP
 from backfill.errors import ConfigurationError, ExitCode
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger, LedgerEntry
 from backfill.names import check_id
-from backfill.options import RunOptions
-from backfill.stats import utc_now
-from backfill.status import CONTROLLABLE, GateState, RunStatus
+from backfill.retry import RetryPolicy
+from backfill.run_view import headline, progress_line
+from backfill.status import CONTROLLABLE
 
 ACTIONS = {"pause": PAUSE, "continue": CONTINUE, "stop": STOP}
 
@@ -53,14 +52,14 @@ ACTIONS = {"pause": PAUSE, "continue": CONTINUE, "stop": STOP}
               show_default=True, help="How long to keep retrying a transient database error.")
 @version_option
 @run_boundary
-def main(action: str, run_id: str | None, ledger_collection: str, **options: Any) -> int:
+def main(action: str, run_id: str | None, ledger_collection: str, max_retry_seconds: float,
+         **options: Any) -> int:
     """Pause, continue, stop or show a run (default: the newest running run)."""
-    run = RunOptions(**options, batch_size=500, output_dir=Path("."), quiet=True,
-                     as_json=False, ledger_collection=ledger_collection)
+    check_id(ledger_collection, "--ledger-collection")
     if run_id is not None:
         check_id(run_id, "RUN_ID")
-    target, client = connect(run)
-    ledger = Ledger(client, ledger_collection, run.policy)
+    target, client = connect_target(**options)
+    ledger = Ledger(client, ledger_collection, RetryPolicy(max_total_wait=max_retry_seconds))
     entry = find_run(ledger, target.collection, run_id)
     if action == "status":
         show(ledger, entry)
@@ -92,9 +91,7 @@ def find_run(ledger: Ledger, collection: str, run_id: str | None) -> LedgerEntry
 
 def show(ledger: Ledger, entry: LedgerEntry) -> None:
     data = entry.data
-    click.echo(f"Run {entry.run_id}: {data.get('mode', data.get('tool'))} of "
-               f"{data.get('collection')} ({data.get('target_field', 'normalized')}), "
-               f"{data.get('environment')}, started {data.get('started_at')}")
+    click.echo(headline(entry))
     if data.get("control"):
         click.echo(f"  control: {data['control']} (by {data.get('control_by')} at "
                    f"{data.get('control_at')})")
@@ -103,32 +100,7 @@ def show(ledger: Ledger, entry: LedgerEntry) -> None:
         click.echo(f"  {data.get('status')}: {len(parts)} of {data['shard_count']} shards "
                    "started")
     for part in parts:
-        click.echo("  " + describe(part, data))
-
-
-def describe(part: LedgerEntry, run: dict[str, Any]) -> str:
-    data = part.data
-    counts = dict(data.get("counts") or {})
-    state = part.status
-    if state == RunStatus.RUNNING and data.get("state", GateState.RUNNING) != GateState.RUNNING:
-        state = f"running, {data['state']}"
-    label = f"shard {data['shard']}: " if "shard" in data else ""
-    started = data.get("started_at") or run.get("started_at")
-    rate = ""
-    try:
-        end = data.get("finished_at") or data.get("updated_at")
-        seconds = ((datetime.fromisoformat(str(end)) if end else utc_now())
-                   - datetime.fromisoformat(str(started))).total_seconds()
-        rate = f", {int(counts.get('processed', 0)) / seconds:,.1f} items/s" if seconds > 0 \
-            else ""
-    except (TypeError, ValueError):
-        pass
-    return (f"{label}{state} by {data.get('user')}@{data.get('host')}: "
-            f"{counts.get('processed', 0)} processed, {counts.get('updated', 0)} written, "
-            f"{counts.get('errors', 0)} errors{rate}; checkpoint {data.get('checkpoint')}; "
-            f"throttled {float(data.get('throttled_seconds') or 0):.1f}s in "
-            f"{data.get('throttle_spells') or 0} spell(s), paused "
-            f"{float(data.get('paused_seconds') or 0):.1f}s")
+        click.echo("  " + progress_line(part, data))
 
 
 if __name__ == "__main__":

@@ -27,9 +27,9 @@ from backfill.cli import (
     writing_tool_options,
 )
 from backfill.jobs import Job, RollbackJob, UndoRunJob
-from backfill.ledger import Ledger, LedgerEntry
+from backfill.ledger import Ledger
 from backfill.options import RunOptions
-from backfill.status import GateState, RunStatus
+from backfill.run_view import runs_table
 from backfill.target_field import TargetField
 
 LABELS = console.Labels(title="wardrobe rollback", done="rolled back",
@@ -66,28 +66,11 @@ def print_runs(run: RunOptions, shown: int = 20) -> int:
     target, client = connect(run)
     runs = Ledger(client, run.ledger_collection, run.policy).runs()
     click.echo(f"Runs in {run.ledger_collection} of project {target.project}, newest first:")
-    click.echo(f"{'run ID':<38}{'tool':<10}{'environment':<13}{'field':<22}{'who':<24}"
-               f"{'started (UTC)':<21}{'status':<13}{'processed':>10}{'written':>9}"
-               f"{'errors':>8}")
-    for entry in runs[:shown]:
-        data, counts = entry.data, entry.data.get("counts", {})
-        who = f"{data.get('user', '')}@{data.get('host', '')}" if data.get("user") else "sharded"
-        click.echo(f"{entry.run_id:<38}{data.get('tool', ''):<10}"
-                   f"{data.get('environment', ''):<13}"
-                   f"{str(data.get('target_field', 'normalized'))[:21]:<22}{who[:23]:<24}"
-                   f"{str(data.get('started_at', ''))[:19]:<21}{status_of(entry):<13}"
-                   f"{counts.get('processed', ''):>10}{counts.get('updated', ''):>9}"
-                   f"{counts.get('errors', ''):>8}")
+    for line in runs_table(runs[:shown]):
+        click.echo(line)
     if not runs:
         click.echo("(none)")
     return 0
-
-
-def status_of(entry: LedgerEntry) -> str:
-    """The status, and while running, whether it is throttled or paused."""
-    state = entry.data.get("state", GateState.RUNNING)
-    return f"{entry.status}/{state}" if entry.status == RunStatus.RUNNING and \
-        state != GateState.RUNNING else entry.status
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from backfill.logs import close_run_log, open_run_log
 from backfill.names import check_id
 from backfill.options import RunOptions
 from backfill.plan import given_target_field, new_run_id, recorded_target_field
+from backfill.run_view import headline, progress_line
 from backfill.sampling import describe as describe_sample
 from backfill.sampling import draw_sample
 from backfill.shards import compute_boundaries, shard_from, shard_range
@@ -101,15 +102,11 @@ def main(sample_size: int, check_all: bool, seed: int | None, exact_sample: bool
         recorded = entry.data
         if entry.data.get("tool") == "backfill":
             field = recorded_target_field(given_field, entry)
-        console.say(f"📒 Run {run_id}: {recorded.get('tool')} of {recorded.get('collection')}, "
-                    f"{recorded.get('status')}, started {recorded.get('started_at')}")
+        console.say(f"📒 {headline(entry)}")
         parts = ledger.shards(run_id) if "shard_count" in recorded else [entry]
         recorded["shards"] = [p.data for p in parts] if "shard_count" in recorded else None
         for progress in parts:
-            label = f"shard {progress.data.get('shard')}: " if recorded["shards"] else ""
-            console.say(f"   {label}{progress.status} by {progress.data.get('user')}@"
-                        f"{progress.data.get('host')}, checkpoint "
-                        f"{progress.checkpoint}, counts {json.dumps(progress.data.get('counts'))}")
+            console.say(f"   {progress_line(progress, recorded)}")
     console.say(f"🏷  Field: {field.path}")
     cover = coverage(collection, field, run.policy)
     console.say(f"📊 Coverage: {cover.normalized} of {cover.total} items carry a "

@@ -1,0 +1,74 @@
+"""How a run in the ledger is shown, in one place: `--list-runs`, `backfill_control.py
+status` and `backfill_validation.py --run-id` all show entries through these."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from backfill.ledger import LedgerEntry
+from backfill.stats import utc_now
+from backfill.status import GateState, RunStatus
+
+
+def status_of(entry: LedgerEntry) -> str:
+    """The status, and while running, whether it is throttled or paused."""
+    state = entry.data.get("state", GateState.RUNNING)
+    if entry.status == RunStatus.RUNNING and state != GateState.RUNNING:
+        return f"{entry.status}/{state}"
+    return entry.status
+
+
+def headline(entry: LedgerEntry) -> str:
+    data = entry.data
+    return (f"Run {entry.run_id}: {data.get('mode', data.get('tool'))} of "
+            f"{data.get('collection')}, {data.get('status')}, field "
+            f"{data.get('target_field', 'normalized')}, {data.get('environment')}, started "
+            f"{data.get('started_at')}")
+
+
+def progress_line(part: LedgerEntry, run: dict[str, Any]) -> str:
+    """One run's (or one shard's) progress: who, counts, pace, checkpoint, time held, and
+    why it stopped early, if it did."""
+    data = part.data
+    counts = dict(data.get("counts") or {})
+    state = part.status
+    if state == RunStatus.RUNNING and data.get("state", GateState.RUNNING) != GateState.RUNNING:
+        state = f"running, {data['state']}"
+    label = f"shard {data['shard']}: " if "shard" in data else ""
+    started = data.get("started_at") or run.get("started_at")
+    rate = ""
+    try:
+        end = data.get("finished_at") or data.get("updated_at")
+        seconds = ((datetime.fromisoformat(str(end)) if end else utc_now())
+                   - datetime.fromisoformat(str(started))).total_seconds()
+        rate = f", {int(counts.get('processed', 0)) / seconds:,.1f} items/s" if seconds > 0 \
+            else ""
+    except (TypeError, ValueError):
+        pass
+    line = (f"{label}{state} by {data.get('user')}@{data.get('host')}: "
+            f"{counts.get('processed', 0)} processed, {counts.get('updated', 0)} written, "
+            f"{counts.get('errors', 0)} errors{rate}; checkpoint {data.get('checkpoint')}; "
+            f"throttled {float(data.get('throttled_seconds') or 0):.1f}s in "
+            f"{data.get('throttle_spells') or 0} spell(s), paused "
+            f"{float(data.get('paused_seconds') or 0):.1f}s")
+    if data.get("stopped_because"):
+        line += f"; stopped because: {data['stopped_because']}"
+    return line
+
+
+def runs_table(entries: list[LedgerEntry]) -> list[str]:
+    """--list-runs: a header and a row per run."""
+    lines = [f"{'run ID':<38}{'tool':<10}{'environment':<13}{'field':<22}{'who':<24}"
+             f"{'started (UTC)':<21}{'status':<13}{'processed':>10}{'written':>9}"
+             f"{'errors':>8}"]
+    for entry in entries:
+        data, counts = entry.data, entry.data.get("counts", {})
+        who = f"{data.get('user', '')}@{data.get('host', '')}" if data.get("user") else "sharded"
+        lines.append(f"{entry.run_id:<38}{data.get('tool', ''):<10}"
+                     f"{data.get('environment', ''):<13}"
+                     f"{str(data.get('target_field', 'normalized'))[:21]:<22}{who[:23]:<24}"
+                     f"{str(data.get('started_at', ''))[:19]:<21}{status_of(entry):<13}"
+                     f"{counts.get('processed', ''):>10}{counts.get('updated', ''):>9}"
+                     f"{counts.get('errors', ''):>8}")
+    return lines
