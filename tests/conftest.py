@@ -22,7 +22,7 @@ from click.testing import CliRunner, Result
 from google.cloud import firestore
 
 from normalizer import FACETS, normalize_item
-from tests.helpers import REPO, Backend, caller_free, is_callers
+from tests.helpers import REPO, Backend, caller_free, is_callers, kill_leftovers
 from tools.emulator import Emulator, EmulatorError
 from tools.seed import seed
 from tools.tcp_proxy import TcpProxy
@@ -32,11 +32,14 @@ _project_numbers = itertools.count(1)
 
 
 @pytest.fixture(autouse=True)
-def no_caller_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+def no_caller_variables(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """In-process tools (CliRunner, engine calls) read os.environ: none of the console's
-    BACKFILL_*, GOOGLE_*, FIREBASE_*, CLOUD_RUN_*, JOB_* ... variables reach them."""
+    BACKFILL_*, GOOGLE_*, FIREBASE_*, CLOUD_RUN_*, JOB_* ... variables reach them. And no
+    tool process a test started outlives it."""
     for name in [n for n in os.environ if is_callers(n)]:
         monkeypatch.delenv(name)
+    yield
+    kill_leftovers()
 
 
 @pytest.fixture(scope="session")

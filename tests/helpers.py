@@ -98,7 +98,21 @@ def start(db: Database, env: dict[str, str], *args: str,
         process = subprocess.Popen(
             [sys.executable, script, "--yes", "--quiet", "--output-dir", str(db.output_dir),
              *args], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    STARTED.append(process)
     return process, log
+
+
+# Every tool process a test started: one still running when its test ends (a failed
+# assert before its wait) is killed then, not left to hold a lease or a port.
+STARTED: list[subprocess.Popen[str]] = []
+
+
+def kill_leftovers() -> None:
+    while STARTED:
+        process = STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def via(db: Database, proxy: TcpProxy) -> dict[str, str]:

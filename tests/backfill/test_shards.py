@@ -34,7 +34,7 @@ from backfill.shards import (
 from run_backfill_production import main as backfill
 from scripts.backfill_validation import main as validate
 from tests.conftest import REPO, Database
-from tests.helpers import Backend, via, wait_for
+from tests.helpers import STARTED, Backend, via, wait_for
 from tools.tcp_proxy import TcpProxy
 
 
@@ -163,6 +163,7 @@ def launch(db: Database, index: int, run_id: str, env: dict[str, str] | None = N
              "--job-id", run_id, "--batch-size", "40", "--quiet", "--json", "--output-dir",
              str(db.output_dir), *extra], cwd=REPO, env=env or db.env,
             stdout=subprocess.PIPE, stderr=stderr, text=True)
+    STARTED.append(process)
     return process, err
 
 
