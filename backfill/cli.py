@@ -205,13 +205,12 @@ def confirm_production(target: Target, dry_run: bool, yes: bool) -> None:
 def check_options(options: RunOptions) -> None:
     """Every name and ID an operator gave, and the output folder, checked locally before
     anything is read (Firestore's naming rules: backfill.names)."""
-    check_id(options.collection, "--collection")
+    check_target_names(options.collection, options.database)
     check_id(options.ledger_collection, "--ledger-collection")
     if options.ledger_collection == options.collection:
         raise ConfigurationError(
             f"--ledger-collection {options.ledger_collection!r} is the collection being "
             "processed: the ledger needs a collection of its own")
-    check_database(options.database)
     if options.resume is not None and options.resume != RESUME_LATEST:
         check_id(options.resume, "--resume")
     for value, option in ((options.job_id, "--job-id"), (options.undo_run_id, "--run-id")):
@@ -223,16 +222,26 @@ def check_options(options: RunOptions) -> None:
 def connect(options: RunOptions) -> tuple[Target, firestore.Client]:
     """Check the options and resolve the configuration first; only then make a client."""
     check_options(options)
-    return connect_target(environment=options.environment, project=options.project,
-                          database=options.database, collection=options.collection)
+    return _client_for(environment=options.environment, project=options.project,
+                       database=options.database, collection=options.collection)
+
+
+def check_target_names(collection: str, database: str) -> None:
+    check_id(collection, "--collection")
+    check_database(database)
 
 
 def connect_target(*, environment: str, project: str | None, database: str,
                    collection: str) -> tuple[Target, firestore.Client]:
     """The target options alone (what a tool that only reads the ledger needs), checked
     and resolved before a client is made."""
-    check_id(collection, "--collection")
-    check_database(database)
+    check_target_names(collection, database)
+    return _client_for(environment=environment, project=project, database=database,
+                       collection=collection)
+
+
+def _client_for(*, environment: str, project: str | None, database: str,
+                collection: str) -> tuple[Target, firestore.Client]:
     target = resolve_target(environment=environment, project=project, database=database,
                             collection=collection, env=dict(os.environ))
     return target, make_client(target)

@@ -11,12 +11,17 @@ from backfill.stats import utc_now
 from backfill.status import GateState, RunStatus
 
 
+def _held(entry: LedgerEntry) -> str | None:
+    """While the run is running: throttled or paused, if it is held."""
+    state = entry.data.get("state", GateState.RUNNING)
+    return str(state) if entry.status == RunStatus.RUNNING and state != GateState.RUNNING \
+        else None
+
+
 def status_of(entry: LedgerEntry) -> str:
     """The status, and while running, whether it is throttled or paused."""
-    state = entry.data.get("state", GateState.RUNNING)
-    if entry.status == RunStatus.RUNNING and state != GateState.RUNNING:
-        return f"{entry.status}/{state}"
-    return entry.status
+    held = _held(entry)
+    return f"{entry.status}/{held}" if held else entry.status
 
 
 def headline(entry: LedgerEntry) -> str:
@@ -32,9 +37,8 @@ def progress_line(part: LedgerEntry, run: dict[str, Any]) -> str:
     why it stopped early, if it did."""
     data = part.data
     counts = dict(data.get("counts") or {})
-    state = part.status
-    if state == RunStatus.RUNNING and data.get("state", GateState.RUNNING) != GateState.RUNNING:
-        state = f"running, {data['state']}"
+    held = _held(part)
+    state = f"{part.status}, {held}" if held else part.status
     label = f"shard {data['shard']}: " if "shard" in data else ""
     started = data.get("started_at") or run.get("started_at")
     rate = ""

@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,7 +30,7 @@ from backfill.lease import Lease, LeaseLost
 from backfill.ledger import Ledger, restore
 from backfill.logs import LOG_FILE_NAME, close_run_log, flush_run_log, open_run_log
 from backfill.options import RunOptions
-from backfill.pager import Part, count_documents, id_range
+from backfill.pager import count_documents, id_range
 from backfill.plan import RunPlan, plan_run
 from backfill.ratelimit import WriteRateLimiter
 from backfill.retry import RetryPolicy, call_with_retry
@@ -73,18 +73,11 @@ MakeJob = Callable[[RunOptions, TargetField], Job]
 ResumeCommand = Callable[[RunOptions, str, Shard | None], str]
 
 
-@dataclass(frozen=True)
-class RunParts:
+def run_settings(job: Job, options: RunOptions, client: firestore.Client, collection: str,
+                 stats: RunStats, from_id: str | None, before_id: str | None,
+                 journal: Journal | None) -> RunSettings:
     """What a run reads and how fast it writes, built from its options and where it
-    stands (pure: nothing is written into the stats)."""
-
-    settings: RunSettings
-    parts: list[Part] | None
-
-
-def run_parts(job: Job, options: RunOptions, client: firestore.Client, collection: str,
-              stats: RunStats, from_id: str | None, before_id: str | None,
-              journal: Journal | None) -> RunParts:
+    stands (pure: nothing is written into the stats; the parts are in the settings)."""
     source = job.page_source(client, collection, options.policy)
     parts = None
     if source is None and options.limit is None:
@@ -97,7 +90,7 @@ def run_parts(job: Job, options: RunOptions, client: firestore.Client, collectio
     # Each shard paces itself at its share, so that all tasks together follow the ramp.
     share = stats.shard.count if stats.shard else 1
     initial = min(options.initial_writes_per_second, options.max_writes_per_second or math.inf)
-    settings = RunSettings(
+    return RunSettings(
         batch_size=options.batch_size, dry_run=options.dry_run,
         # A resumed canary run: the limit is the whole run's.
         limit=None if options.limit is None else max(0, options.limit - stats.processed),
@@ -106,7 +99,6 @@ def run_parts(job: Job, options: RunOptions, client: firestore.Client, collectio
         source=source, read_ahead=source is None, parts=parts,
         limiter=WriteRateLimiter(initial=initial / share,
                                  ceiling=options.max_writes_per_second / share))
-    return RunParts(settings, parts)
 
 
 class WritingRun:
@@ -237,8 +229,8 @@ class WritingRun:
         if ledger is not None and job.journaled:
             journal = Journal(self.client, options.ledger_collection, stats.run_id,
                               options.policy, shard.key if shard else "0")
-        built = run_parts(job, options, self.client, target.collection, stats, from_id,
-                          before_id, journal)
+        built = run_settings(job, options, self.client, target.collection, stats, from_id,
+                             before_id, journal)
         if built.parts is not None:
             stats.parts = built.parts
         earlier = (stats.throttled_seconds, stats.throttle_spells, stats.paused_seconds)
@@ -251,8 +243,8 @@ class WritingRun:
                     ledger.set_state(stats)
 
         gate = Gate(max_throttle_seconds=options.max_throttle_seconds,
-                    limiter=built.settings.limiter, on_change=on_gate_change)
-        settings = replace(built.settings, gate=gate.wait)
+                    limiter=built.limiter, on_change=on_gate_change)
+        settings = replace(built, gate=gate.wait)
 
         def count_gate_time() -> None:
             throttled, spells, paused = gate.totals()

@@ -8,8 +8,10 @@ tool gets, in-process (the autouse fixture in conftest) and as a subprocess.
 from __future__ import annotations
 
 import os
+import random
 import shlex
 import socket
+import string
 import subprocess
 import sys
 import threading
@@ -155,6 +157,13 @@ def dead_address() -> str:
         sock.bind(("127.0.0.1", 0))
         _dead.append(sock)
     return f"127.0.0.1:{_dead[0].getsockname()[1]}"
+
+
+def auto_ids(count: int, seed: int) -> list[str]:
+    """Firestore-style auto IDs: 20 random characters of [0-9A-Za-z], sorted."""
+    rng = random.Random(seed)
+    alphabet = string.digits + string.ascii_letters
+    return sorted({"".join(rng.choices(alphabet, k=20)) for _ in range(count)})
 
 
 def changed_documents(before: dict[str, Any], after: dict[str, Any]) -> set[str]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
-import string
 from collections import Counter
 from typing import Any
 
@@ -15,6 +13,7 @@ from run_backfill_production import main as backfill
 from scripts.backfill_rollback import main as rollback
 from scripts.backfill_validation import main as validate
 from tests.conftest import Database
+from tests.helpers import auto_ids
 from tools.sample_data import make_wardrobe
 
 
@@ -126,13 +125,6 @@ def test_rollback_as_a_real_process(db: Database) -> None:
                          input="YES\n")
     assert done.returncode == 0, done.stderr
     assert db.documents() == {"a": {"name": "tee"}}
-
-
-def auto_ids(count: int, seed: int) -> list[str]:
-    """Firestore-style auto IDs: 20 random characters of [0-9A-Za-z]."""
-    rng = random.Random(seed)
-    alphabet = string.digits + string.ascii_letters
-    return sorted({"".join(rng.choices(alphabet, k=20)) for _ in range(count)})
 
 
 @pytest.mark.parametrize(("ids", "method"), [

@@ -5,8 +5,6 @@ on the real emulator."""
 from __future__ import annotations
 
 import json
-import random
-import string
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,16 +13,11 @@ import pytest
 from run_backfill_production import main as backfill
 from scripts.backfill_validation import main as validate
 from tests.conftest import Database
+from tests.helpers import auto_ids
 
 GOOD_FACETS = {"style": ["gothic"], "occasion": [], "mood": [], "season": ["all"]}
 EXACT = "exact: reservoir over a keys-only scan of every item"
 RANDOM_POINTS = "random points of the ID key space"
-
-
-def auto_ids(count: int, seed: int) -> list[str]:
-    rng = random.Random(seed)
-    alphabet = string.digits + string.ascii_letters
-    return sorted({"".join(rng.choices(alphabet, k=20)) for _ in range(count)})
 
 
 def report(db: Database, *args: str) -> tuple[int, dict[str, Any]]:
