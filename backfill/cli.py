@@ -28,9 +28,10 @@ from backfill.errors import (
     ConfigurationError,
     ExitCode,
 )
-from backfill.lease import HEARTBEAT_SECONDS, LEASE_TIMEOUT_SECONDS
+from backfill.health_url import parse_health_urls
+from backfill.lease import HEARTBEAT_SECONDS, LEASE_TIMEOUT_SECONDS, engine_task
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION
-from backfill.names import check_database, check_id, check_output_dir
+from backfill.names import check_database, check_id, check_output_dir, check_run_id
 from backfill.options import RESUME_LATEST, RunOptions
 from backfill.plan import given_target_field
 from backfill.ratelimit import RAMP_START
@@ -212,10 +213,11 @@ def check_options(options: RunOptions) -> None:
             f"--ledger-collection {options.ledger_collection!r} is the collection being "
             "processed: the ledger needs a collection of its own")
     if options.resume is not None and options.resume != RESUME_LATEST:
-        check_id(options.resume, "--resume")
+        check_run_id(options.resume, "--resume")
     for value, option in ((options.job_id, "--job-id"), (options.undo_run_id, "--run-id")):
         if value is not None:
-            check_id(value, option)
+            check_run_id(value, option)
+    parse_health_urls(options.throttle_url)
     check_output_dir(options.output_dir)
 
 
@@ -275,6 +277,8 @@ def writing_options(command: F) -> F:
                      help="The app backend's health URL (may be repeated; also "
                           "BACKFILL_THROTTLE_URL): while it is unhealthy, nothing new is "
                           "read or written."),
+        click.option("--no-throttle", is_flag=True,
+                     help="Resume a run that was gated by --throttle-url without the gate."),
         click.option("--throttle-interval", type=FiniteFloat(0.1, 3600), default=2.0,
                      show_default=True, help="Seconds between health probes."),
         click.option("--throttle-max-latency-ms", type=FiniteFloat(1, 60_000),
@@ -290,6 +294,9 @@ def writing_options(command: F) -> F:
         click.option("--heartbeat-seconds", type=FiniteFloat(0.05, LEASE_TIMEOUT_SECONDS / 4),
                      default=HEARTBEAT_SECONDS, hidden=True,
                      help="Seconds between renewals of the lease."),
+        click.option("--lease-timeout-seconds", type=FiniteFloat(0.2, 3600),
+                     default=LEASE_TIMEOUT_SECONDS, hidden=True,
+                     help="Heartbeat age past which this run's lease may be taken over."),
         click.option("--job-id", envvar="CLOUD_RUN_EXECUTION",
                      help="Names this run in the ledger; the tasks of a sharded run share it "
                           "(default: CLOUD_RUN_EXECUTION). A task started again with the same "
@@ -332,8 +339,9 @@ def execute_writing_run(tool: str, make_job: MakeJob, options: RunOptions,
     target, client = connect(options)
     console.banner(target, labels, options.dry_run, options.batch_size)
     run = WritingRun(tool, make_job, options, shard, target, client,
-                     console.ConsoleReporter(labels, options.quiet, options.as_json),
-                     labels.resume_command, stats_prefix)
+                     console.ConsoleReporter(labels, options.quiet, options.as_json,
+                                             console.secret_gate_note(options)),
+                     labels.resume_command, stats_prefix, engine=engine_task(os.environ))
     if not run.open():
         return ExitCode.OK  # nothing to write: nothing to confirm, no run in the ledger
     confirm_production(run.target, run.options.dry_run, run.options.yes)
@@ -349,6 +357,12 @@ def _check_options(options: RunOptions) -> tuple[RunOptions, Shard | None]:
     shard = shard_from(options.shard, options.shard_count)
     if shard and options.resume and options.resume != RESUME_LATEST and not options.job_id:
         options = replace(options, job_id=options.resume)  # --resume RUN_ID --shard i/N
+    if options.no_throttle and options.throttle_url:
+        raise ConfigurationError("--no-throttle and --throttle-url (or BACKFILL_THROTTLE_URL) "
+                                 "do not go together")
+    if options.heartbeat_seconds > options.lease_timeout_seconds / 4:
+        raise ConfigurationError("--heartbeat-seconds is at most a quarter of "
+                                 "--lease-timeout-seconds")
     if options.undo_run_id and (shard or options.job_id):
         raise ConfigurationError("an exact rollback (--run-id) takes no --shard or --job-id")
     if shard and not options.dry_run and not options.job_id:

@@ -14,7 +14,8 @@ import click
 from tqdm import tqdm
 
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION
-from backfill.options import RunOptions
+from backfill.health_url import parse_health_urls
+from backfill.options import RunOptions, option_name
 from backfill.runner import BatchOutcome
 from backfill.stats import RunStats
 from backfill.status import GateState, RunStatus
@@ -47,7 +48,31 @@ class Labels:
         words.append(f"--resume {shlex.quote(run_id)}")
         if shard:
             words.append(f"--shard {shard}")
-        return " ".join(words)
+        return " ".join(words + health_gate_words(options))
+
+
+def health_gate_words(options: RunOptions) -> list[str]:
+    """The health gate of a resume, as typed: URLs given in the environment are there again
+    in the same console; a URL with a secret (a query string, credentials) is shown
+    without it, and the run says what to add (secret_gate_note)."""
+    words: list[str] = []
+    if options.no_throttle:
+        words.append("--no-throttle")
+    elif options.throttle_url and "throttle_url" not in options.from_environment:
+        words += [f"--throttle-url {shlex.quote(url.url if not url.has_secret else url.shown)}"
+                  for url in parse_health_urls(options.throttle_url)]
+    for name in ("throttle_interval", "throttle_max_latency_ms", "max_throttle_seconds"):
+        if options.throttle_url and name in options.explicit:
+            words.append(f"{option_name(name)} {getattr(options, name):g}")
+    return words
+
+
+def secret_gate_note(options: RunOptions) -> str | None:
+    if "throttle_url" in options.from_environment or not any(
+            url.has_secret for url in parse_health_urls(options.throttle_url)):
+        return None
+    return ("   (add the query string or credentials of each --throttle-url that had them: "
+            "they are not shown, as they may hold a secret)")
 
 
 def say(message: str = "") -> None:
@@ -126,8 +151,10 @@ class ConsoleReporter:
     """What a writing run tells the operator, on this console (backfill.writing_run's
     Reporter)."""
 
-    def __init__(self, labels: Labels, quiet: bool, as_json: bool) -> None:
+    def __init__(self, labels: Labels, quiet: bool, as_json: bool,
+                 resume_note: str | None = None) -> None:
         self.labels, self.quiet, self.as_json = labels, quiet, as_json
+        self.resume_note = resume_note  # said under a resume command (secret_gate_note)
 
     def said(self, line: str) -> None:
         say(line)
@@ -169,3 +196,5 @@ class ConsoleReporter:
         summary(stats, self.labels, extra, self.as_json)
         if resume_command is not None:
             say(f"↩️  To continue from the checkpoint: {resume_command}")
+            if self.resume_note is not None:
+                say(self.resume_note)

@@ -20,8 +20,10 @@ from typing import Any
 
 from google.cloud import firestore
 from google.cloud.firestore_v1 import _helpers
+from google.cloud.firestore_v1.batch import WriteBatch
 from google.cloud.firestore_v1.types import document
 
+from backfill.lease import Fence
 from backfill.pager import iter_pages
 from backfill.retry import (
     CALL_SECONDS,
@@ -88,12 +90,13 @@ def too_large_to_journal(entry: dict[str, Any]) -> bool:
 
 class Journal:
     def __init__(self, client: firestore.Client, ledger_collection: str, run_id: str,
-                 policy: RetryPolicy, shard_key: str = "0") -> None:
+                 policy: RetryPolicy, shard_key: str = "0", fence: Fence | None = None) -> None:
         self.collection = client.collection(ledger_collection).document(run_id).collection(
             JOURNAL)
         self.client = client
         self.policy = policy
         self.shard_key = shard_key
+        self.fence = fence  # each journal document is written behind the run's lease
 
     def record(self, entries: list[dict[str, Any]]) -> list[tuple[str, int]]:
         """Before a batch: its entries, in as many documents as the size limit needs
@@ -119,8 +122,11 @@ class Journal:
             }
             # set, not create: when a write succeeded but its answer was lost, the retry
             # writes the same document again instead of failing on it.
-            call_with_retry(partial(_write, ref.set, document_), self.policy,
-                            "writing the run journal")
+            if self.fence is not None:
+                self.fence.commit(partial(_set_in, ref, document_), "writing the run journal")
+            else:
+                call_with_retry(partial(_write, ref.set, document_), self.policy,
+                                "writing the run journal")
             keys.append((key, len(chunk)))
         return keys
 
@@ -161,6 +167,10 @@ class Journal:
                         entry["before"] = before[str(i)]
                     entries.append(entry)
                 yield snap.id, entries
+
+
+def _set_in(ref: Any, fields: dict[str, Any], batch: WriteBatch) -> None:
+    batch.set(ref, fields)
 
 
 def _write(action: Any, fields: dict[str, Any]) -> None:

@@ -1,52 +1,67 @@
-"""One writer per collection: a lease in the run ledger.
+"""One writer per collection: a lease in the run ledger, and a fence on every batch.
 
-A writing run (backfill, either rollback) takes the lease of its collection in a
-transaction before it writes, renews it with a heartbeat while it runs, and gives it back
-when it ends. The shards of one run share their run's lease (one holder entry per shard).
-A second writing run is refused while a holder is alive. A holder is gone when it ran on
-this host and its process no longer exists (kill -9, then --resume, keeps working at
-once), or when its heartbeat is older than LEASE_TIMEOUT_SECONDS (a container recycled
-elsewhere); the lease is then taken over, and the takeover is said.
+A writing run (backfill, either rollback) takes the lease of its collection before it
+writes, keeps it alive with a heartbeat while it runs, and gives it back when it ends.
+The shards of one run share their run's lease, one holder per shard.
+
+- The lease document (`LEDGER/lease-COLLECTION`) names the run and, per shard, its
+  holder: a token of its own process, and who and where it is. It changes only when a
+  holder comes, goes or is taken over, each time on condition that it did not change
+  since it was read.
+- Each holder's heartbeat is a document of its own (`.../beats/SHARD`), written with the
+  database's own timestamp. Its age is the database's clock at a read minus the
+  heartbeat's update time: no host's clock is ever compared with another's.
+- The fence: every write a holder makes in the run's name (each batch's journal, each
+  heartbeat) is committed together with a write to the lease document on condition that
+  its update time is the one the holder last saw. The write changes nothing, so it does
+  not change that time, and any number of batches and shards pass it; any other change
+  (a takeover, a hand edit, a deletion) fails the whole commit. The holder then reads
+  the lease again: still its own, it goes on; not, the run stops before that batch's
+  item writes (LeaseLost, exit 3).
+
+A holder is gone, and its lease is taken over (and the takeover said), when its
+heartbeat is older than the age it declared (LEASE_TIMEOUT_SECONDS by default), when the
+engine that runs the task retried it (the same run and shard, a new attempt), or when
+its process is certainly not running (backfill.process_identity). Nothing else takes a
+live holder's lease.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
+import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn, Protocol
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
+from google.cloud.firestore_v1.batch import WriteBatch
 
 from backfill.errors import BackfillError, DatabaseError, ExitCode
 from backfill.ledger import who
-from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_timeout, call_with_retry
+from backfill.names import LEASE_PREFIX
+from backfill.process_identity import ProcessIdentity
+from backfill.retry import (
+    CALL_SECONDS,
+    NO_LIBRARY_RETRY,
+    RetryPolicy,
+    call_timeout,
+    call_with_retry,
+)
 from backfill.stats import iso, utc_now
 from backfill.status import StopRequest
 
-# A holder whose heartbeat is older than this, on another host, is taken to be gone. It is
-# several heartbeats long, so a busy or briefly cut-off run keeps its lease.
+# A holder whose heartbeat is older than this is taken to be gone. It is several
+# heartbeats long, so a busy or briefly cut-off run keeps its lease.
 LEASE_TIMEOUT_SECONDS = 120.0
 HEARTBEAT_SECONDS = 15.0
-LEASE_PREFIX = "lease-"
+BEATS = "beats"
 CALL_TIMEOUT_SECONDS = 10.0
 MAX_ATTEMPTS = 10
-
-
-class _Delete:
-    pass
-
-
-DELETE = _Delete()
-# What a lease operation writes: fields to set or update, DELETE, or None for nothing.
-Change = dict[str, Any] | _Delete | None
 
 
 class LeaseHeld(BackfillError):
@@ -56,176 +71,364 @@ class LeaseHeld(BackfillError):
 
 
 class LeaseLost(BackfillError):
-    """This run's lease was taken over (its heartbeat went stale): it must stop writing."""
+    """This run no longer holds its lease: it must stop writing."""
 
     exit_code = ExitCode.FATAL
+
+
+class LeaseMalformed(BackfillError):
+    """The lease document is not what this tool writes (found when a run starts)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class Fence(Protocol):
+    def commit(self, add: Callable[[WriteBatch], None], what: str) -> None:
+        """Commit the writes `add` puts in a batch, only if the run still holds its lease."""
+        ...
+
+
+def engine_task(env: Mapping[str, str]) -> str | None:
+    """Which attempt of an engine's task this process is, when an engine started it: a
+    new attempt of the same run and shard takes over the old one's lease at once."""
+    if env.get("CLOUD_RUN_TASK_ATTEMPT"):
+        return f"Cloud Run task attempt {env['CLOUD_RUN_TASK_ATTEMPT']}"
+    if env.get("JOB_COMPLETION_INDEX"):  # a Kubernetes Indexed Job: each pod is an attempt
+        return f"Kubernetes pod {env.get('HOSTNAME') or ProcessIdentity.current().host}"
+    return None
 
 
 @dataclass(frozen=True)
 class Holder:
     run_id: str
     key: str
-    host: str
-    pid: int
+    token: str
     user: str
-    heartbeat_at: datetime
+    process: ProcessIdentity
+    timeout: float  # the heartbeat age past which it is taken to be gone
+    attempt: str | None  # the engine's attempt (engine_task), if an engine started it
+    beat_age: float | None  # seconds, by the database's clock; None: no heartbeat
 
-    def age(self, now: datetime) -> float:
-        return (now - self.heartbeat_at).total_seconds()
+    @property
+    def stale(self) -> bool:
+        return self.beat_age is None or self.beat_age >= self.timeout
 
-    def alive(self, now: datetime, host: str) -> bool:
-        if self.host == host:
-            return _process_exists(self.pid)
-        return self.age(now) < LEASE_TIMEOUT_SECONDS
-
-    def describe(self, now: datetime) -> str:
-        return (f"run {self.run_id} ({'shard ' + self.key + ', ' if self.key != '0' else ''}"
-                f"{self.user}@{self.host}, pid {self.pid}, last heartbeat "
-                f"{self.age(now):.0f}s ago)")
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, as another user
-        return True
-    return True
+    def describe(self) -> str:
+        shard = f"shard {self.key}, " if self.key != "0" else ""
+        beat = ("no heartbeat" if self.beat_age is None
+                else f"last heartbeat {max(0.0, self.beat_age):.0f}s ago")
+        return (f"run {self.run_id} ({shard}{self.user}@{self.process.host}, pid "
+                f"{self.process.pid}, {beat})")
 
 
-def _holders(data: dict[str, Any] | None) -> list[Holder]:
-    if not data:
-        return []
-    return [Holder(str(data.get("run_id")), key, str(h.get("host")), int(h.get("pid", 0)),
-                   str(h.get("user")), datetime.fromisoformat(str(h.get("heartbeat_at"))))
-            for key, h in dict(data.get("holders") or {}).items()]
+@dataclass(frozen=True)
+class LeaseState:
+    """The lease as read, with each holder's heartbeat age."""
+
+    path: str
+    run_id: str
+    holders: dict[str, Holder]  # by shard key
+    raw_holders: dict[str, dict[str, Any]]
+    update_time: Any
+
+
+def _malformed(path: str, collection: str, problem: str) -> str:
+    return (f"the lease document {path} is not what this tool writes: {problem}. If no run "
+            f"is writing collection {collection!r} (python3 scripts/backfill_control.py "
+            "status), delete that document and start again")
+
+
+def _shape(path: str, collection: str, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The holders of a lease document, every field this tool reads checked."""
+
+    def refuse(problem: str) -> LeaseMalformed:
+        return LeaseMalformed(_malformed(path, collection, problem))
+
+    if not isinstance(data.get("run_id"), str):
+        raise refuse("its run_id is not a string")
+    holders = data.get("holders")
+    if not isinstance(holders, dict):
+        raise refuse(f"its holders are {type(holders).__name__}, not a map")
+    for key, holder in holders.items():
+        if not key or "/" in key:
+            raise refuse(f"holder {key!r} is not a shard key")
+        if not isinstance(holder, dict):
+            raise refuse(f"holder {key!r} is {type(holder).__name__}, not a map")
+        for name, kind in (("token", str), ("host", str), ("user", str), ("pid", int)):
+            value = holder.get(name)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise refuse(f"holder {key!r} has no {name} {kind.__name__}")
+        timeout = holder.get("timeout_seconds", LEASE_TIMEOUT_SECONDS)
+        if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
+            raise refuse(f"holder {key!r} has a timeout_seconds that is not a positive number")
+        for name in ("boot_id", "pid_namespace", "process_started", "attempt"):
+            if holder.get(name) is not None and not isinstance(holder.get(name), str):
+                raise refuse(f"holder {key!r} has a {name} that is not a string")
+    return holders
+
+
+def read_lease(client: firestore.Client, ref: Any, collection: str, policy: RetryPolicy,
+               what: str) -> LeaseState | None:
+    """The lease of `collection` and its holders' heartbeats (two reads at most), or None
+    when nobody holds it. LeaseMalformed when the document is not what this tool writes."""
+    snap = call_with_retry(lambda: ref.get(retry=NO_LIBRARY_RETRY,
+                                           timeout=call_timeout(CALL_TIMEOUT_SECONDS)),
+                           policy, what)
+    if not snap.exists:
+        return None
+    data = snap.to_dict() or {}
+    raw = _shape(ref.path, collection, data)
+    beats: dict[str, Any] = {}
+    if raw:
+        refs = [ref.collection(BEATS).document(key) for key in raw]
+        beats = {s.id: s for s in call_with_retry(
+            lambda: list(client.get_all(refs, retry=NO_LIBRARY_RETRY,
+                                        timeout=call_timeout(CALL_TIMEOUT_SECONDS))),
+            policy, what)}
+    holders = {}
+    for key, holder in raw.items():
+        beat = beats.get(key)
+        age = None
+        if beat is not None and beat.exists and (beat.to_dict() or {}).get("token") == \
+                holder["token"]:
+            age = max(0.0, (beat.read_time - beat.update_time).total_seconds())
+        holders[key] = Holder(
+            run_id=data["run_id"], key=key, token=holder["token"], user=holder["user"],
+            process=ProcessIdentity(host=holder["host"], pid=holder["pid"],
+                                    boot_id=holder.get("boot_id"),
+                                    pid_namespace=holder.get("pid_namespace"),
+                                    started=holder.get("process_started")),
+            timeout=float(holder.get("timeout_seconds", LEASE_TIMEOUT_SECONDS)),
+            attempt=holder.get("attempt"), beat_age=age)
+    return LeaseState(ref.path, data["run_id"], holders, raw, snap.update_time)
+
+
+class _Delete:
+    pass
+
+
+DELETE = _Delete()
+
+
+@dataclass(frozen=True)
+class _Change:
+    """What one lease operation commits: the lease document's new fields (or DELETE),
+    the heartbeat to set, the heartbeats of holders gone."""
+
+    lease: dict[str, Any] | _Delete
+    beat: dict[str, Any] | None = None
+    drop_beats: tuple[str, ...] = ()
 
 
 class Lease:
     def __init__(self, client: firestore.Client, ledger_collection: str, collection: str,
                  run_id: str, key: str, tool: str, policy: RetryPolicy,
-                 heartbeat_seconds: float = HEARTBEAT_SECONDS) -> None:
+                 heartbeat_seconds: float = HEARTBEAT_SECONDS,
+                 timeout_seconds: float = LEASE_TIMEOUT_SECONDS,
+                 engine: str | None = None) -> None:
         self.client = client
         self.ref = client.collection(ledger_collection).document(LEASE_PREFIX + collection)
+        self.beat_ref = self.ref.collection(BEATS).document(key)
         self.collection = collection
         self.run_id, self.key, self.tool = run_id, key, tool
         self.policy = policy
         self.heartbeat_seconds = heartbeat_seconds
+        self.timeout_seconds = timeout_seconds
+        self.engine = engine
+        self.token = secrets.token_hex(12)  # this process's, and no other's
+        self.identity = ProcessIdentity.current()
         self.lost: str | None = None
+        self._seen: Any = None  # the lease document's update time, as this holder last saw it
+        self._seen_lock = threading.Lock()
+        self._stop: StopRequest | None = None
 
-    def _me(self) -> dict[str, Any]:
-        return {**who(), "pid": os.getpid(), "heartbeat_at": iso(utc_now())}
+    # --- reading and committing --------------------------------------------------------
 
-    def _transact(self, body: Callable[[dict[str, Any] | None], Change], what: str) -> None:
-        """Read the lease, decide, write on condition that it did not change meanwhile;
+    def _read(self, what: str) -> LeaseState | None:
+        return read_lease(self.client, self.ref, self.collection, self.policy, what)
+
+    def _beat(self) -> dict[str, Any]:
+        return {"token": self.token, "run_id": self.run_id, "key": self.key,
+                "at": firestore.SERVER_TIMESTAMP}
+
+    def _transact(self, decide: Callable[[LeaseState | None], _Change | None],
+                  what: str) -> None:
+        """Read the lease, decide, commit on condition that it did not change meanwhile;
         again if it did. (Not a library transaction: its calls retry on their own for a
         minute, with no way to bound them, when the database is away.)"""
         for _ in range(MAX_ATTEMPTS):
-            snap = call_with_retry(
-                lambda: self.ref.get(retry=NO_LIBRARY_RETRY,
-                                     timeout=call_timeout(CALL_TIMEOUT_SECONDS)),
-                self.policy, what)
-            change = body(snap.to_dict() if snap.exists else None)
+            state = self._read(what)
+            change = decide(state)
             if change is None:
                 return
-            if call_with_retry(partial(self._write, snap, change), self.policy, what):
+            if call_with_retry(partial(self._commit_change, state, change), self.policy,
+                               what):
                 return
         raise DatabaseError(f"{what} failed: the lease kept changing under it")
 
-    def _write(self, snap: Any, change: Change) -> bool:
-        """Apply `change` if the lease is still as read; False if it is not."""
-        try:
-            if not snap.exists:
-                if change is not DELETE:
-                    self.ref.create(change, retry=NO_LIBRARY_RETRY,
-                                    timeout=call_timeout(CALL_TIMEOUT_SECONDS))
+    def _commit_change(self, state: LeaseState | None, change: _Change) -> bool:
+        batch = self.client.batch()
+        if state is None:
+            if isinstance(change.lease, _Delete):
                 return True
-            option = self.client.write_option(last_update_time=snap.update_time)
-            if change is DELETE:
-                self.ref.delete(option=option, retry=NO_LIBRARY_RETRY,
-                                timeout=call_timeout(CALL_TIMEOUT_SECONDS))
+            batch.create(self.ref, change.lease)
+        else:
+            option = self.client.write_option(last_update_time=state.update_time)
+            if isinstance(change.lease, _Delete):
+                batch.delete(self.ref, option=option)
             else:
-                self.ref.update(change, option=option, retry=NO_LIBRARY_RETRY,
-                                timeout=call_timeout(CALL_TIMEOUT_SECONDS))
-            return True
+                batch.update(self.ref, change.lease, option=option)
+        if change.beat is not None:
+            batch.set(self.beat_ref, change.beat)
+        for key in change.drop_beats:
+            batch.delete(self.ref.collection(BEATS).document(key))
+        try:
+            results = batch.commit(retry=NO_LIBRARY_RETRY,
+                                   timeout=call_timeout(CALL_TIMEOUT_SECONDS))
         except (gexc.FailedPrecondition, gexc.Conflict, gexc.NotFound):
             return False
+        if not isinstance(change.lease, _Delete):
+            with self._seen_lock:
+                self._seen = results[0].update_time
+        return True
+
+    def commit(self, add: Callable[[WriteBatch], None], what: str) -> None:
+        """The fence: commit the writes `add` puts in a batch together with the check that
+        this run still holds the lease, atomically. LeaseLost when it does not."""
+        for _ in range(MAX_ATTEMPTS):
+            if self.lost is not None:
+                raise LeaseLost(self.lost)
+            with self._seen_lock:
+                seen = self._seen
+            if call_with_retry(partial(self._commit_fenced, add, seen), self.policy, what):
+                return
+            self._confirm_held(what)
+        raise DatabaseError(f"{what} failed: the lease kept changing under it")
+
+    def _commit_fenced(self, add: Callable[[WriteBatch], None], seen: Any) -> bool:
+        batch = self.client.batch()
+        # Changes nothing (so the update time stays), on condition that nothing else did.
+        batch.update(self.ref, {"kind": "lease"},
+                     option=self.client.write_option(last_update_time=seen))
+        add(batch)
+        try:
+            batch.commit(retry=NO_LIBRARY_RETRY, timeout=call_timeout(CALL_SECONDS))
+        except (gexc.FailedPrecondition, gexc.NotFound):
+            return False
+        return True
+
+    def _confirm_held(self, what: str) -> None:
+        """After a failed fence: still this run's (another shard came or went), or lost."""
+        try:
+            state = self._read(what)
+        except LeaseMalformed as error:
+            self._lose(f"{error}: this run stopped writing")
+        if state is None:
+            self._lose(f"the lease of collection {self.collection!r} is gone (its document "
+                       f"{self.ref.path} was deleted): this run stopped writing")
+        mine = state.holders.get(self.key)
+        if state.run_id != self.run_id:
+            self._lose(f"the lease of collection {self.collection!r} is now held by run "
+                       f"{state.run_id}: this run stopped writing")
+        if mine is None or mine.token != self.token:
+            by = f"{mine.describe()}" if mine is not None else "nobody"
+            self._lose(f"the lease of shard {self.key} of run {self.run_id} is now held by "
+                       f"{by}: this run stopped writing")
+        with self._seen_lock:
+            self._seen = state.update_time
+
+    def _lose(self, reason: str) -> NoReturn:
+        if self.lost is None:
+            self.lost = reason
+        if self._stop is not None:
+            self._stop.request(self.lost)
+        raise LeaseLost(self.lost)
+
+    # --- the lease's life --------------------------------------------------------------
+
+    def _gone_because(self, holder: Holder) -> str | None:
+        if self.engine is not None and holder.run_id == self.run_id and \
+                holder.key == self.key and holder.attempt != self.engine:
+            return f"this is the engine's retry of its task ({self.engine})"
+        if holder.process.surely_gone(self.identity):
+            return "its process is gone"
+        if holder.stale:
+            return "it has no heartbeat" if holder.beat_age is None else \
+                f"its heartbeat is older than {holder.timeout:.0f}s"
+        return None
 
     def acquire(self) -> str | None:
         """Take the lease, or raise LeaseHeld. Returns what was taken over, if anything."""
-
         taken_over: list[str] = []
 
-        def body(data: dict[str, Any] | None) -> Change:
-            now, host = utc_now(), socket.gethostname()
-            holders = _holders(data)
-            same_run = data is not None and data.get("run_id") == self.run_id
-            me = (host, os.getpid())
-            alive = [h for h in holders if h.alive(now, host) and (h.host, h.pid) != me]
+        def decide(state: LeaseState | None) -> _Change:
+            same_run = state is not None and state.run_id == self.run_id
+            holders = state.holders if state is not None else {}
             # The other shards of this run share the lease; this shard's own holder and
-            # any other run's block it.
-            blocking = [h for h in alive if not same_run or h.key == self.key]
-            if blocking:
-                holder = blocking[0]
-                wait = ("" if holder.host == host else
-                        f"; it is taken to be gone once its heartbeat is "
-                        f"{LEASE_TIMEOUT_SECONDS:.0f}s old, in "
-                        f"{max(0.0, LEASE_TIMEOUT_SECONDS - holder.age(now)):.0f}s")
-                raise LeaseHeld(
-                    f"collection {self.collection!r} is being written by "
-                    f"{holder.describe(now)}: one writing run at a time{wait}")
-            gone = [h for h in holders if not (same_run and h.key != self.key)
-                    and (h.host, h.pid) != me]
-            kept = {h.key: (data or {})["holders"][h.key] for h in holders
-                    if same_run and h.key != self.key}
-            taken_over[:] = [
-                f"took over the lease of {h.describe(now)}: "
-                f"{'its process is gone' if h.host == host else 'its heartbeat is stale'}"
-                for h in gone]
-            return {"kind": "lease", "collection": self.collection, "run_id": self.run_id,
-                    "tool": self.tool, "holders": {**kept, self.key: self._me()}}
+            # any other run's block it, unless they are gone.
+            contested = [h for h in holders.values() if not same_run or h.key == self.key]
+            gone = []
+            for holder in contested:
+                why = self._gone_because(holder)
+                if why is None:
+                    left = max(0.0, holder.timeout - (holder.beat_age or 0.0))
+                    raise LeaseHeld(
+                        f"collection {self.collection!r} is being written by "
+                        f"{holder.describe()}: one writing run at a time; it is taken to be "
+                        f"gone once its heartbeat is {holder.timeout:.0f}s old, in "
+                        f"{left:.0f}s")
+                gone.append((holder, why))
+            taken_over[:] = [f"took over the lease of {h.describe()}: {why}"
+                             for h, why in gone]
+            kept = {key: raw for key, raw in (state.raw_holders if state else {}).items()
+                    if same_run and key != self.key}
+            return _Change(
+                lease={"kind": "lease", "collection": self.collection, "run_id": self.run_id,
+                       "tool": self.tool, "holders": {**kept, self.key: self._me()}},
+                beat=self._beat(),
+                drop_beats=tuple(h.key for h, _ in gone if h.key != self.key))
 
-        self._transact(body, "taking the collection's lease")
+        self._transact(decide, "taking the collection's lease")
         return "; ".join(taken_over) or None
 
-    def renew(self) -> None:
-        def body(data: dict[str, Any] | None) -> Change:
-            if data is None or data.get("run_id") != self.run_id or \
-                    self.key not in (data.get("holders") or {}):
-                holder = "nobody" if data is None else f"run {data.get('run_id')}"
-                self.lost = (f"the lease of collection {self.collection!r} is now held by "
-                             f"{holder}: this run stopped writing")
-                return None
-            return {f"holders.`{self.key}`": self._me()}
+    def _me(self) -> dict[str, Any]:
+        return {**who(), **self.identity.to_dict(), "token": self.token,
+                "timeout_seconds": self.timeout_seconds, "attempt": self.engine,
+                "since": iso(utc_now())}
 
-        self._transact(body, "renewing the collection's lease")
+    def renew(self) -> None:
+        """One heartbeat, behind the fence: a holder that lost the lease cannot renew it."""
+        self.commit(lambda batch: batch.set(self.beat_ref, self._beat()),
+                    "renewing the collection's lease")
 
     def release(self) -> None:
-        def body(data: dict[str, Any] | None) -> Change:
-            if data is None or data.get("run_id") != self.run_id:
+        def decide(state: LeaseState | None) -> _Change | None:
+            if state is None or state.run_id != self.run_id:
                 return None
-            holders = dict(data.get("holders") or {})
-            holders.pop(self.key, None)
-            return {"holders": holders} if holders else DELETE
+            mine = state.holders.get(self.key)
+            if mine is None or mine.token != self.token:
+                return None
+            others = {key: raw for key, raw in state.raw_holders.items() if key != self.key}
+            return _Change(lease={"holders": others} if others else DELETE,
+                           drop_beats=(self.key,))
 
-        self._transact(body, "giving the collection's lease back")
+        self._transact(decide, "giving the collection's lease back")
 
     @contextmanager
     def kept(self, stop: StopRequest) -> Iterator[Lease]:
-        """Renew the lease every heartbeat while the block runs; if it was taken
-        over, set `stop` (the run ends at a clean point) and `lost`. Given back at the end."""
+        """Renew the lease every heartbeat while the block runs; if it was lost, set
+        `stop` (the run ends at a clean point) and `lost`. Given back at the end."""
+        self._stop = stop
         done = threading.Event()
 
         def heartbeat() -> None:
             while not done.wait(self.heartbeat_seconds):
                 try:
                     self.renew()
+                except LeaseLost:
+                    return  # `stop` is set, with the reason
                 except BackfillError:
                     continue  # the database is away: the run's own calls will say so
-                if self.lost:
-                    stop.request(self.lost)
-                    return
 
         thread = threading.Thread(target=heartbeat, name="lease", daemon=True)
         thread.start()
@@ -237,6 +440,7 @@ class Lease:
             # conditional write, safe beside it.
             thread.join(2.0)
             if self.lost is None:
-                # If this fails, the holder is gone by its process or its heartbeat.
+                # If this fails, the holder is gone by its heartbeat.
                 with contextlib.suppress(BackfillError):
                     self.release()
+

@@ -45,6 +45,22 @@ def check_id(value: str, what: str) -> str:
     return value
 
 
+# The ledger's own documents, beside its runs: no run may be named like one.
+LEASE_PREFIX = "lease-"  # a collection's lease: LEASE_PREFIX + the collection's ID
+RESERVED_RUN_PREFIXES = (LEASE_PREFIX,)
+
+
+def check_run_id(value: str, what: str) -> str:
+    """A run or job ID: a document ID of the ledger that is not one of its own."""
+    check_id(value, what)
+    for prefix in RESERVED_RUN_PREFIXES:
+        if value.startswith(prefix):
+            raise ConfigurationError(
+                f"{what} {value[:80]!r} cannot name a run: IDs starting with {prefix!r} are "
+                "the ledger's own documents (the collections' leases)")
+    return value
+
+
 def check_database(value: str) -> str:
     if value != "(default)" and not _DATABASE.fullmatch(value):
         raise ConfigurationError(

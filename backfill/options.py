@@ -9,12 +9,14 @@ from typing import Any
 
 from backfill.control import CONTROL_POLL_SECONDS
 from backfill.errors import ConfigurationError
-from backfill.lease import HEARTBEAT_SECONDS
+from backfill.health_url import parse_health_urls
+from backfill.lease import HEARTBEAT_SECONDS, LEASE_TIMEOUT_SECONDS
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION, LedgerEntry
 from backfill.ratelimit import RAMP_START
 from backfill.retry import RetryPolicy
 
 RESUME_LATEST = "latest"
+HEALTH_GATE = "throttle_urls"  # in a run's recorded settings: its health URLs, as shown
 # What makes a run the run it is: recorded when it starts, taken over by --resume.
 RECORDED_SETTINGS = ("collection", "target_field", "force", "batch_size", "limit",
                      "undo_run_id", "max_writes_per_second", "initial_writes_per_second",
@@ -53,6 +55,7 @@ class RunOptions:
     target_field: str | None = None  # None: not given (the default, or what a run recorded)
     force: bool = False  # backfill: rewrite items that are up to date
     throttle_url: tuple[str, ...] = ()  # the backend's health URLs
+    no_throttle: bool = False  # a resume of a gated run, knowingly without its gate
     throttle_interval: float = 2.0
     throttle_max_latency_ms: float = 1000.0
     max_throttle_seconds: float = 1800.0
@@ -60,8 +63,12 @@ class RunOptions:
     # tests shorten them; an operator has no reason to).
     control_poll_seconds: float = CONTROL_POLL_SECONDS
     heartbeat_seconds: float = HEARTBEAT_SECONDS
-    # The options the operator gave (command line or environment), not defaults.
+    lease_timeout_seconds: float = LEASE_TIMEOUT_SECONDS
+    # The options the operator gave (command line or environment), not defaults; and of
+    # those, the ones that came from the environment (a resume typed in the same console
+    # has them again).
     explicit: frozenset[str] = field(default=frozenset(), compare=False)
+    from_environment: frozenset[str] = field(default=frozenset(), compare=False)
 
     @classmethod
     def from_click(cls, params: dict[str, Any]) -> RunOptions:
@@ -69,27 +76,32 @@ class RunOptions:
         import click
 
         context = click.get_current_context()
-        given = frozenset(
-            name for name in params
-            if context.get_parameter_source(name) in (click.core.ParameterSource.COMMANDLINE,
-                                                      click.core.ParameterSource.ENVIRONMENT))
-        return cls(**params, explicit=given)
+        sources = {name: context.get_parameter_source(name) for name in params}
+        given = frozenset(name for name, source in sources.items()
+                          if source in (click.core.ParameterSource.COMMANDLINE,
+                                        click.core.ParameterSource.ENVIRONMENT))
+        environment = frozenset(name for name, source in sources.items()
+                                if source == click.core.ParameterSource.ENVIRONMENT)
+        return cls(**params, explicit=given, from_environment=environment)
 
     def arguments(self) -> dict[str, Any]:
         """The options as recorded in the ledger and the log: no secret, and health URLs
         without their query strings (they may hold a token)."""
-        from backfill.throttle import shown_url
-
         recorded = {name: str(value) if isinstance(value, Path) else
                     sorted(value) if isinstance(value, frozenset) else value
                     for name, value in asdict(self).items()}
-        recorded["throttle_url"] = [shown_url(url) for url in self.throttle_url]
+        recorded["throttle_url"] = self.health_gate()
         return recorded
 
+    def health_gate(self) -> list[str]:
+        """The health URLs as recorded and shown: scheme, host, port and path only."""
+        return [url.shown for url in parse_health_urls(self.throttle_url)]
+
     def settings(self, target_field: str) -> dict[str, Any]:
-        """What a run records of itself, for a resume to carry on as the same run."""
+        """What a run records of itself, for a resume to carry on as the same run: among
+        it, whether the run was gated by the backend's health, and by which URLs."""
         return {**{name: getattr(self, name) for name in RECORDED_SETTINGS},
-                "target_field": target_field}
+                "target_field": target_field, HEALTH_GATE: self.health_gate()}
 
     def carrying_on(self, entry: LedgerEntry) -> RunOptions:
         """These options for a resume of `entry`: its recorded settings, which an explicit
@@ -109,6 +121,13 @@ class RunOptions:
                     f"{_shown(value)}; this resume says {_shown(mine)}: a resume carries the "
                     "same run on (leave the option out, or start a new run)")
             changes[name] = value
+        gate = list(recorded.get(HEALTH_GATE) or [])
+        if gate and not self.throttle_url and not self.no_throttle:
+            raise ConfigurationError(
+                f"run {entry.run_id} was gated by the backend's health (--throttle-url "
+                f"{' '.join(gate)}): give the URL again (--throttle-url, or "
+                "BACKFILL_THROTTLE_URL, with its query string if it had one: that is not "
+                "recorded), or --no-throttle to go on without the gate")
         return replace(self, **changes)
 
     @property

@@ -20,6 +20,7 @@ from google.cloud.firestore_v1.document import DocumentReference, DocumentSnapsh
 from backfill.errors import RunInterrupted
 from backfill.jobs import Decision, Job
 from backfill.journal import Journal, journal_entry, too_large_to_journal
+from backfill.lease import Fence
 from backfill.pager import Part, iter_pages, part_pages, prefetched, read_documents
 from backfill.ratelimit import WriteRateLimiter
 from backfill.retry import RetryPolicy
@@ -63,6 +64,9 @@ class RunSettings:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     limiter: WriteRateLimiter | None = None
     journal: Journal | None = None  # journal the previous values before each batch
+    # The run's lease: no batch is written unless the run still holds it (the journal's
+    # commits carry the check; an unjournaled job's batch checks it first).
+    fence: Fence | None = None
     # Where the pages come from, when not from scanning the collection (undoing a run
     # reads its journal), with each page's checkpoint, given `after_id`. With read_ahead
     # off, a page is read only after the batches before it are written: undoing walks
@@ -207,6 +211,8 @@ class Runner:
                           "is too large to journal: not written (an undo could not restore it)"
                        for i, e in enumerate(entries) if too_large_to_journal(e)}
             parts = journal.record([e for i, e in enumerate(entries) if i not in refused])
+        elif self.settings.fence is not None and writes:
+            self.settings.fence.commit(lambda batch: None, "checking the collection's lease")
         sent = commit_writes(self.client, [w for i, w in enumerate(writes) if i not in refused],
                              self.settings.policy, self.settings.limiter)
         if journal is not None and parts:

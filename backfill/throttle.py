@@ -14,12 +14,12 @@ from __future__ import annotations
 import threading
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from backfill.errors import BackfillError, ExitCode
+from backfill.health_url import HealthUrl
 from backfill.ratelimit import WriteRateLimiter
 from backfill.status import GateState
 
@@ -33,32 +33,23 @@ class ThrottledTooLong(BackfillError):
     exit_code = ExitCode.FATAL
 
 
-def shown_url(url: str) -> str:
-    """A URL as logged: without its query string or credentials (they may hold a token)."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
 @dataclass(frozen=True)
 class HealthCheck:
-    urls: Sequence[str]
+    urls: Sequence[HealthUrl]  # checked: backfill.health_url
     interval: float = 2.0
     max_latency_ms: float = 1000.0
     # Per URL, the probe still waiting for its answer: one at a time, however slowly an
     # endpoint trickles its bytes in.
-    _waiting: dict[str, threading.Thread] = field(default_factory=dict, compare=False,
+    _waiting: dict[HealthUrl, threading.Thread] = field(default_factory=dict, compare=False,
                                                   repr=False)
 
-    def probe(self, url: str) -> str | None:
+    def probe(self, url: HealthUrl) -> str | None:
         """Why `url` is unhealthy now, or None when it is healthy. The whole answer (status,
         headers, body) must come within the latency limit."""
         limit = self.max_latency_ms / 1000
         earlier = self._waiting.get(url)
         if earlier is not None and earlier.is_alive():
-            return f"{shown_url(url)} has not answered the probe before this one"
+            return f"{url.shown} has not answered the probe before this one"
         answer: list[str | None] = []
         started = time.monotonic()
         worker = threading.Thread(target=lambda: answer.append(self._ask(url, limit)),
@@ -67,29 +58,32 @@ class HealthCheck:
         worker.start()
         worker.join(limit)
         if not answer:
-            return (f"{shown_url(url)} did not answer within {self.max_latency_ms:.0f} ms "
+            return (f"{url.shown} did not answer within {self.max_latency_ms:.0f} ms "
                     f"(--throttle-max-latency-ms)")
         if answer[0] is not None:
             return answer[0]
         latency = (time.monotonic() - started) * 1000
         if latency > self.max_latency_ms:
-            return (f"{shown_url(url)} answered in {latency:.0f} ms "
+            return (f"{url.shown} answered in {latency:.0f} ms "
                     f"(over {self.max_latency_ms:.0f} ms)")
         return None
 
     @staticmethod
-    def _ask(url: str, limit: float) -> str | None:
+    def _ask(url: HealthUrl, limit: float) -> str | None:
+        request = urllib.request.Request(url.url)
+        if url.authorization is not None:
+            request.add_header("Authorization", url.authorization)
         try:
-            with urllib.request.urlopen(url, timeout=max(1.0, 2 * limit)) as answer:
+            with urllib.request.urlopen(request, timeout=max(1.0, 2 * limit)) as answer:
                 status = answer.status
                 answer.read(MAX_ANSWER_BYTES)
         except urllib.error.HTTPError as error:
-            return f"{shown_url(url)} answered {error.code}"
+            return f"{url.shown} answered {error.code}"
         except Exception as error:  # refused, reset, timed out, bad name: all unhealthy
             reason = getattr(error, "reason", error)
-            return f"{shown_url(url)} did not answer ({type(reason).__name__})"
+            return f"{url.shown} did not answer ({type(reason).__name__})"
         if not 200 <= status < 300:
-            return f"{shown_url(url)} answered {status}"
+            return f"{url.shown} answered {status}"
         return None
 
     def unhealthy(self) -> str | None:

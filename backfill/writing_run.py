@@ -22,11 +22,12 @@ from typing import Any, Protocol
 
 from google.cloud import firestore
 
-from backfill.control import RunControl
+from backfill.control import STOP, RunControl
 from backfill.errors import BackfillError, DatabaseError, ExitCode, RunInterrupted
+from backfill.health_url import parse_health_urls
 from backfill.jobs import Job
 from backfill.journal import Journal
-from backfill.lease import Lease, LeaseLost
+from backfill.lease import Fence, Lease, LeaseLost
 from backfill.ledger import Ledger, restore
 from backfill.logs import LOG_FILE_NAME, close_run_log, flush_run_log, open_run_log
 from backfill.options import RunOptions
@@ -75,7 +76,7 @@ ResumeCommand = Callable[[RunOptions, str, Shard | None], str]
 
 def run_settings(job: Job, options: RunOptions, client: firestore.Client, collection: str,
                  stats: RunStats, from_id: str | None, before_id: str | None,
-                 journal: Journal | None) -> RunSettings:
+                 journal: Journal | None, fence: Fence | None = None) -> RunSettings:
     """What a run reads and how fast it writes, built from its options and where it
     stands (pure: nothing is written into the stats; the parts are in the settings)."""
     source = job.page_source(client, collection, options.policy)
@@ -96,6 +97,7 @@ def run_settings(job: Job, options: RunOptions, client: firestore.Client, collec
         limit=None if options.limit is None else max(0, options.limit - stats.processed),
         after_id=stats.checkpoint, from_id=from_id, before_id=before_id,
         max_in_flight=options.parallel_batches, policy=options.policy, journal=journal,
+        fence=fence,
         source=source, read_ahead=source is None, parts=parts,
         limiter=WriteRateLimiter(initial=initial / share,
                                  ceiling=options.max_writes_per_second / share))
@@ -106,8 +108,10 @@ class WritingRun:
 
     def __init__(self, tool: str, make_job: MakeJob, options: RunOptions, shard: Shard | None,
                  target: Target, client: firestore.Client, reporter: Reporter,
-                 resume_command: ResumeCommand, stats_prefix: str) -> None:
+                 resume_command: ResumeCommand, stats_prefix: str,
+                 engine: str | None = None) -> None:
         self.tool, self.make_job, self.options, self.shard = tool, make_job, options, shard
+        self.engine = engine  # the engine's attempt of this task (lease.engine_task)
         self.target, self.client, self.reporter = target, client, reporter
         self.resume_command, self.stats_prefix = resume_command, stats_prefix
         self.ledger = Ledger(client, options.ledger_collection, options.policy)
@@ -176,17 +180,40 @@ class WritingRun:
         early end (after the end is recorded and said)."""
         plan = self.plan
         assert plan is not None, "open() first"
-        if self.options.dry_run:
+        options = self.options
+        if options.dry_run:
             return self._run(ledger=None, takeover=None)
-        self.lease = Lease(self.client, self.options.ledger_collection,
+        stopped_by = self._standing_stop()
+        if stopped_by is not None:
+            self.reporter.said(
+                f"⏹  Run {plan.run_id} was stopped by {stopped_by} (backfill_control.py "
+                "stop): this task writes nothing, and ends with exit 0 so that the engine "
+                "does not start it again. To carry the run on: "
+                f"{self.resume_command(options, plan.run_id, self.shard)}")
+            return ExitCode.OK
+        self.lease = Lease(self.client, options.ledger_collection,
                            self.target.collection, plan.run_id,
                            self.shard.key if self.shard else "0", self.tool,
-                           self.options.policy, heartbeat_seconds=self.options.heartbeat_seconds)
+                           options.policy, heartbeat_seconds=options.heartbeat_seconds,
+                           timeout_seconds=options.lease_timeout_seconds, engine=self.engine)
         takeover = self.lease.acquire()
         if takeover:
             self.reporter.said(f"⚠️  {takeover}")
         with self.lease.kept(self.stop):
             return self._run(ledger=self.ledger, takeover=takeover)
+
+    def _standing_stop(self) -> str | None:
+        """Who stopped this run, when a stop stands and this task was started again
+        without --resume (an engine's retry, the same --job-id): it obeys. Only an
+        operator's --resume (or backfill_control.py continue) clears a stop."""
+        plan = self.plan
+        assert plan is not None
+        if self.options.resume is not None:
+            return None
+        entry = self.ledger.get(plan.run_id) if self.shard is not None else plan.resumed
+        if entry is None or entry.data.get("control") != STOP:
+            return None
+        return str(entry.data.get("control_by") or "someone")
 
     def _run(self, ledger: Ledger | None, takeover: str | None) -> ExitCode:
         plan, options, target, say = self.plan, self.options, self.target, self.reporter.said
@@ -214,7 +241,8 @@ class WritingRun:
             return ExitCode.OK
         if resumed is not None and ledger is not None:
             restore(stats, resumed)
-            ledger.reopen(stats, resumed.data.get("stopped_because"))
+            ledger.reopen(stats, resumed.data.get("stopped_because"),
+                          clear_stop=options.resume is not None)
             say(f"↩️  Continuing after {stats.checkpoint or 'the beginning'}")
         elif ledger is not None and shard is None:
             ledger.start(stats, options.arguments(), settings_recorded, plan.mode)
@@ -228,9 +256,9 @@ class WritingRun:
         journal = None
         if ledger is not None and job.journaled:
             journal = Journal(self.client, options.ledger_collection, stats.run_id,
-                              options.policy, shard.key if shard else "0")
+                              options.policy, shard.key if shard else "0", fence=self.lease)
         built = run_settings(job, options, self.client, target.collection, stats, from_id,
-                             before_id, journal)
+                             before_id, journal, fence=self.lease if ledger is not None else None)
         if built.parts is not None:
             stats.parts = built.parts
         earlier = (stats.throttled_seconds, stats.throttle_spells, stats.paused_seconds)
@@ -321,7 +349,7 @@ class WritingRun:
         with contextlib.ExitStack() as stack:
             if options.throttle_url:
                 stack.enter_context(HealthWatch(HealthCheck(
-                    options.throttle_url, options.throttle_interval,
+                    parse_health_urls(options.throttle_url), options.throttle_interval,
                     options.throttle_max_latency_ms), gate))
             if ledger is not None:
                 stack.enter_context(RunControl(ledger, run_id, gate, self.stop,

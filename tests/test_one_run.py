@@ -180,8 +180,9 @@ def test_two_writing_runs_at_once_the_second_is_refused(db: Database, proxy: Tcp
         message = done.stderr.strip().splitlines()[-1]
         assert re.fullmatch(
             r"❌ collection 'wardrobe' is being written by run backfill-\S+ \(\S+@\S+, pid "
-            rf"{process.pid}, last heartbeat \d+s ago\): one writing run at a time",
-            message), message  # on the same host, by its process: no wait is shown
+            rf"{process.pid}, last heartbeat \d+s ago\): one writing run at a time; it is "
+            r"taken to be gone once its heartbeat is 120s old, in \d+s",
+            message), message
     assert process.poll() is None, log.read_text()
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) == 130

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from backfill.health_url import parse_health_urls
 from backfill.throttle import HEALTHY_PROBES_TO_REOPEN, Gate, HealthCheck, HealthWatch
 from run_backfill_production import main as backfill
 from tests.conftest import Database
@@ -20,14 +21,14 @@ from tests.helpers import Backend, dead_address
 
 def test_a_backend_that_does_not_answer_is_unhealthy() -> None:
     address = dead_address()
-    reason = HealthCheck([f"http://{address}/health?token=s3cret"]).unhealthy()
+    reason = HealthCheck(parse_health_urls((f"http://{address}/health?token=s3cret",))).unhealthy()
     assert reason == f"http://{address}/health did not answer (ConnectionRefusedError)"
 
 
 def test_the_gate_opens_again_after_three_healthy_probes_in_a_row(backend: Backend) -> None:
     assert HEALTHY_PROBES_TO_REOPEN == 3  # the README's rule
     gate = Gate()
-    watch = HealthWatch(HealthCheck([backend.url]), gate)
+    watch = HealthWatch(HealthCheck(parse_health_urls((backend.url,))), gate)
     backend.mode = "failing"
     watch.probe_once()
     assert gate.state == "throttled"
@@ -102,7 +103,7 @@ def dribbler() -> Iterator[Dribbler]:
 
 
 def test_an_answer_that_trickles_in_is_unhealthy_at_the_limit(dribbler: Dribbler) -> None:
-    check = HealthCheck([dribbler.url], max_latency_ms=300)
+    check = HealthCheck(parse_health_urls((dribbler.url,)), max_latency_ms=300)
     started = time.monotonic()
     reason = check.unhealthy()
     assert time.monotonic() - started < 1.0

@@ -1,0 +1,94 @@
+"""The app backend's health URLs (--throttle-url), checked before anything is read.
+
+Only http and https, with a valid host and port, and no #fragment (a `#` in a password
+must be written %23, or the rest of the URL becomes the fragment). Credentials in the
+URL (`https://user:password@host/health`) are sent as HTTP basic auth, as curl does. A
+refusal is one line that never repeats the URL: a bad URL may hold a secret in any of
+its parts. A good URL is shown and recorded as scheme, host, port and path only: its
+query string and credentials may hold a token.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import re
+import urllib.parse
+from dataclasses import dataclass
+
+from backfill.errors import ConfigurationError
+
+_HOST_NAME = re.compile(r"(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?)+")
+
+
+@dataclass(frozen=True)
+class HealthUrl:
+    url: str  # what is requested: the URL without its credentials
+    shown: str  # what is logged, recorded and printed: scheme://host[:port]/path
+    authorization: str | None = None  # the Authorization header, from the credentials
+    has_secret: bool = False  # credentials or a query string: not shown anywhere
+
+
+def shown_url(url: str) -> str:
+    """A checked URL as logged: without its query string or credentials."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port:
+        host += f":{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _ordinal(position: int) -> str:
+    return {1: "1st", 2: "2nd", 3: "3rd"}.get(position, f"{position}th")
+
+
+def parse_health_url(text: str, position: int = 1) -> HealthUrl:
+    """`text` checked as a health URL; ConfigurationError (exit 2) names the problem and
+    the URL's position among the --throttle-url values, never the URL."""
+
+    def refuse(problem: str) -> ConfigurationError:
+        return ConfigurationError(
+            f"the {_ordinal(position)} --throttle-url (or BACKFILL_THROTTLE_URL) is not a "
+            f"health URL this tool can probe: {problem} (the URL is not shown: it may hold "
+            "a secret)")
+
+    if not text.strip():
+        raise refuse("it is empty")
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in text):
+        raise refuse("it holds a space or a control character")
+    try:
+        parts = urllib.parse.urlsplit(text)
+        port = parts.port
+        host = parts.hostname
+    except ValueError as error:
+        problem = ("its port is not a number from 1 to 65535" if "port" in str(error).lower()
+                   else "its host is not a valid name or address")
+        raise refuse(problem) from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise refuse("only http:// and https:// URLs are probed")
+    if parts.fragment or text.endswith("#"):
+        raise refuse("it has a #fragment (a `#` in a password is written %23)")
+    if not host:
+        raise refuse("it has no host")
+    if port == 0:
+        raise refuse("its port is not a number from 1 to 65535")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not _HOST_NAME.fullmatch(host):
+            raise refuse("its host is not a valid name or address") from None
+    authorization = None
+    if parts.username is not None or parts.password is not None:
+        user = urllib.parse.unquote(parts.username or "")
+        password = urllib.parse.unquote(parts.password or "")
+        authorization = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    netloc = parts.netloc.rpartition("@")[2]
+    url = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    return HealthUrl(url=url, shown=shown_url(url), authorization=authorization,
+                     has_secret=authorization is not None or bool(parts.query))
+
+
+def parse_health_urls(texts: tuple[str, ...]) -> tuple[HealthUrl, ...]:
+    return tuple(parse_health_url(text, i) for i, text in enumerate(texts, start=1))
