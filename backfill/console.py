@@ -13,8 +13,8 @@ from typing import Any
 import click
 from tqdm import tqdm
 
-from backfill.ledger import DEFAULT_LEDGER_COLLECTION
 from backfill.health_url import parse_health_urls
+from backfill.ledger import DEFAULT_LEDGER_COLLECTION
 from backfill.options import RunOptions, option_name
 from backfill.runner import BatchOutcome
 from backfill.stats import RunStats

@@ -108,13 +108,14 @@ class Holder:
     timeout: float  # the heartbeat age past which it is taken to be gone
     attempt: str | None  # the engine's attempt (engine_task), if an engine started it
     beat_age: float | None  # seconds, by the database's clock; None: no heartbeat
+    shard: str | None = None  # INDEX/COUNT, for a shard of a sharded run
 
     @property
     def stale(self) -> bool:
         return self.beat_age is None or self.beat_age >= self.timeout
 
     def describe(self) -> str:
-        shard = f"shard {self.key}, " if self.key != "0" else ""
+        shard = f"shard {self.shard}, " if self.shard else ""
         beat = ("no heartbeat" if self.beat_age is None
                 else f"last heartbeat {max(0.0, self.beat_age):.0f}s ago")
         return (f"run {self.run_id} ({shard}{self.user}@{self.process.host}, pid "
@@ -161,7 +162,7 @@ def _shape(path: str, collection: str, data: dict[str, Any]) -> dict[str, dict[s
         timeout = holder.get("timeout_seconds", LEASE_TIMEOUT_SECONDS)
         if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
             raise refuse(f"holder {key!r} has a timeout_seconds that is not a positive number")
-        for name in ("boot_id", "pid_namespace", "process_started", "attempt"):
+        for name in ("boot_id", "pid_namespace", "process_started", "attempt", "shard"):
             if holder.get(name) is not None and not isinstance(holder.get(name), str):
                 raise refuse(f"holder {key!r} has a {name} that is not a string")
     return holders
@@ -199,8 +200,16 @@ def read_lease(client: firestore.Client, ref: Any, collection: str, policy: Retr
                                     pid_namespace=holder.get("pid_namespace"),
                                     started=holder.get("process_started")),
             timeout=float(holder.get("timeout_seconds", LEASE_TIMEOUT_SECONDS)),
-            attempt=holder.get("attempt"), beat_age=age)
+            attempt=holder.get("attempt"), beat_age=age, shard=holder.get("shard"))
     return LeaseState(ref.path, data["run_id"], holders, raw, snap.update_time)
+
+
+def read_lease_of(client: firestore.Client, ledger_collection: Any, collection: str,
+                  policy: RetryPolicy) -> LeaseState | None:
+    """The lease of `collection` in the ledger collection `ledger_collection` (for a
+    status)."""
+    return read_lease(client, ledger_collection.document(LEASE_PREFIX + collection),
+                      collection, policy, "reading the collection's lease")
 
 
 class _Delete:
@@ -225,7 +234,7 @@ class Lease:
                  run_id: str, key: str, tool: str, policy: RetryPolicy,
                  heartbeat_seconds: float = HEARTBEAT_SECONDS,
                  timeout_seconds: float = LEASE_TIMEOUT_SECONDS,
-                 engine: str | None = None) -> None:
+                 engine: str | None = None, shard: str | None = None) -> None:
         self.client = client
         self.ref = client.collection(ledger_collection).document(LEASE_PREFIX + collection)
         self.beat_ref = self.ref.collection(BEATS).document(key)
@@ -235,6 +244,7 @@ class Lease:
         self.heartbeat_seconds = heartbeat_seconds
         self.timeout_seconds = timeout_seconds
         self.engine = engine
+        self.shard = shard
         self.token = secrets.token_hex(12)  # this process's, and no other's
         self.identity = ProcessIdentity.current()
         self.lost: str | None = None
@@ -332,8 +342,9 @@ class Lease:
                        f"{state.run_id}: this run stopped writing")
         if mine is None or mine.token != self.token:
             by = f"{mine.describe()}" if mine is not None else "nobody"
-            self._lose(f"the lease of shard {self.key} of run {self.run_id} is now held by "
-                       f"{by}: this run stopped writing")
+            self._lose(f"the lease of {'shard ' + self.shard if self.shard else 'run'} "
+                       f"{'of run ' + self.run_id if self.shard else self.run_id} is now "
+                       f"held by {by}: this run stopped writing")
         with self._seen_lock:
             self._seen = state.update_time
 
@@ -394,7 +405,7 @@ class Lease:
     def _me(self) -> dict[str, Any]:
         return {**who(), **self.identity.to_dict(), "token": self.token,
                 "timeout_seconds": self.timeout_seconds, "attempt": self.engine,
-                "since": iso(utc_now())}
+                "shard": self.shard, "since": iso(utc_now())}
 
     def renew(self) -> None:
         """One heartbeat, behind the fence: a holder that lost the lease cannot renew it."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from backfill.lease import LeaseState
 from backfill.ledger import LedgerEntry
 from backfill.stats import utc_now
 from backfill.status import GateState, RunStatus
@@ -32,9 +33,25 @@ def headline(entry: LedgerEntry) -> str:
             f"{data.get('started_at')}")
 
 
-def progress_line(part: LedgerEntry, run: dict[str, Any]) -> str:
+def task_line(part: LedgerEntry, run_id: str, lease: LeaseState | None) -> str | None:
+    """While a run (or shard) is running: its task's heartbeat, by the database's clock,
+    or that it is gone (killed without a word: its resume takes its lease over)."""
+    if part.status != RunStatus.RUNNING:
+        return None
+    key = str(part.data["shard"]).split("/")[0] if "shard" in part.data else "0"
+    holder = lease.holders.get(key) if lease is not None and lease.run_id == run_id else None
+    if holder is None:
+        return "gone (it holds no lease: a resume takes over)"
+    if holder.stale:
+        beat = ("no heartbeat" if holder.beat_age is None
+                else f"last heartbeat {holder.beat_age:.0f}s ago")
+        return f"gone ({beat}, past {holder.timeout:.0f}s: a resume takes over)"
+    return f"heartbeat {holder.beat_age or 0:.0f}s ago"
+
+
+def progress_line(part: LedgerEntry, run: dict[str, Any], task: str | None = None) -> str:
     """One run's (or one shard's) progress: who, counts, pace, checkpoint, time held, and
-    why it stopped early, if it did."""
+    why it stopped early, if it did; with `task`, its task's heartbeat (task_line)."""
     data = part.data
     counts = dict(data.get("counts") or {})
     held = _held(part)
@@ -50,7 +67,8 @@ def progress_line(part: LedgerEntry, run: dict[str, Any]) -> str:
             else ""
     except (TypeError, ValueError):
         pass
-    line = (f"{label}{state} by {data.get('user')}@{data.get('host')}: "
+    alive = f" ({task})" if task else ""
+    line = (f"{label}{state} by {data.get('user')}@{data.get('host')}{alive}: "
             f"{counts.get('processed', 0)} processed, {counts.get('updated', 0)} written, "
             f"{counts.get('errors', 0)} errors{rate}; checkpoint {data.get('checkpoint')}; "
             f"throttled {float(data.get('throttled_seconds') or 0):.1f}s in "

@@ -195,7 +195,8 @@ class WritingRun:
                            self.target.collection, plan.run_id,
                            self.shard.key if self.shard else "0", self.tool,
                            options.policy, heartbeat_seconds=options.heartbeat_seconds,
-                           timeout_seconds=options.lease_timeout_seconds, engine=self.engine)
+                           timeout_seconds=options.lease_timeout_seconds, engine=self.engine,
+                           shard=str(self.shard) if self.shard else None)
         takeover = self.lease.acquire()
         if takeover:
             self.reporter.said(f"⚠️  {takeover}")

@@ -7,8 +7,9 @@
     python3 scripts/backfill_control.py stop [RUN_ID]
 
 RUN_ID defaults to the newest running run of the collection. Every task of the run (all
-shards of a sharded run) obeys within 10 seconds. Exit codes: 0 done, 2 usage or
-configuration (no such run), 3 fatal.
+shards of a sharded run) obeys within 10 seconds. A run that is not running (interrupted,
+failed) can be paused or stopped too: a task the engine starts again obeys; `continue`
+clears what stands. Exit codes: 0 done, 2 usage or configuration (no such run), 3 fatal.
 """
 
 from __future__ import annotations
@@ -33,11 +34,12 @@ from backfill.cli import (
 )
 from backfill.control import CONTINUE, PAUSE, STOP
 from backfill.errors import ConfigurationError, ExitCode
+from backfill.lease import LeaseMalformed, LeaseState, read_lease_of
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger, LedgerEntry
-from backfill.names import check_id
+from backfill.names import check_id, check_run_id
 from backfill.retry import RetryPolicy
-from backfill.run_view import headline, progress_line
-from backfill.status import CONTROLLABLE
+from backfill.run_view import headline, progress_line, task_line
+from backfill.status import CONTROLLABLE, UNFINISHED
 
 ACTIONS = {"pause": PAUSE, "continue": CONTINUE, "stop": STOP}
 
@@ -57,26 +59,47 @@ def main(action: str, run_id: str | None, ledger_collection: str, max_retry_seco
     """Pause, continue, stop or show a run (default: the newest running run)."""
     check_id(ledger_collection, "--ledger-collection")
     if run_id is not None:
-        check_id(run_id, "RUN_ID")
+        check_run_id(run_id, "RUN_ID")
     target, client = connect_target(**options)
     ledger = Ledger(client, ledger_collection, RetryPolicy(max_total_wait=max_retry_seconds))
     entry = find_run(ledger, target.collection, run_id)
     if action == "status":
-        show(ledger, entry)
+        lease = None
+        try:
+            lease = read_lease_of(client, ledger.collection, str(entry.data.get("collection")),
+                                  ledger.policy)
+        except LeaseMalformed as error:
+            click.echo(f"⚠️  {error}", err=True)
+        show(ledger, entry, lease)
         return ExitCode.OK
-    if entry.status not in CONTROLLABLE:
+    standing = entry.data.get("control")
+    if entry.status not in (*UNFINISHED, *CONTROLLABLE):
         raise ConfigurationError(f"run {entry.run_id} is {entry.status}: there is nothing to "
                                  f"{action}")
+    if action == "continue" and entry.status not in CONTROLLABLE and \
+            standing not in (PAUSE, STOP):
+        raise ConfigurationError(
+            f"run {entry.run_id} is {entry.status}, with no pause or stop standing: there is "
+            "nothing to continue (resume it with --resume)")
     ledger.set_control(entry.run_id, ACTIONS[action])
-    what = {"pause": "pause requested: nothing new is read or written until `continue`",
-            "continue": "continue requested: it goes on where it was",
-            "stop": "stop requested: it ends at a clean point, resumable (status "
-                    "`interrupted`)"}[action]
-    click.echo(f"Run {entry.run_id}: {what}. Every task obeys within 10 seconds.")
+    if entry.status in CONTROLLABLE:
+        what = {"pause": "pause requested: nothing new is read or written until `continue`",
+                "continue": "continue requested: it goes on where it was",
+                "stop": "stop requested: it ends at a clean point, resumable (status "
+                        "`interrupted`)"}[action]
+        click.echo(f"Run {entry.run_id}: {what}. Every task obeys within 10 seconds.")
+    else:
+        what = {"pause": "paused: a task that starts it again waits until `continue`",
+                "continue": f"{standing} cleared: a task that starts it again (--resume, "
+                            "or the engine's retry) goes on",
+                "stop": "stopped: a task the engine starts again writes nothing and ends "
+                        "(exit 0); an operator's --resume clears the stop"}[action]
+        click.echo(f"Run {entry.run_id} ({entry.status}): {what}.")
     return ExitCode.OK
 
 
 def find_run(ledger: Ledger, collection: str, run_id: str | None) -> LedgerEntry:
+    """The run named, or the newest running one of the collection."""
     if run_id is not None:
         entry = ledger.get(run_id)
         if entry is None:
@@ -89,7 +112,7 @@ def find_run(ledger: Ledger, collection: str, run_id: str | None) -> LedgerEntry
                              f"{ledger.collection.id!r}")
 
 
-def show(ledger: Ledger, entry: LedgerEntry) -> None:
+def show(ledger: Ledger, entry: LedgerEntry, lease: LeaseState | None) -> None:
     data = entry.data
     click.echo(headline(entry))
     if data.get("control"):
@@ -100,7 +123,7 @@ def show(ledger: Ledger, entry: LedgerEntry) -> None:
         click.echo(f"  {data.get('status')}: {len(parts)} of {data['shard_count']} shards "
                    "started")
     for part in parts:
-        click.echo("  " + progress_line(part, data))
+        click.echo("  " + progress_line(part, data, task_line(part, entry.run_id, lease)))
 
 
 if __name__ == "__main__":

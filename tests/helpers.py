@@ -90,18 +90,31 @@ def wait_for(log: Path, text: str, timeout: float = 60) -> None:
                lambda: f"{text!r} never appeared in:\n{log.read_text()}", timeout)
 
 
-def start(db: Database, env: dict[str, str], *args: str,
-          script: str = SCRIPT) -> tuple[subprocess.Popen[str], Path]:
-    """A tool (the backfill unless said) as a real process; its stderr goes to a file we
-    can watch."""
+def start(db: Database, env: dict[str, str], *args: str, script: str = SCRIPT,
+          prefix: tuple[str, ...] = ()) -> tuple[subprocess.Popen[str], Path]:
+    """A tool (the backfill unless said) as a real process, under `prefix` (e.g.
+    in_namespaces()); its stderr goes to a file we can watch."""
     log = db.output_dir.parent / f"stderr-{time.monotonic_ns()}.txt"
     db.output_dir.mkdir(parents=True, exist_ok=True)
     with log.open("w") as stderr:
         process = subprocess.Popen(
-            [sys.executable, script, "--yes", "--quiet", "--output-dir", str(db.output_dir),
-             *args], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+            [*prefix, sys.executable, script, "--yes", "--quiet", "--output-dir",
+             str(db.output_dir), *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+            stderr=stderr, text=True)
     STARTED.append(process)
     return process, log
+
+
+def in_namespaces(hostname: str | None = None, pid: bool = True) -> tuple[str, ...]:
+    """A command prefix: the command runs as PID 1 of a PID namespace of its own (as in a
+    container), and with `hostname`, under that host name (a UTS namespace of its own).
+    Killing the prefix's process kills the command."""
+    words = ["unshare", "--kill-child"]
+    if pid:
+        words += ["--pid", "--fork", "--mount-proc"]
+    if hostname is None:
+        return (*words, "--")
+    return (*words, "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', hostname)
 
 
 # Every tool process a test started: one still running when its test ends (a failed
@@ -178,6 +191,7 @@ class Backend:
     def __init__(self) -> None:
         self.mode = "healthy"
         self.probes = 0
+        self.authorization: str | None = None  # when set, a probe without it gets 401
         backend = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -185,6 +199,11 @@ class Backend:
                 backend.probes += 1
                 if backend.mode == "slow":
                     time.sleep(0.4)
+                if backend.authorization is not None and \
+                        self.headers.get("Authorization") != backend.authorization:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
                 self.send_response(503 if backend.mode == "failing" else 200)
                 self.end_headers()
                 self.wfile.write(b"ok")
