@@ -251,9 +251,9 @@ def test_a_killed_shard_task_retried_by_the_engine_on_another_host_carries_on_at
     retry = run_in(in_namespaces("task-0-b"), db,
                    env={**cloud_run, "CLOUD_RUN_TASK_ATTEMPT": "1"})
     assert retry.returncode == 0, retry.stderr
-    assert re.search(r"⚠️  took over the lease of run wardrobe-backfill-x1 \(shard 0/2, \S+@task-0-a, "
-                     r"pid 1, last heartbeat \d+s ago\): this is the engine's retry of its "
-                     r"task \(Cloud Run task attempt 1\)", retry.stderr), retry.stderr
+    assert re.search(r"⚠️  took over the lease of run wardrobe-backfill-x1 \(shard 0/2, "
+                     r"\S+@task-0-a, pid 1, last heartbeat \d+s ago\): this is the engine's "
+                     r"retry of its task \(Cloud Run task attempt 1\)", retry.stderr), retry.stderr
     [shard] = db.client.collection(DEFAULT_LEDGER_COLLECTION).document(
         "wardrobe-backfill-x1").collection("shards").stream()
     assert shard.to_dict()["status"] == "completed"
