@@ -144,30 +144,21 @@ class Ledger:
                                        **who(), "resumed_at": [], **self._progress(stats)},
                     create=True)
 
-    def reopen(self, stats: RunStats, earlier_reason: str | None, clear_stop: bool) -> None:
+    def reopen(self, stats: RunStats, earlier_reason: str | None) -> None:
         """A resumed run: same ID, status running again and no reason, a note of when, by
-        whom, and after what (the reason the session before ended). `clear_stop`: an
-        operator's --resume; a stop asked of the run earlier was obeyed then, and does not
-        stop this session (a task the engine started again obeys it before this)."""
+        whom, and after what (the reason the session before ended)."""
         resumed = {"at": iso(utc_now()), **who(), "after": earlier_reason}
         self._write(self._ref(stats), {**self._progress(stats),
                                        "resumed_at": firestore.ArrayUnion([resumed])})
-        if not clear_stop:
-            return
-        run = self.collection.document(stats.run_id)
-        entry = self._read(run)
-        if entry is not None and entry.data.get("control") == "stop":
-            person = who()
-            self._write(run, {"control": None,
-                              "control_by": f"{person['user']}@{person['host']}",
-                              "control_at": iso(utc_now())})
 
     def set_state(self, stats: RunStats) -> None:
         """Throttled, paused or running again: said at once, not with the next batch."""
         self._write(self._ref(stats), {"state": stats.state,
                                        "updated_at": iso(utc_now())})
 
-    def set_control(self, run_id: str, control: str) -> None:
+    def set_control(self, run_id: str, control: str | None) -> None:
+        """What the run's tasks obey (backfill.control); None clears it (an operator's
+        --resume of a stopped run: the stop was obeyed then)."""
         person = who()
         self._write(self.collection.document(run_id), {
             "control": control, "control_by": f"{person['user']}@{person['host']}",

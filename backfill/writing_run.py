@@ -184,7 +184,7 @@ class WritingRun:
         if options.dry_run:
             return self._run(ledger=None, takeover=None)
         stopped_by = self._standing_stop()
-        if stopped_by is not None:
+        if stopped_by is not None and options.resume is None:
             self.reporter.said(
                 f"⏹  Run {plan.run_id} was stopped by {stopped_by} (backfill_control.py "
                 "stop): this task writes nothing, and ends with exit 0 so that the engine "
@@ -200,17 +200,18 @@ class WritingRun:
         takeover = self.lease.acquire()
         if takeover:
             self.reporter.said(f"⚠️  {takeover}")
+        if stopped_by is not None:  # an operator's --resume: the stop was obeyed then
+            self.ledger.set_control(plan.run_id, None)
+            self.reporter.said(f"▶️  The stop by {stopped_by} is cleared (--resume)")
         with self.lease.kept(self.stop):
             return self._run(ledger=self.ledger, takeover=takeover)
 
     def _standing_stop(self) -> str | None:
-        """Who stopped this run, when a stop stands and this task was started again
-        without --resume (an engine's retry, the same --job-id): it obeys. Only an
-        operator's --resume (or backfill_control.py continue) clears a stop."""
+        """Who stopped this run, when a stop stands on it. A task started again without
+        --resume (an engine's retry, the same --job-id) obeys it; only an operator's
+        --resume (or backfill_control.py continue) clears it."""
         plan = self.plan
         assert plan is not None
-        if self.options.resume is not None:
-            return None
         entry = self.ledger.get(plan.run_id) if self.shard is not None else plan.resumed
         if entry is None or entry.data.get("control") != STOP:
             return None
@@ -242,8 +243,7 @@ class WritingRun:
             return ExitCode.OK
         if resumed is not None and ledger is not None:
             restore(stats, resumed)
-            ledger.reopen(stats, resumed.data.get("stopped_because"),
-                          clear_stop=options.resume is not None)
+            ledger.reopen(stats, resumed.data.get("stopped_because"))
             say(f"↩️  Continuing after {stats.checkpoint or 'the beginning'}")
         elif ledger is not None and shard is None:
             ledger.start(stats, options.arguments(), settings_recorded, plan.mode)

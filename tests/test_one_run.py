@@ -191,34 +191,30 @@ def test_two_writing_runs_at_once_the_second_is_refused(db: Database, proxy: Tcp
     assert db.count_where_map() > 0
 
 
-def test_a_lease_of_a_gone_holder_is_taken_over_and_said(db: Database) -> None:
+def test_a_lease_whose_heartbeat_went_stale_is_taken_over_and_said(
+        db: Database, backend: Backend) -> None:
+    """A holder frozen (SIGSTOP: a VM paused, a container cut off) past its takeover age
+    loses its lease to the next run, which says so; woken up, it stops with exit 3."""
     db.seed(make_wardrobe(30))
-    leases = db.client.collection(DEFAULT_LEDGER_COLLECTION)
-    stale = (utc_now().timestamp() - 600)
-    leases.document("lease-wardrobe").set({
-        "kind": "lease", "collection": "wardrobe", "run_id": "backfill-old", "tool": "backfill",
-        "holders": {"0": {"user": "someone", "host": "recycled-container", "pid": 7,
-                          "heartbeat_at": time.strftime("%Y-%m-%dT%H:%M:%S+00:00",
-                                                        time.gmtime(stale))}}})
-    result = db.invoke(backfill, ["--yes"])
+    backend.mode = "failing"  # the first run is held at its gate, lease kept
+    frozen, log = start(db, db.env, "--throttle-url", backend.url, "--throttle-interval",
+                        "0.1", "--lease-timeout-seconds", "1.5", "--heartbeat-seconds", "0.3")
+    wait_for(log, "⏸  Throttled: ")
+    frozen.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(2.0)  # past its own takeover age, by the database's clock
+        result = db.invoke(backfill, ["--yes"])
+    finally:
+        frozen.send_signal(signal.SIGCONT)
     assert result.exit_code == 0, result.output
-    assert ("⚠️  took over the lease of run backfill-old (someone@recycled-container, pid 7, "
-            "last heartbeat 60") in result.stderr
-    assert "s ago): its heartbeat is stale" in result.stderr
+    taken = re.search(r"⚠️  took over the lease of run (backfill-\S+) \(\S+@\S+, pid "
+                      rf"{frozen.pid}, last heartbeat \d+s ago\): its heartbeat is older than "
+                      r"2s", result.stderr)
+    assert taken is not None, result.stderr
+    assert frozen.wait(timeout=60) == 3, log.read_text()
+    assert "this run stopped writing" in log.read_text()
     assert "lease-wardrobe" not in db.documents(DEFAULT_LEDGER_COLLECTION)  # given back
-    # A fresh heartbeat elsewhere blocks, with the wait shown.
-    leases.document("lease-wardrobe").set({
-        "kind": "lease", "collection": "wardrobe", "run_id": "backfill-live",
-        "holders": {"0": {"user": "ops", "host": "other-host", "pid": 9,
-                          "heartbeat_at": utc_now().isoformat()}}})
-    result = db.invoke(backfill, ["--yes"])
-    assert result.exit_code == 2
-    shown = re.search(r"run backfill-live \(ops@other-host, pid 9, last heartbeat (\d+)s ago\)"
-                      r".*it is taken to be gone once its heartbeat is 120s old, in (\d+)s$",
-                      result.stderr.strip())
-    assert shown is not None, result.stderr
-    age, left = map(int, shown.groups())
-    assert age < 60 and age + left in (119, 120, 121)
+    db.assert_normalized()
 
 
 def test_the_printed_command_carries_the_runs_options(db: Database, proxy: TcpProxy) -> None:

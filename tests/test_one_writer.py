@@ -27,7 +27,7 @@ from run_backfill_production import main as backfill
 from tests.conftest import Database
 from tests.helpers import REPO, SCRIPT, Backend, in_namespaces, ledger, start, wait_for
 from tests.test_writing_run import Told, writing_run
-from tools.demo import make_wardrobe
+from tools.sample_data import make_wardrobe
 
 HELD = "⏸  Throttled: "  # a run held at its gate by a failing backend keeps its lease
 BUSY = re.compile(r"❌ collection 'wardrobe' is being written by run (\S+) \(\S+@(\S+), pid "
