@@ -33,7 +33,7 @@ from backfill.cli import (
 from backfill.errors import ConfigurationError, ExitCode
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger
 from backfill.logs import close_run_log, open_run_log
-from backfill.names import check_id
+from backfill.names import check_run_id
 from backfill.options import RunOptions
 from backfill.plan import given_target_field, new_run_id, recorded_target_field
 from backfill.run_view import headline, progress_line
@@ -86,7 +86,7 @@ def main(sample_size: int, check_all: bool, seed: int | None, exact_sample: bool
     given_field = given_target_field(run)
     field = given_field or TargetField(DEFAULT_TARGET_FIELD)
     if run_id is not None:
-        check_id(run_id, "--run-id")
+        check_run_id(run_id, "--run-id")
     run = replace(run, ledger_collection=ledger_collection)
     target, client = connect(run)
     collection = client.collection(target.collection)
