@@ -215,3 +215,13 @@ def count_documents(query: BaseQuery, policy: RetryPolicy) -> int:
         return int(results[0][0].value)
 
     return call_with_retry(fetch, policy, "counting documents")
+
+
+def empty_collection_message(client: Any, target: Any, policy: RetryPolicy) -> str:
+    """An empty collection is often a typo: what to say, with the collections there are
+    (`target`: a backfill.target.Target)."""
+    names = call_with_retry(lambda: sorted(c.id for c in client.collections()), policy,
+                            "listing the collections")
+    return (f"Collection {target.collection!r} is empty or does not exist in project "
+            f"{target.project}, database {target.database}. Collections there: "
+            f"{', '.join(names) if names else '(none)'}")

@@ -31,10 +31,10 @@ from backfill.lease import Fence, Lease, LeaseLost
 from backfill.ledger import Ledger, restore
 from backfill.logs import LOG_FILE_NAME, close_run_log, flush_run_log, open_run_log
 from backfill.options import RunOptions
-from backfill.pager import count_documents, id_range
+from backfill.pager import count_documents, empty_collection_message, id_range
 from backfill.plan import RunPlan, plan_run
 from backfill.ratelimit import WriteRateLimiter
-from backfill.retry import RetryPolicy, call_with_retry
+from backfill.retry import RetryPolicy
 from backfill.runner import BatchOutcome, Runner, RunSettings
 from backfill.shards import Shard, compute_boundaries, shard_range, split_range
 from backfill.stats import RunStats, utc_now
@@ -165,12 +165,8 @@ class WritingRun:
 
     def _warn_empty(self) -> None:
         """An empty collection is often a typo: say so, with the collections there are."""
-        names = call_with_retry(lambda: sorted(c.id for c in self.client.collections()),
-                                self.options.policy, "listing the collections")
-        self.reporter.said(
-            f"⚠️  Collection {self.target.collection!r} is empty or does not exist in project "
-            f"{self.target.project}, database {self.target.database}. Collections there: "
-            f"{', '.join(names) if names else '(none)'}")
+        self.reporter.said("⚠️  " + empty_collection_message(self.client, self.target,
+                                                            self.options.policy))
 
     # --- running -----------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Prove the backfill on a random sample (or every item): read-only, never prompts.
 
-Exit codes: 0 every checked item valid, 1 some invalid, 2 usage or configuration,
-3 fatal during the run, 130 interrupted.
+Exit codes: 0 every checked item valid, 1 some invalid, 2 usage or configuration (an
+empty or missing collection among them: nothing to validate), 3 fatal during the run,
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger
 from backfill.logs import close_run_log, open_run_log
 from backfill.names import check_run_id
 from backfill.options import RunOptions
+from backfill.pager import empty_collection_message
 from backfill.plan import given_target_field, new_run_id, recorded_target_field
 from backfill.run_view import headline, progress_line
 from backfill.sampling import describe as describe_sample
@@ -111,6 +113,9 @@ def main(sample_size: int, check_all: bool, seed: int | None, exact_sample: bool
     cover = coverage(collection, field, run.policy)
     console.say(f"📊 Coverage: {cover.normalized} of {cover.total} items carry a "
                 f"`{field.path}` map ({cover.percent:.1f}%)")
+    if cover.total == 0:  # nothing to validate is not valid: often a mistyped name
+        raise ConfigurationError(empty_collection_message(client, target, run.policy)
+                                 + ": nothing to validate")
     result = ValidationResult(field)
     sample = None
     if check_all:

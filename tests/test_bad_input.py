@@ -186,6 +186,20 @@ def test_an_empty_or_missing_collection_is_said(db: Database) -> None:
     assert db.documents("_backfill_runs") == {}
 
 
+@pytest.mark.parametrize("how", [["--sample-size", "10"], ["--all"]])
+def test_validating_an_empty_or_missing_collection_is_not_a_success(
+        db: Database, how: list[str]) -> None:
+    """Nothing to validate is not valid: a mistyped name is exit 2, with the collections
+    there are, and no report that says all is well."""
+    db.seed(make_wardrobe(5))
+    result = db.invoke(validate, ["--collection", "wardrobes", *how])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"❌ Collection 'wardrobes' is empty or does not exist in project {db.project}, "
+        "database (default). Collections there: wardrobe: nothing to validate")
+    assert not list(db.output_dir.glob("validation_report_*.json"))
+
+
 def test_csv_cells_never_run_as_formulas(db: Database) -> None:
     db.seed({"f1": {"style": ["=1+1", "+SUM(A1)", "@cmd", "-2+3"]},
              "f2": {"occasion": ["\t=2+3"]}})
