@@ -365,7 +365,7 @@ class Lease:
             return "its process is gone"
         if holder.stale:
             return "it has no heartbeat" if holder.beat_age is None else \
-                f"its heartbeat is older than {holder.timeout:.0f}s"
+                f"its heartbeat is older than {holder.timeout:g}s"
         return None
 
     def acquire(self) -> str | None:
@@ -386,7 +386,7 @@ class Lease:
                     raise LeaseHeld(
                         f"collection {self.collection!r} is being written by "
                         f"{holder.describe()}: one writing run at a time; it is taken to be "
-                        f"gone once its heartbeat is {holder.timeout:.0f}s old, in "
+                        f"gone once its heartbeat is {holder.timeout:g}s old, in "
                         f"{left:.0f}s")
                 gone.append((holder, why))
             taken_over[:] = [f"took over the lease of {h.describe()}: {why}"

@@ -45,7 +45,7 @@ def task_line(part: LedgerEntry, run_id: str, lease: LeaseState | None) -> str |
     if holder.stale:
         beat = ("no heartbeat" if holder.beat_age is None
                 else f"last heartbeat {holder.beat_age:.0f}s ago")
-        return f"gone ({beat}, past {holder.timeout:.0f}s: a resume takes over)"
+        return f"gone ({beat}, past {holder.timeout:g}s: a resume takes over)"
     return f"heartbeat {holder.beat_age or 0:.0f}s ago"
 
 
