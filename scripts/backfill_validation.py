@@ -32,6 +32,7 @@ from backfill.cli import (
     version_option,
 )
 from backfill.errors import ConfigurationError, ExitCode
+from backfill.estimate import Estimate
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger
 from backfill.logs import close_run_log, open_run_log
 from backfill.names import check_run_id
@@ -39,8 +40,8 @@ from backfill.options import RunOptions
 from backfill.pager import empty_collection_message
 from backfill.plan import given_target_field, new_run_id, recorded_target_field
 from backfill.run_view import headline, progress_line
+from backfill.sampling import FULL_SCAN, Sample, draw_sample
 from backfill.sampling import describe as describe_sample
-from backfill.sampling import draw_sample
 from backfill.shards import compute_boundaries, shard_from, shard_range
 from backfill.stats import file_stamp, iso, utc_now, write_json
 from backfill.target_field import DEFAULT_TARGET_FIELD, TargetField
@@ -142,6 +143,9 @@ def main(sample_size: int, check_all: bool, seed: int | None, exact_sample: bool
             result.add(doc_id, item)
             bar.update(1)
 
+    estimate, estimate_line = None, None
+    if sample is not None:
+        estimate, estimate_line = what_the_sample_shows(sample, result, cover.total)
     report_id = new_run_id("validation")
     report = {
         "run_id": report_id, "recorded_run": recorded, "tool": "validation",
@@ -158,6 +162,7 @@ def main(sample_size: int, check_all: bool, seed: int | None, exact_sample: bool
         "checked": result.checked, "valid": result.valid,
         "invalid": len(result.invalid), "invalid_by_reason": dict(result.reasons),
         "invalid_items": result.invalid,
+        "estimate": estimate.to_dict() if estimate is not None else None,
     }
     run.output_dir.mkdir(parents=True, exist_ok=True)
     path = run.output_dir / f"validation_report_{file_stamp(utc_now())}.json"
@@ -180,11 +185,26 @@ def main(sample_size: int, check_all: bool, seed: int | None, exact_sample: bool
     lines += [f"  ✗ {e['id']}: {', '.join(e['reasons'])}" for e in result.invalid[:SHOWN_INVALID]]
     if len(result.invalid) > SHOWN_INVALID:
         lines.append(f"  … and {len(result.invalid) - SHOWN_INVALID} more in the report")
+    if estimate_line is not None:
+        lines.append(f"{'Estimate:':<20}{estimate_line}")
     lines += [f"{'Report:':<20}{path}", console.RULE]
     click.echo("\n".join(lines), err=run.as_json)
     if run.as_json:
         click.echo(json.dumps(report, ensure_ascii=False))
     return ExitCode.ITEM_ERRORS if result.invalid else ExitCode.OK
+
+
+def what_the_sample_shows(sample: Sample, result: ValidationResult,
+                          total: int) -> tuple[Estimate | None, str]:
+    """The sample's result as a statement about the whole collection: an exact bound
+    for a uniform sample; the exact count when the sample is everything."""
+    if result.checked >= total:
+        return None, f"every item was checked: {len(result.invalid)} invalid of {total:,}"
+    if sample.method != FULL_SCAN:
+        return None, ("no bound: a sample of random points of the key space is not uniform "
+                      "(--exact-sample draws one that is, --all counts exactly)")
+    estimate = Estimate(invalid=len(result.invalid), sampled=result.checked, total=total)
+    return estimate, estimate.sentence()
 
 
 if __name__ == "__main__":

@@ -69,6 +69,24 @@ def test_the_sampling_method_follows_the_ids_the_size_and_the_option(db: Databas
     assert found["sample_method"] == RANDOM_POINTS and found["checked"] == 99
 
 
+def test_a_uniform_sample_says_what_it_shows_about_the_whole_collection(
+        db: Database) -> None:
+    db.seed([(doc_id, {"style": ["Goth"]}) for doc_id in auto_ids(300, 5)])
+    assert db.invoke(backfill, ["--yes"]).exit_code == 0
+    result = db.invoke(validate, ["--sample-size", "100", "--seed", "2", "--exact-sample"])
+    assert result.exit_code == 0, result.output
+    assert ("Estimate:           0 invalid of 100 sampled: at most 3.0% of the 300 items are "
+            "invalid (95% confidence)") in result.stdout
+    code, found = report(db, "--sample-size", "100", "--seed", "2", "--exact-sample")
+    assert found["estimate"]["invalid_items_at_most"] == 9
+    # Random points of the key space are not a uniform sample: no bound is claimed.
+    result = db.invoke(validate, ["--sample-size", "20", "--seed", "2"])
+    assert "Estimate:           no bound: a sample of random points of the key space is not " \
+           "uniform" in result.stdout
+    code, found = report(db, "--sample-size", "20", "--seed", "2")
+    assert found["estimate"] is None
+
+
 @pytest.mark.parametrize("field", ["metadata.normalized", "normalized"])
 def test_run_id_checks_the_field_that_run_wrote(db: Database, field: str) -> None:
     db.seed({f"i{n}": {"style": ["Goth"], "metadata": {"k": n}} for n in range(12)})
