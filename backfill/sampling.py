@@ -1,40 +1,53 @@
-"""A random sample of a collection's items whose cost follows the sample, not the
-collection.
+"""A uniform random sample of a collection's items: every item equally likely.
 
-Firestore's auto IDs are 20 random characters of [0-9A-Za-z]. For such IDs, a random
-point of that key space is drawn and the first document at or after it is taken (one
-keys-only query of one document), many in parallel, until the sample is complete. Which
-item is taken depends only on the IDs, which are random and drawn independently of the
-item's content: the sample is unbiased with respect to anything validation or the
-vocabulary report look at. (An item's chance is proportional to the gap before its ID;
-the gaps are random too.) For IDs that are not random auto IDs (sequential, user IDs,
-slugs), the gaps follow whatever made the IDs, so this would favour some items: the
-exact method then scans every key once with reservoir sampling (uniform, one read per
-item). The first IDs of the collection tell which case this is; `exact=True` forces
-the scan.
+Two methods, each uniform; which one runs depends on the collection's size:
+
+- **Exact** (collections of up to EXACT_LIMIT items, or when asked): one keys-only scan
+  with a reservoir. One read per item: at most a fifth of Firestore's free daily 50,000.
+- **Random windows** (larger collections): a window of fixed width in the key space of
+  auto IDs (20 characters of [0-9A-Za-z]), placed at a uniform random point, holds each
+  item with the same probability (its width), whatever the item's ID: for any ID, the
+  points whose window covers it are exactly `width` consecutive points. The whole window
+  is taken (one keys-only range query); windows are drawn until the sample is full.
+  The width is set for a few items per window, so the cost follows the sample, not the
+  collection: about one read per sampled item and one per window.
+
+Equal inclusion is not the whole story: IDs bunched in one place (sequential numbers,
+slugs under a common prefix) make windows that hold many items or none, and a sample of
+a few windows is then lumpy. So before the windows, the first characters of the IDs are
+counted (count() per first character: one read per 1,000 items counted) and compared with
+the even spread random IDs give; and every window's IDs must be auto IDs and fit the cap.
+Where any of this fails, or the draw spends more than its read budget, the exact method
+runs instead, and says why.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import re
-import string
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.collection import CollectionReference
 
 from backfill.pager import DOCUMENT_ID, KEYS_ONLY, PAGE_TIMEOUT_SECONDS, iter_pages
 from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_timeout, call_with_retry
 
-AUTO_ID_ALPHABET = "".join(sorted(string.digits + string.ascii_letters))
+AUTO_ID_ALPHABET = "".join(sorted("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                  "abcdefghijklmnopqrstuvwxyz"))
 AUTO_ID = re.compile(r"[0-9A-Za-z]{20}")
-PROBE_IDS = 50  # the first IDs, looked at to tell random IDs from others
-PARALLEL_PROBES = 16
-MAX_ROUNDS = 20
+KEY_SPACE = len(AUTO_ID_ALPHABET) ** 20
+EXACT_LIMIT = 10_000  # items: up to this, the exact scan (one read per item)
+ITEMS_PER_WINDOW = 4.0  # a window's expected size
+WINDOW_CAP = 60  # a window holding more than this: IDs bunched, not random
+READ_BUDGET = 4  # reads per sampled item, beyond which the draw gives up
+SPREAD_SIGMAS = 6.0  # a first character this far from its expected count: not random
+PARALLEL_QUERIES = 16
 
-RANDOM_POINTS = "random points of the ID key space"
+RANDOM_WINDOWS = "random windows of the ID key space (every item equally likely)"
 FULL_SCAN = "exact: reservoir over a keys-only scan of every item"
 
 
@@ -46,25 +59,30 @@ class Sample:
     note: str | None = None  # why the exact method was used, when it was not asked for
 
 
+class _NotSpread(Exception):
+    """The IDs are not spread as random IDs are: windows would make a lumpy sample."""
+
+
 def draw_sample(collection: CollectionReference, size: int, seed: int | None,
                 policy: RetryPolicy, *, exact: bool = False, page_size: int = 500,
                 total: int | None = None) -> Sample:
-    """`size` distinct item IDs drawn at random (fewer when the collection is smaller).
-    `total`: the collection's size, when known (a sample of most of it is a scan)."""
+    """`size` distinct item IDs (all of them, when the collection is smaller), every item
+    equally likely. `total`: the collection's size (counted if not given)."""
     rng = random.Random(seed)
-    first = [snap.id for snap in _query(collection.select(list(KEYS_ONLY)).order_by(
-        DOCUMENT_ID).limit(PROBE_IDS), policy)]
+    reads = 0
+    if total is None:
+        total = _count(collection, policy)
+        reads = max(1, math.ceil(total / 1000))  # count() bills a read per 1,000 items
     if exact:
-        return _reservoir(collection, size, rng, policy, page_size, None)
-    small = len(first) < PROBE_IDS or (total is not None and total <= 2 * size)
-    if small:  # the scan costs little more than the sample, and needs no retries
-        return _reservoir(collection, size, rng, policy, page_size, None,
-                          reads=len(first) or 1)
-    if not all(AUTO_ID.fullmatch(doc_id) for doc_id in first):
+        return _reservoir(collection, size, rng, policy, page_size, None, reads)
+    if total <= max(EXACT_LIMIT, 2 * size):
+        return _reservoir(collection, size, rng, policy, page_size, None, reads)
+    try:
+        reads += _check_spread(collection, total, policy)
+        return _windows(collection, size, total, rng, policy, reads)
+    except _NotSpread as why:
         return _reservoir(collection, size, rng, policy, page_size,
-                          "the IDs are not random auto IDs, so random points of the key "
-                          "space would not draw items evenly", reads=len(first))
-    return _random_points(collection, size, rng, policy, reads=len(first))
+                          f"{why}: random windows would not draw a smooth sample", reads)
 
 
 def _query(query: Any, policy: RetryPolicy) -> list[Any]:
@@ -73,30 +91,91 @@ def _query(query: Any, policy: RetryPolicy) -> list[Any]:
         "drawing a sample")
 
 
-def _random_points(collection: CollectionReference, size: int, rng: random.Random,
-                   policy: RetryPolicy, reads: int) -> Sample:
-    chosen: dict[str, None] = {}  # ordered, distinct
-    keys_only = collection.select(list(KEYS_ONLY)).order_by(DOCUMENT_ID).limit(1)
+def _count(query: Any, policy: RetryPolicy) -> int:
+    aggregate = query.count(alias="n")
+    result = call_with_retry(lambda: aggregate.get(
+        retry=NO_LIBRARY_RETRY, timeout=call_timeout(PAGE_TIMEOUT_SECONDS)), policy,
+        "counting for a sample")
+    return int(result[0][0].value)
 
-    def next_after(point: str) -> str | None:
-        found = _query(keys_only.start_at({DOCUMENT_ID: point}), policy)
-        return str(found[0].id) if found else None
 
-    with ThreadPoolExecutor(max_workers=PARALLEL_PROBES,
+def key_at(position: int) -> str:
+    """The auto ID at `position` of the key space (0 <= position < KEY_SPACE)."""
+    digits = []
+    for _ in range(20):
+        position, digit = divmod(position, len(AUTO_ID_ALPHABET))
+        digits.append(AUTO_ID_ALPHABET[digit])
+    return "".join(reversed(digits))
+
+
+def _range(collection: CollectionReference, start: str | None, end: str | None) -> Any:
+    query: Any = collection.select(list(KEYS_ONLY)).order_by(DOCUMENT_ID)
+    if start is not None:
+        query = query.where(filter=FieldFilter(DOCUMENT_ID, ">=", collection.document(start)))
+    if end is not None:
+        query = query.where(filter=FieldFilter(DOCUMENT_ID, "<", collection.document(end)))
+    return query
+
+
+def _check_spread(collection: CollectionReference, total: int, policy: RetryPolicy) -> int:
+    """Random IDs spread evenly over their first character; bunched ones do not. Returns
+    the reads it cost; raises _NotSpread."""
+    firsts = list(AUTO_ID_ALPHABET)
+    bounds = [(None if i == 0 else c, firsts[i + 1] if i + 1 < len(firsts) else None)
+              for i, c in enumerate(firsts)]
+    with ThreadPoolExecutor(max_workers=PARALLEL_QUERIES,
                             thread_name_prefix="sample") as pool:
-        for _ in range(MAX_ROUNDS):
+        counts = list(pool.map(lambda b: _count(_range(collection, *b), policy), bounds))
+    expected = total / len(firsts)
+    for first, count in zip(firsts, counts, strict=True):
+        if abs(count - expected) > SPREAD_SIGMAS * math.sqrt(expected) + 2:
+            raise _NotSpread(f"{count} IDs start with {first!r}, where random auto IDs "
+                             f"would give about {expected:.0f}")
+    return sum(max(1, math.ceil(c / 1000)) for c in counts)
+
+
+def _windows(collection: CollectionReference, size: int, total: int, rng: random.Random,
+             policy: RetryPolicy, reads: int) -> Sample:
+    width = max(1, round(ITEMS_PER_WINDOW * KEY_SPACE / total))
+    budget = READ_BUDGET * size + 50
+    chosen: dict[str, None] = {}  # ordered, distinct
+
+    def window(start: int) -> tuple[list[str], int]:
+        end = start + width
+        spans: list[tuple[str | None, str | None]]
+        if end <= KEY_SPACE:
+            spans = [(key_at(start), key_at(end) if end < KEY_SPACE else None)]
+        else:  # the window wraps past the end of the key space
+            spans = [(key_at(start), None), (None, key_at(end - KEY_SPACE))]
+        found: list[str] = []
+        billed = 0
+        for low, high in spans:
+            ids = [s.id for s in _query(_range(collection, low, high).limit(WINDOW_CAP + 1),
+                                        policy)]
+            billed += max(1, len(ids))  # a query that finds nothing is billed one read
+            found += ids
+        return found, billed
+
+    with ThreadPoolExecutor(max_workers=PARALLEL_QUERIES,
+                            thread_name_prefix="sample") as pool:
+        while len(chosen) < size:
             wanted = size - len(chosen)
-            if wanted <= 0:
-                break
-            # A few more than needed: a point past the last ID, or an item drawn twice,
-            # gives nothing new.
-            points = ["".join(rng.choice(AUTO_ID_ALPHABET) for _ in range(20))
-                      for _ in range(wanted + wanted // 10 + 1)]
-            for doc_id in pool.map(next_after, points):
-                reads += 1  # a query is billed one read even when it finds nothing
-                if doc_id is not None and len(chosen) < size:
-                    chosen.setdefault(doc_id)
-    return Sample(sorted(chosen), RANDOM_POINTS, reads)
+            starts = [rng.randrange(KEY_SPACE)
+                      for _ in range(max(1, math.ceil(wanted / ITEMS_PER_WINDOW)))]
+            for found, billed in pool.map(window, starts):
+                reads += billed
+                if len(found) > WINDOW_CAP:
+                    raise _NotSpread(f"a window of {ITEMS_PER_WINDOW:g} items on average "
+                                     f"held more than {WINDOW_CAP}")
+                strangers = [doc_id for doc_id in found if not AUTO_ID.fullmatch(doc_id)]
+                if strangers:
+                    raise _NotSpread(f"IDs such as {strangers[0][:40]!r} are not auto IDs")
+                chosen.update(dict.fromkeys(found))
+            if reads > budget:
+                raise _NotSpread(f"the draw spent {reads} reads, more than {budget}")
+    # The last windows may overfill the sample: drop the extra at random, each as likely.
+    ids = list(chosen) if len(chosen) == size else rng.sample(list(chosen), size)
+    return Sample(sorted(ids), RANDOM_WINDOWS, reads)
 
 
 def _reservoir(collection: CollectionReference, size: int, rng: random.Random,
@@ -120,4 +199,3 @@ def _reservoir(collection: CollectionReference, size: int, rng: random.Random,
 def describe(sample: Sample, size: int) -> str:
     text = f"🎲 Sample of {len(sample.ids)} (asked {size}): {sample.method}, {sample.reads} reads"
     return text + (f" ({sample.note})" if sample.note else "")
-

@@ -40,8 +40,8 @@ from backfill.options import RunOptions
 from backfill.pager import empty_collection_message
 from backfill.plan import given_target_field, new_run_id, recorded_target_field
 from backfill.run_view import headline, progress_line
-from backfill.sampling import FULL_SCAN, Sample, draw_sample
 from backfill.sampling import describe as describe_sample
+from backfill.sampling import draw_sample
 from backfill.shards import compute_boundaries, shard_from, shard_range
 from backfill.stats import file_stamp, iso, utc_now, write_json
 from backfill.target_field import DEFAULT_TARGET_FIELD, TargetField
@@ -65,8 +65,8 @@ SHOWN_INVALID = 20
 @click.option("--all", "check_all", is_flag=True, help="Check every item instead of a sample.")
 @click.option("--seed", type=int, help="Seed of the random sample, to repeat it.")
 @click.option("--exact-sample", is_flag=True,
-              help="Draw the sample by scanning every key (one read per item) instead of "
-                   "random points of the key space (reads follow the sample).")
+              help="Draw the sample by scanning every key (one read per item), whatever "
+                   "the collection's size.")
 @click.option("--run-id", help="Also report what this run recorded in the ledger.")
 @click.option("--ledger-collection", default=DEFAULT_LEDGER_COLLECTION, show_default=True,
               help="Where runs record themselves.")
@@ -145,7 +145,7 @@ def main(sample_size: int, check_all: bool, seed: int | None, exact_sample: bool
 
     estimate, estimate_line = None, None
     if sample is not None:
-        estimate, estimate_line = what_the_sample_shows(sample, result, cover.total)
+        estimate, estimate_line = what_the_sample_shows(result, cover.total)
     report_id = new_run_id("validation")
     report = {
         "run_id": report_id, "recorded_run": recorded, "tool": "validation",
@@ -194,15 +194,12 @@ def main(sample_size: int, check_all: bool, seed: int | None, exact_sample: bool
     return ExitCode.ITEM_ERRORS if result.invalid else ExitCode.OK
 
 
-def what_the_sample_shows(sample: Sample, result: ValidationResult,
-                          total: int) -> tuple[Estimate | None, str]:
+def what_the_sample_shows(result: ValidationResult, total: int) -> tuple[Estimate | None, str]:
     """The sample's result as a statement about the whole collection: an exact bound
-    for a uniform sample; the exact count when the sample is everything."""
+    (every method draws each item with the same chance); the exact count when the sample
+    is everything."""
     if result.checked >= total:
         return None, f"every item was checked: {len(result.invalid)} invalid of {total:,}"
-    if sample.method != FULL_SCAN:
-        return None, ("no bound: a sample of random points of the key space is not uniform "
-                      "(--exact-sample draws one that is, --all counts exactly)")
     estimate = Estimate(invalid=len(result.invalid), sampled=result.checked, total=total)
     return estimate, estimate.sentence()
 

@@ -1,38 +1,55 @@
-"""Samples that cost what they sample: random points of the auto-ID key space, and the
-exact full scan where IDs are not random; on the real emulator, bytes counted by the
-project's proxy."""
+"""Samples in which every item is equally likely, at a cost that follows the sample: the
+exact scan for small collections, random windows of the key space for large ones, and
+the scan again, said, where IDs are bunched. On the real emulator; "large" is made small
+here by lowering the exact method's limit (EXACT_LIMIT) for a test."""
 
 from __future__ import annotations
 
 import json
-import random
-import string
+import statistics
+from collections import Counter
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
+from backfill import sampling
 from backfill.retry import RetryPolicy
-from backfill.sampling import FULL_SCAN, RANDOM_POINTS, draw_sample
+from backfill.sampling import FULL_SCAN, RANDOM_WINDOWS, draw_sample
 from run_backfill_production import main as backfill
 from scripts.backfill_validation import main as validate
 from tests.conftest import Database
+from tests.helpers import auto_ids
 from tools.tcp_proxy import TcpProxy
 
-ALPHABET = string.digits + string.ascii_letters
-
-
-def auto_ids(count: int, seed: int) -> list[str]:
-    rng = random.Random(seed)
-    return sorted({"".join(rng.choice(ALPHABET) for _ in range(20)) for _ in range(count)})
+POLICY = RetryPolicy(max_total_wait=10)
 
 
 def small_items(ids: list[str]) -> list[tuple[str, dict[str, Any]]]:
     return [(doc_id, {"style": ["Boho"]}) for doc_id in ids]
 
 
-def test_a_sample_on_random_ids_finds_broken_items_all_over_the_key_range(
+@pytest.fixture
+def large(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Collections of more than 100 items count as large: random windows are drawn."""
+    monkeypatch.setattr(sampling, "EXACT_LIMIT", 100)
+
+
+def test_sequential_ids_of_a_small_collection_fill_the_sample_at_a_bounded_cost(
         db: Database) -> None:
+    """Sequential 20-character IDs: before, they passed for auto IDs and a sample of 100
+    checked 1 item at 2,232 reads."""
+    db.seed(small_items([f"item{n:016d}" for n in range(1, 2001)]))
+    result = db.invoke(validate, ["--sample-size", "100", "--seed", "1", "--json"])
+    assert result.exit_code == 1, result.output  # nothing is normalized yet
+    report = json.loads(result.stdout)
+    assert (report["checked"], report["sample_method"]) == (100, FULL_SCAN)
+    assert report["sample_reads"] <= 2000 + 10
+    assert "🎲 Sample of 100 (asked 100): exact" in result.stderr
+
+
+def test_random_windows_find_broken_items_all_over_the_key_range(db: Database,
+                                                                  large: None) -> None:
     ids = auto_ids(3000, 1)
     db.seed(small_items(ids))
     assert db.invoke(backfill, []).exit_code == 0
@@ -42,40 +59,72 @@ def test_a_sample_on_random_ids_finds_broken_items_all_over_the_key_range(
     result = db.invoke(validate, ["--sample-size", "600", "--seed", "3", "--json"])
     assert result.exit_code == 1, result.output  # the broken ones are found
     report = json.loads(result.stdout)
-    assert report["sample_method"] == RANDOM_POINTS
-    assert 600 <= report["sample_reads"] < 1000  # draws of an item twice cost a read too
+    assert (report["sample_method"], report["checked"]) == (RANDOM_WINDOWS, 600)
+    # About one read per item, one per window, and the first characters counted.
+    assert 600 <= report["sample_reads"] < 1000
     found = sorted(e["id"] for e in report["invalid_items"])
     assert set(found) <= set(broken) and len(found) >= 8
     assert found[0] < ids[len(ids) // 4] and found[-1] > ids[3 * len(ids) // 4]
-    assert "🎲 Sample of 600 (asked 600): random points of the ID key space" in result.stderr
+    assert "🎲 Sample of 600 (asked 600): random windows of the ID key space" in result.stderr
 
 
-def test_sequential_ids_fall_back_to_the_exact_scan_and_say_why(db: Database) -> None:
-    ids = [f"item{n:05d}" for n in range(400)]
+@pytest.mark.parametrize("ids, why", [
+    ([f"item{n:016d}" for n in range(400)], "400 IDs start with 'i'"),
+    (auto_ids(300, 4) + [f"zz-user-{n:06d}" for n in range(300)], "IDs start with 'z'"),
+])
+def test_bunched_ids_of_a_large_collection_fall_back_to_the_exact_scan_and_say_why(
+        db: Database, large: None, ids: list[str], why: str) -> None:
     db.seed(small_items(ids))
     result = db.invoke(validate, ["--sample-size", "50", "--json"])
-    assert result.exit_code == 1, result.output  # nothing is normalized
     report = json.loads(result.stdout)
-    assert report["sample_method"] == FULL_SCAN and report["sample_reads"] >= 400
-    assert ("the IDs are not random auto IDs, so random points of the key space would not "
-            "draw items evenly") in result.stderr
-    sampled = [e["id"] for e in report["invalid_items"]]  # none normalized: all invalid
-    assert len(sampled) == 50
-    assert min(sampled) < "item00100" and max(sampled) > "item00300"  # not one end
+    assert report["sample_method"] == FULL_SCAN and report["checked"] == 50
+    assert why in result.stderr
+    assert "random windows would not draw a smooth sample" in result.stderr
 
 
-def test_exact_sample_can_be_asked_for(db: Database) -> None:
-    db.seed(small_items(auto_ids(300, 2)))
-    policy = RetryPolicy(max_total_wait=10)
+def test_half_auto_ids_half_slugs_are_both_sampled_in_proportion(db: Database,
+                                                                 large: None) -> None:
+    """Before, 0 of 100 sampled items came from the slug half."""
+    slugs = [f"zz-user-{n:06d}" for n in range(600)]
+    db.seed(small_items(auto_ids(600, 5) + slugs))
     collection = db.client.collection(db.collection)
-    sample = draw_sample(collection, 20, 1, policy, exact=True)
+    sample = draw_sample(collection, 200, 7, POLICY, total=1200)
+    from_slugs = sum(doc_id in set(slugs) for doc_id in sample.ids)
+    assert len(sample.ids) == 200 and 70 <= from_slugs <= 130  # half, give or take 4 SD
+
+
+def test_every_auto_id_item_is_equally_likely(db: Database, monkeypatch: pytest.MonkeyPatch,
+                                              ) -> None:
+    """Over 60 samples of 40 from 400 items, how often each item is drawn spreads as a
+    uniform sample's would (binomial: SD 2.3). Random points, an item's chance following
+    its gap, gave SD 5.7 and 47 items never drawn."""
+    monkeypatch.setattr(sampling, "EXACT_LIMIT", 0)
+    ids = auto_ids(400, 6)
+    db.seed(small_items(ids))
+    collection = db.client.collection(db.collection)
+    draws: Counter[str] = Counter()
+    for seed in range(60):
+        sample = draw_sample(collection, 40, seed, POLICY, total=400)
+        assert sample.method == RANDOM_WINDOWS and len(set(sample.ids)) == 40
+        draws.update(sample.ids)
+    counts = [draws[doc_id] for doc_id in ids]
+    assert statistics.mean(counts) == 6.0
+    assert statistics.pstdev(counts) < 3.2, statistics.pstdev(counts)
+    assert sum(count == 0 for count in counts) <= 5
+
+
+def test_exact_sample_can_be_asked_for(db: Database, large: None) -> None:
+    db.seed(small_items(auto_ids(300, 2)))
+    collection = db.client.collection(db.collection)
+    sample = draw_sample(collection, 20, 1, POLICY, exact=True, total=300)
     assert sample.method == FULL_SCAN and len(sample.ids) == 20 and sample.reads == 300
-    sample = draw_sample(collection, 20, 1, policy)
-    assert sample.method == RANDOM_POINTS and len(set(sample.ids)) == 20
+    sample = draw_sample(collection, 20, 1, POLICY, total=300)
+    assert sample.method == RANDOM_WINDOWS and len(set(sample.ids)) == 20
 
 
 @pytest.mark.slow
-def test_a_100_item_sample_costs_the_same_on_2000_and_20000_items(db: Database) -> None:
+def test_a_100_item_sample_costs_about_the_same_on_2000_and_20000_items(
+        db: Database, large: None) -> None:
     costs = {}
     for count in (2000, 20000):
         collection = f"wardrobe{count}"
@@ -86,6 +135,8 @@ def test_a_100_item_sample_costs_the_same_on_2000_and_20000_items(db: Database) 
                 "--collection", collection, "--sample-size", "100", "--json",
                 "--output-dir", str(db.output_dir)], env=env)
             assert result.exit_code in (0, 1), result.output
-            costs[count] = (json.loads(result.stdout)["sample_reads"], proxy.bytes_received)
+            report = json.loads(result.stdout)
+            assert report["sample_method"] == RANDOM_WINDOWS
+            costs[count] = (report["sample_reads"], proxy.bytes_received)
     (reads_small, bytes_small), (reads_large, bytes_large) = costs[2000], costs[20000]
     assert reads_large <= 1.5 * reads_small and bytes_large <= 1.5 * bytes_small, costs

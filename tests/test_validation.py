@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from backfill import sampling
 from run_backfill_production import main as backfill
 from scripts.backfill_validation import main as validate
 from tests.conftest import Database
@@ -17,7 +18,7 @@ from tests.helpers import auto_ids
 
 GOOD_FACETS = {"style": ["gothic"], "occasion": [], "mood": [], "season": ["all"]}
 EXACT = "exact: reservoir over a keys-only scan of every item"
-RANDOM_POINTS = "random points of the ID key space"
+WINDOWS = "random windows of the ID key space (every item equally likely)"
 
 
 def report(db: Database, *args: str) -> tuple[int, dict[str, Any]]:
@@ -52,25 +53,27 @@ def test_each_kind_of_normalized_gets_its_reason(db: Database) -> None:
     assert found["coverage"] == {"total": 8, "normalized": 3, "percent": 37.5}
 
 
-def test_the_sampling_method_follows_the_ids_the_size_and_the_option(db: Database) -> None:
+def test_the_sampling_method_follows_the_collections_size_and_the_option(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     ids = auto_ids(200, 3)
     db.seed([(doc_id, {"style": ["Goth"]}) for doc_id in ids])
+    # A small collection: the exact scan, one read per item.
     code, found = report(db, "--sample-size", "40", "--seed", "1")
-    assert code == 1 and found["sample_method"] == RANDOM_POINTS
+    assert code == 1 and found["sample_method"] == EXACT
+    assert found["sample_reads"] >= 200 and found["checked"] == 40
+    # A large one (here: past a lowered limit): random windows, reads follow the sample.
+    monkeypatch.setattr(sampling, "EXACT_LIMIT", 100)
+    code, found = report(db, "--sample-size", "40", "--seed", "1")
+    assert code == 1 and found["sample_method"] == WINDOWS
     assert found["sample_reads"] < 200 and found["checked"] == 40
-    # Asked for, the exact method scans every key once.
+    # Asked for, the exact method scans every key once, whatever the size.
     code, found = report(db, "--sample-size", "40", "--seed", "1", "--exact-sample")
     assert found["sample_method"] == EXACT and found["sample_reads"] >= 200
     assert found["checked"] == 40
-    # A sample of half the collection or more: the scan, whatever the IDs.
-    code, found = report(db, "--sample-size", "100", "--seed", "1")
-    assert found["sample_method"] == EXACT and found["checked"] == 100
-    code, found = report(db, "--sample-size", "99", "--seed", "1")
-    assert found["sample_method"] == RANDOM_POINTS and found["checked"] == 99
 
 
 def test_a_uniform_sample_says_what_it_shows_about_the_whole_collection(
-        db: Database) -> None:
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     db.seed([(doc_id, {"style": ["Goth"]}) for doc_id in auto_ids(300, 5)])
     assert db.invoke(backfill, ["--yes"]).exit_code == 0
     result = db.invoke(validate, ["--sample-size", "100", "--seed", "2", "--exact-sample"])
@@ -79,12 +82,11 @@ def test_a_uniform_sample_says_what_it_shows_about_the_whole_collection(
             "invalid (95% confidence)") in result.stdout
     code, found = report(db, "--sample-size", "100", "--seed", "2", "--exact-sample")
     assert code == 0 and found["estimate"]["invalid_items_at_most"] == 9
-    # Random points of the key space are not a uniform sample: no bound is claimed.
-    result = db.invoke(validate, ["--sample-size", "20", "--seed", "2"])
-    assert "Estimate:           no bound: a sample of random points of the key space is not " \
-           "uniform" in result.stdout
-    code, found = report(db, "--sample-size", "20", "--seed", "2")
-    assert code == 0 and found["estimate"] is None
+    # Random windows draw every item equally likely too: the bound holds for them.
+    monkeypatch.setattr(sampling, "EXACT_LIMIT", 100)
+    code, found = report(db, "--sample-size", "50", "--seed", "2")
+    assert code == 0 and found["sample_method"] == WINDOWS
+    assert found["estimate"]["sampled"] == 50 and found["estimate"]["invalid"] == 0
 
 
 @pytest.mark.parametrize("field", ["metadata.normalized", "normalized"])
