@@ -143,6 +143,26 @@ class Journal:
                             self.policy, "writing the run journal")
             start += size
 
+    def written_since(self, cutoff_ns: int, page_size: int = 100) -> frozenset[str]:
+        """IDs of this shard's journaled writes since `cutoff_ns` (by the writer's clock),
+        but those known not to have landed: after a kill, the writes a resume finds done
+        were this run's own (and are counted as its updates, not as skips). Reads only
+        the IDs and outcomes, newest first, and stops at the cutoff."""
+        written: set[str] = set()
+        for page in iter_pages(self.collection, fields=["items", "landed"],
+                               page_size=page_size, policy=self.policy):
+            for snap in page:
+                if written_at_ns(snap.id) < cutoff_ns:
+                    return frozenset(written)
+                if snap.id.split("-")[1] != self.shard_key:
+                    continue
+                data = snap.to_dict() or {}
+                landed = str(data.get("landed", ""))
+                for i, (doc_id, *_rest) in enumerate(json.loads(data.get("items", "[]"))):
+                    if i >= len(landed) or landed[i] == "1":
+                        written.add(doc_id)
+        return frozenset(written)
+
     def entries(self, after_key: str | None = None, page_size: int = 20,
                 ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
         """The journal's batches, newest first, each with its key, as the entries
@@ -167,6 +187,11 @@ class Journal:
                         entry["before"] = before[str(i)]
                     entries.append(entry)
                 yield snap.id, entries
+
+
+def written_at_ns(key: str) -> int:
+    """When a journal document was written (time.time_ns of its writer), from its key."""
+    return 2**63 - int(key.split("-", 1)[0])
 
 
 def _set_in(ref: Any, fields: dict[str, Any], batch: WriteBatch) -> None:

@@ -64,6 +64,9 @@ class RunSettings:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     limiter: WriteRateLimiter | None = None
     journal: Journal | None = None  # journal the previous values before each batch
+    # A resumed run's own writes that its ledger never counted (a kill came first): found
+    # done again, they are counted as its updates, not as skips.
+    written_by_run: frozenset[str] = frozenset()
     # The run's lease: no batch is written unless the run still holds it (the journal's
     # commits carry the check; an unjournaled job's batch checks it first).
     fence: Fence | None = None
@@ -180,6 +183,11 @@ class Runner:
                     if decision.fields is not None]
         outcome.errors = [(d.doc_id, d.problem) for d in decisions if d.problem]
         outcome.skipped = len(existing) - len(to_write) - len(outcome.errors)
+        if self.settings.written_by_run and not self.settings.dry_run:
+            ours = sum(1 for d in decisions if d.fields is None and not d.problem
+                       and d.doc_id in self.settings.written_by_run)
+            outcome.skipped -= ours
+            outcome.written += ours
         outcome.samples = [d for _, _, d in to_write][:SAMPLES_PER_BATCH]
         if self.settings.dry_run:
             outcome.written = len(to_write)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,7 +29,7 @@ from backfill.health_url import parse_health_urls
 from backfill.jobs import Job
 from backfill.journal import Journal
 from backfill.lease import Fence, Lease, LeaseLost
-from backfill.ledger import Ledger, restore
+from backfill.ledger import Ledger, LedgerEntry, restore
 from backfill.logs import LOG_FILE_NAME, close_run_log, flush_run_log, open_run_log
 from backfill.options import RunOptions
 from backfill.pager import count_documents, empty_collection_message, id_range
@@ -101,6 +102,18 @@ def run_settings(job: Job, options: RunOptions, client: firestore.Client, collec
         source=source, read_ahead=source is None, parts=parts,
         limiter=WriteRateLimiter(initial=initial / share,
                                  ceiling=options.max_writes_per_second / share))
+
+
+def uncounted_since_ns(entry: LedgerEntry, options: RunOptions) -> int:
+    """Since when (time.time_ns, by the clock of the session that wrote both) a resumed
+    run's journal may hold writes its ledger never counted: its last progress record,
+    less the longest a batch may have been in flight then (its retries included)."""
+    try:
+        recorded = datetime.fromisoformat(str(entry.data.get("updated_at")))
+    except ValueError:
+        return 0
+    in_flight = 2 * options.max_retry_seconds + 60
+    return int((recorded.timestamp() - in_flight) * 1e9)
 
 
 class WritingRun:
@@ -254,8 +267,13 @@ class WritingRun:
         if ledger is not None and job.journaled:
             journal = Journal(self.client, options.ledger_collection, stats.run_id,
                               options.policy, shard.key if shard else "0", fence=self.lease)
-        built = run_settings(job, options, self.client, target.collection, stats, from_id,
-                             before_id, journal, fence=self.lease if ledger is not None else None)
+        written = frozenset[str]()
+        if journal is not None and resumed is not None:
+            written = journal.written_since(uncounted_since_ns(resumed, options))
+        built = replace(run_settings(job, options, self.client, target.collection, stats,
+                                     from_id, before_id, journal,
+                                     fence=self.lease if ledger is not None else None),
+                        written_by_run=written)
         if built.parts is not None:
             stats.parts = built.parts
         earlier = (stats.throttled_seconds, stats.throttle_spells, stats.paused_seconds)
