@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, overload
 
 from google.api_core import exceptions as gexc
@@ -54,9 +55,10 @@ def who() -> dict[str, str]:
 
 @dataclass(frozen=True)
 class LedgerEntry:
-    """A run as the ledger holds it."""
+    """A run as the ledger holds it, and the database's time of the read."""
 
     data: dict[str, Any]
+    read_at: datetime | None = None
 
     @property
     def run_id(self) -> str:
@@ -108,7 +110,7 @@ class Ledger:
                                                timeout=call_timeout(CALL_SECONDS)),
                                self.policy,
                                "reading the run ledger")
-        return LedgerEntry(snap.to_dict()) if snap.exists else None
+        return LedgerEntry(snap.to_dict(), snap.read_time) if snap.exists else None
 
     @staticmethod
     def _progress(stats: RunStats) -> dict[str, Any]:
@@ -123,6 +125,7 @@ class Ledger:
             "throttled_seconds": round(stats.throttled_seconds, 1),
             "throttle_spells": stats.throttle_spells,
             "paused_seconds": round(stats.paused_seconds, 1),
+            "active_seconds": round(stats.active_seconds, 1),
             "stopped_because": stats.stopped_because,
             "updated_at": iso(utc_now()),
             "finished_at": iso(stats.finished_at),
@@ -152,8 +155,10 @@ class Ledger:
                                        "resumed_at": firestore.ArrayUnion([resumed])})
 
     def set_state(self, stats: RunStats) -> None:
-        """Throttled, paused or running again: said at once, not with the next batch."""
+        """Throttled, paused or running again: said at once, not with the next batch, with
+        the database's time of the change (a status shows how long it has held)."""
         self._write(self._ref(stats), {"state": stats.state,
+                                       "state_since": firestore.SERVER_TIMESTAMP,
                                        "updated_at": iso(utc_now())})
 
     def set_control(self, run_id: str, control: str | None) -> None:
@@ -226,7 +231,7 @@ class Ledger:
         snaps = call_with_retry(lambda: list(self.collection.document(run_id).collection(
             SHARDS).stream(retry=NO_LIBRARY_RETRY, timeout=call_timeout(CALL_SECONDS))),
             self.policy, "reading the run ledger")
-        return sorted((LedgerEntry(s.to_dict()) for s in snaps),
+        return sorted((LedgerEntry(s.to_dict(), s.read_time) for s in snaps),
                       key=lambda e: int(str(e.data["shard"]).split("/")[0]))
 
     def record(self, stats: RunStats, *, force: bool = True) -> None:
@@ -325,3 +330,4 @@ def restore(stats: RunStats, entry: LedgerEntry) -> None:
     stats.throttled_seconds = float(entry.data.get("throttled_seconds") or 0.0)
     stats.throttle_spells = int(entry.data.get("throttle_spells") or 0)
     stats.paused_seconds = float(entry.data.get("paused_seconds") or 0.0)
+    stats.active_seconds = float(entry.data.get("active_seconds") or 0.0)

@@ -8,7 +8,8 @@ from typing import Any
 
 from backfill.lease import LeaseState
 from backfill.ledger import LedgerEntry
-from backfill.stats import utc_now
+from backfill.pager import Part
+from backfill.shards import share_read
 from backfill.status import GateState, RunStatus
 
 
@@ -49,31 +50,46 @@ def task_line(part: LedgerEntry, run_id: str, lease: LeaseState | None) -> str |
     return f"heartbeat {holder.beat_age or 0:.0f}s ago"
 
 
+def _seconds_held(part: LedgerEntry, name: str, state: GateState) -> float:
+    """Time held so far, as recorded, plus the spell going on now (by the database's
+    clock: the time of the change, and of the read that found it)."""
+    data = part.data
+    seconds = float(data.get(name) or 0.0)
+    since = data.get("state_since")
+    if _held(part) == state and isinstance(since, datetime) and part.read_at is not None:
+        seconds += max(0.0, (part.read_at - since).total_seconds())
+    return seconds
+
+
+def where_it_stands(data: dict[str, Any]) -> str:
+    """The checkpoint: one ID for one cursor; for parallel reads, how much of the key
+    space the parts have read (no single ID says that)."""
+    parts = data.get("parts")
+    if parts:
+        share = share_read([Part.from_dict(p) for p in parts])
+        return f"{len(parts)} parts, {100 * share:.0f}% of the ID key space read"
+    return f"checkpoint {data.get('checkpoint')}"
+
+
 def progress_line(part: LedgerEntry, run: dict[str, Any], task: str | None = None) -> str:
-    """One run's (or one shard's) progress: who, counts, pace, checkpoint, time held, and
-    why it stopped early, if it did; with `task`, its task's heartbeat (task_line)."""
+    """One run's (or one shard's) progress: who, counts, pace, where it stands, time
+    held (the spell going on included), and why it stopped early, if it did; with
+    `task`, its task's heartbeat (task_line)."""
     data = part.data
     counts = dict(data.get("counts") or {})
     held = _held(part)
     state = f"{part.status}, {held}" if held else part.status
     label = f"shard {data['shard']}: " if "shard" in data else ""
-    started = data.get("started_at") or run.get("started_at")
-    rate = ""
-    try:
-        end = data.get("finished_at") or data.get("updated_at")
-        seconds = ((datetime.fromisoformat(str(end)) if end else utc_now())
-                   - datetime.fromisoformat(str(started))).total_seconds()
-        rate = f", {int(counts.get('processed', 0)) / seconds:,.1f} items/s" if seconds > 0 \
-            else ""
-    except (TypeError, ValueError):
-        pass
+    processed = int(counts.get("processed", 0))
+    active = float(data.get("active_seconds") or 0.0)
+    rate = f", {processed / active:,.1f} items/s" if active > 0 else ""
     alive = f" ({task})" if task else ""
     line = (f"{label}{state} by {data.get('user')}@{data.get('host')}{alive}: "
-            f"{counts.get('processed', 0)} processed, {counts.get('updated', 0)} written, "
-            f"{counts.get('errors', 0)} errors{rate}; checkpoint {data.get('checkpoint')}; "
-            f"throttled {float(data.get('throttled_seconds') or 0):.1f}s in "
-            f"{data.get('throttle_spells') or 0} spell(s), paused "
-            f"{float(data.get('paused_seconds') or 0):.1f}s")
+            f"{processed} processed, {counts.get('updated', 0)} written, "
+            f"{counts.get('errors', 0)} errors{rate}; {where_it_stands(data)}; "
+            f"throttled {_seconds_held(part, 'throttled_seconds', GateState.THROTTLED):.1f}s "
+            f"in {data.get('throttle_spells') or 0} spell(s), paused "
+            f"{_seconds_held(part, 'paused_seconds', GateState.PAUSED):.1f}s")
     if data.get("stopped_because"):
         line += f"; stopped because: {data['stopped_because']}"
     return line

@@ -138,6 +138,28 @@ def _digits(text: str) -> list[int]:
     return digits + [0] * (_DIGITS - len(digits))
 
 
+def key_fraction(doc_id: str | None, default: float) -> float:
+    """Where an ID sits in the key space of auto IDs, from 0 to 1 (`default` for None):
+    the measure parallel reads split evenly."""
+    if doc_id is None:
+        return default
+    value = 0.0
+    for place, digit in enumerate(_digits(doc_id), start=1):
+        value += digit / len(_ALPHABET) ** place
+    return value
+
+
+def share_read(parts: list[Part]) -> float:
+    """How much of their ranges parallel reads have read, by the key space: each part
+    from its start to its checkpoint."""
+    done = total = 0.0
+    for part in parts:
+        start, end = key_fraction(part.from_id, 0.0), key_fraction(part.before_id, 1.0)
+        total += max(0.0, end - start)
+        done += max(0.0, min(end, key_fraction(part.checkpoint, start)) - start)
+    return done / total if total > 0 else 0.0
+
+
 def key_space_boundaries(first: str, last: str, count: int) -> list[str]:
     """count-1 increasing IDs that split [first, last] evenly, character by character."""
     prefix_length = 0

@@ -58,6 +58,8 @@ class RunStats:
     throttled_seconds: float = 0.0  # the whole run's, earlier sessions included
     throttle_spells: int = 0
     paused_seconds: float = 0.0
+    # Time spent reading and writing, the whole run's: not held, not between sessions.
+    active_seconds: float = 0.0
     stopped_because: str | None = None  # why a run stopped early, for the ledger
     parts: list[Part] | None = None  # parallel reads: each part's range and checkpoint
 

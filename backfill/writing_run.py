@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
@@ -36,6 +37,7 @@ from backfill.pager import count_documents, empty_collection_message, id_range
 from backfill.plan import RunPlan, plan_run
 from backfill.ratelimit import WriteRateLimiter
 from backfill.retry import RetryPolicy
+from backfill.run_view import where_it_stands
 from backfill.runner import BatchOutcome, Runner, RunSettings
 from backfill.shards import Shard, compute_boundaries, shard_range, split_range
 from backfill.stats import RunStats, utc_now
@@ -161,8 +163,7 @@ class WritingRun:
         self.target = replace(self.target, collection=plan.options.collection)
         if plan.resumed is not None:
             say(f"↩️  Resuming run {plan.run_id} ({plan.resumed.status}, {plan.mode} of "
-                f"collection {self.target.collection}) after "
-                f"{plan.resumed.checkpoint or 'the beginning'}")
+                f"collection {self.target.collection}): {where_it_stands(plan.resumed.data)}")
         if plan.undone is not None:
             say(f"⏪ Undoing exactly run {plan.undone.run_id} ({plan.undone.status}, "
                 f"started {plan.undone.data.get('started_at')}) from its journal")
@@ -253,7 +254,10 @@ class WritingRun:
         if resumed is not None and ledger is not None:
             restore(stats, resumed)
             ledger.reopen(stats, resumed.data.get("stopped_because"))
-            say(f"↩️  Continuing after {stats.checkpoint or 'the beginning'}")
+            say("↩️  Continuing " + (f"each of its {len(stats.parts)} parts after its own "
+                                     f"checkpoint ({where_it_stands(resumed.data)})"
+                                     if stats.parts else
+                                     f"after {stats.checkpoint or 'the beginning'}"))
         elif ledger is not None and shard is None:
             ledger.start(stats, options.arguments(), settings_recorded, plan.mode)
         log = self.log = open_run_log(options.output_dir, plan.tool, stats.run_id)
@@ -276,7 +280,9 @@ class WritingRun:
                         written_by_run=written)
         if built.parts is not None:
             stats.parts = built.parts
-        earlier = (stats.throttled_seconds, stats.throttle_spells, stats.paused_seconds)
+        earlier = (stats.throttled_seconds, stats.throttle_spells, stats.paused_seconds,
+                   stats.active_seconds)
+        session_started = time.monotonic()
 
         def on_gate_change(state: GateState, why: str | None) -> None:
             stats.state = state
@@ -294,6 +300,9 @@ class WritingRun:
             stats.throttled_seconds = earlier[0] + throttled
             stats.throttle_spells = earlier[1] + spells
             stats.paused_seconds = earlier[2] + paused
+            held = throttled + paused
+            stats.active_seconds = earlier[3] + max(
+                0.0, time.monotonic() - session_started - held)
 
         extra: dict[str, str] = {}
         status, reason = RunStatus.FAILED, None

@@ -10,6 +10,8 @@ import re
 import signal
 import subprocess
 import sys
+import time
+from datetime import datetime
 
 import pytest
 
@@ -21,6 +23,7 @@ from tests.helpers import (
     REPO,
     SCRIPT,
     Backend,
+    auto_ids,
     control,
     dead_address,
     eventually,
@@ -234,3 +237,32 @@ def test_credentials_in_a_health_url_are_sent_as_basic_auth_and_never_shown(
     for text in (done.output, log, str(ledger(db))):
         assert "ter2" not in text and "ops:" not in text
     db.assert_normalized()
+
+
+def test_status_counts_a_live_pause_and_shows_how_far_parallel_reads_are(
+        db: Database) -> None:
+    """Before: 12 s into a pause, `paused 0.0s`; a single checkpoint ID that meant
+    nothing with parallel reads; items/s counting paused time."""
+    db.seed({doc_id: {"style": ["Goth"]} for doc_id in auto_ids(1200, 9)})
+    process, log = start(db, db.env, "--job-id", "bf-live", *SLOW)
+    wait_for(log, "Batch 3:")
+    assert control(db, "pause", "bf-live").exit_code == 0
+    wait_for(log, "⏸  Paused (paused by ")
+    time.sleep(3.0)
+    shown = control(db, "status", "bf-live").stdout
+    paused = re.search(r"paused (\d+\.\d)s$", shown.strip())
+    assert paused is not None and float(paused.group(1)) >= 2.5, shown
+    stands = re.search(r"; 4 parts, (\d+)% of the ID key space read;", shown)
+    assert stands is not None and 0 < int(stands.group(1)) < 100, shown
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == ExitCode.INTERRUPTED
+    [entry] = ledger(db)
+    elapsed = (datetime.fromisoformat(entry["finished_at"])
+               - datetime.fromisoformat(entry["started_at"])).total_seconds()
+    assert entry["paused_seconds"] >= 3.0
+    assert 0 < entry["active_seconds"] <= elapsed - entry["paused_seconds"] + 0.5
+    assert control(db, "continue", "bf-live").exit_code == 0  # the pause outlived the run
+    resumed = db.invoke(backfill, ["--resume", "bf-live", "--yes"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "↩️  Continuing each of its 4 parts after its own checkpoint (4 parts, " in \
+        resumed.stderr
