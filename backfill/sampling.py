@@ -8,9 +8,12 @@ Two methods, each uniform; which one runs depends on the collection's size:
   auto IDs (20 characters of [0-9A-Za-z]), placed at a uniform random point, holds each
   item with the same probability (its width), whatever the item's ID: for any ID, the
   points whose window covers it are exactly `width` consecutive points. The whole window
-  is taken (one keys-only range query); windows are drawn until the sample is full.
-  The width is set for a few items per window, so the cost follows the sample, not the
-  collection: about one read per sampled item and one per window.
+  is taken (one keys-only range query). The number of windows is fixed before any is
+  read (for a quarter more than the sample: the sample is that much larger, and is
+  short, then filled by a second round, about once in a hundred draws), and nothing
+  found is dropped, so nothing a window finds changes any item's chance. The width is
+  set for a few items per window, so the cost follows the sample, not the collection:
+  about one read per sampled item and one per window.
 
 Equal inclusion is not the whole story: IDs bunched in one place (sequential numbers,
 slugs under a common prefix) make windows that hold many items or none, and a sample of
@@ -42,6 +45,7 @@ AUTO_ID = re.compile(r"[0-9A-Za-z]{20}")
 KEY_SPACE = len(AUTO_ID_ALPHABET) ** 20
 EXACT_LIMIT = 10_000  # items: up to this, the exact scan (one read per item)
 ITEMS_PER_WINDOW = 4.0  # a window's expected size
+OVERDRAW = 1.25  # windows for this many times the sample: short of it in about 1 in 100
 WINDOW_CAP = 60  # a window holding more than this: IDs bunched, not random
 READ_BUDGET = 4  # reads per sampled item, beyond which the draw gives up
 SPREAD_SIGMAS = 6.0  # a first character this far from its expected count: not random
@@ -66,8 +70,9 @@ class _NotSpread(Exception):
 def draw_sample(collection: CollectionReference, size: int, seed: int | None,
                 policy: RetryPolicy, *, exact: bool = False, page_size: int = 500,
                 total: int | None = None) -> Sample:
-    """`size` distinct item IDs (all of them, when the collection is smaller), every item
-    equally likely. `total`: the collection's size (counted if not given)."""
+    """At least `size` distinct item IDs (all of them, when the collection is smaller),
+    every item equally likely: random windows give a quarter more. `total`: the
+    collection's size (counted if not given)."""
     rng = random.Random(seed)
     reads = 0
     if total is None:
@@ -159,9 +164,12 @@ def _windows(collection: CollectionReference, size: int, total: int, rng: random
     with ThreadPoolExecutor(max_workers=PARALLEL_QUERIES,
                             thread_name_prefix="sample") as pool:
         while len(chosen) < size:
+            # A number of windows fixed before any is read, every item of each taken:
+            # nothing the windows find changes any item's chance. Enough for the sample
+            # but rarely; then a second round fills it.
             wanted = size - len(chosen)
-            starts = [rng.randrange(KEY_SPACE)
-                      for _ in range(max(1, math.ceil(wanted / ITEMS_PER_WINDOW)))]
+            windows = max(1, math.ceil(OVERDRAW * wanted / ITEMS_PER_WINDOW))
+            starts = [rng.randrange(KEY_SPACE) for _ in range(windows)]
             for found, billed in pool.map(window, starts):
                 reads += billed
                 if len(found) > WINDOW_CAP:
@@ -173,9 +181,8 @@ def _windows(collection: CollectionReference, size: int, total: int, rng: random
                 chosen.update(dict.fromkeys(found))
             if reads > budget:
                 raise _NotSpread(f"the draw spent {reads} reads, more than {budget}")
-    # The last windows may overfill the sample: drop the extra at random, each as likely.
-    ids = list(chosen) if len(chosen) == size else rng.sample(list(chosen), size)
-    return Sample(sorted(ids), RANDOM_WINDOWS, reads)
+    # All of it: dropping the extra would favour items whose windows held few others.
+    return Sample(sorted(chosen), RANDOM_WINDOWS, reads)
 
 
 def _reservoir(collection: CollectionReference, size: int, rng: random.Random,

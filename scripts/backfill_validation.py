@@ -137,7 +137,7 @@ def main(sample_size: int, check_all: bool, seed: int | None, exact_sample: bool
         console.say(describe_sample(sample, sample_size))
         items = fetch_items(client, collection, sample.ids, run.policy, field)
         mode = "sample"
-    with console.progress(cover.total if check_all else min(sample_size, cover.total),
+    with console.progress(cover.total if sample is None else len(sample.ids),
                           run.quiet) as bar:
         for doc_id, item in items:
             result.add(doc_id, item)

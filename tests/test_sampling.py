@@ -6,6 +6,7 @@ here by lowering the exact method's limit (EXACT_LIMIT) for a test."""
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from collections import Counter
 from typing import Any
@@ -59,13 +60,14 @@ def test_random_windows_find_broken_items_all_over_the_key_range(db: Database,
     result = db.invoke(validate, ["--sample-size", "600", "--seed", "3", "--json"])
     assert result.exit_code == 1, result.output  # the broken ones are found
     report = json.loads(result.stdout)
-    assert (report["sample_method"], report["checked"]) == (RANDOM_WINDOWS, 600)
+    assert report["sample_method"] == RANDOM_WINDOWS and 600 <= report["checked"] <= 900
     # About one read per item, one per window, and the first characters counted.
-    assert 600 <= report["sample_reads"] < 1000
+    assert report["checked"] <= report["sample_reads"] < 1.6 * report["checked"]
     found = sorted(e["id"] for e in report["invalid_items"])
     assert set(found) <= set(broken) and len(found) >= 8
     assert found[0] < ids[len(ids) // 4] and found[-1] > ids[3 * len(ids) // 4]
-    assert "🎲 Sample of 600 (asked 600): random windows of the ID key space" in result.stderr
+    assert re.search(r"🎲 Sample of \d+ \(asked 600\): random windows of the ID key space",
+                     result.stderr)
 
 
 @pytest.mark.parametrize("ids, why", [
@@ -89,6 +91,7 @@ def test_half_auto_ids_half_slugs_are_both_sampled_in_proportion(db: Database,
     db.seed(small_items(auto_ids(600, 5) + slugs))
     collection = db.client.collection(db.collection)
     sample = draw_sample(collection, 200, 7, POLICY, total=1200)
+    assert sample.method == FULL_SCAN  # the IDs' first characters gave them away
     from_slugs = sum(doc_id in set(slugs) for doc_id in sample.ids)
     assert len(sample.ids) == 200 and 70 <= from_slugs <= 130  # half, give or take 4 SD
 
@@ -96,8 +99,9 @@ def test_half_auto_ids_half_slugs_are_both_sampled_in_proportion(db: Database,
 def test_every_auto_id_item_is_equally_likely(db: Database, monkeypatch: pytest.MonkeyPatch,
                                               ) -> None:
     """Over 60 samples of 40 from 400 items, how often each item is drawn spreads as a
-    uniform sample's would (binomial: SD 2.3). Random points, an item's chance following
-    its gap, gave SD 5.7 and 47 items never drawn."""
+    uniform sample's would: binomial, at the share drawn (measured: SD 2.7 where that
+    gives 2.5, no item never drawn). Random points, an item's chance following its gap,
+    gave SD 5.7 and 47 items never drawn."""
     monkeypatch.setattr(sampling, "EXACT_LIMIT", 0)
     ids = auto_ids(400, 6)
     db.seed(small_items(ids))
@@ -105,12 +109,13 @@ def test_every_auto_id_item_is_equally_likely(db: Database, monkeypatch: pytest.
     draws: Counter[str] = Counter()
     for seed in range(60):
         sample = draw_sample(collection, 40, seed, POLICY, total=400)
-        assert sample.method == RANDOM_WINDOWS and len(set(sample.ids)) == 40
+        assert sample.method == RANDOM_WINDOWS and 40 <= len(set(sample.ids)) <= 70
         draws.update(sample.ids)
     counts = [draws[doc_id] for doc_id in ids]
-    assert statistics.mean(counts) == 6.0
-    assert statistics.pstdev(counts) < 3.2, statistics.pstdev(counts)
-    assert sum(count == 0 for count in counts) <= 5
+    share = statistics.mean(counts) / 60
+    binomial = (60 * share * (1 - share)) ** 0.5
+    assert statistics.pstdev(counts) < 1.25 * binomial, (statistics.pstdev(counts), binomial)
+    assert sum(count == 0 for count in counts) <= 3
 
 
 def test_exact_sample_can_be_asked_for(db: Database, large: None) -> None:
@@ -119,7 +124,7 @@ def test_exact_sample_can_be_asked_for(db: Database, large: None) -> None:
     sample = draw_sample(collection, 20, 1, POLICY, exact=True, total=300)
     assert sample.method == FULL_SCAN and len(sample.ids) == 20 and sample.reads == 300
     sample = draw_sample(collection, 20, 1, POLICY, total=300)
-    assert sample.method == RANDOM_WINDOWS and len(set(sample.ids)) == 20
+    assert sample.method == RANDOM_WINDOWS and len(set(sample.ids)) >= 20
 
 
 @pytest.mark.slow

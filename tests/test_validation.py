@@ -65,7 +65,7 @@ def test_the_sampling_method_follows_the_collections_size_and_the_option(
     monkeypatch.setattr(sampling, "EXACT_LIMIT", 100)
     code, found = report(db, "--sample-size", "40", "--seed", "1")
     assert code == 1 and found["sample_method"] == WINDOWS
-    assert found["sample_reads"] < 200 and found["checked"] == 40
+    assert found["sample_reads"] < 200 and 40 <= found["checked"] <= 70
     # Asked for, the exact method scans every key once, whatever the size.
     code, found = report(db, "--sample-size", "40", "--seed", "1", "--exact-sample")
     assert found["sample_method"] == EXACT and found["sample_reads"] >= 200
@@ -86,7 +86,8 @@ def test_a_uniform_sample_says_what_it_shows_about_the_whole_collection(
     monkeypatch.setattr(sampling, "EXACT_LIMIT", 100)
     code, found = report(db, "--sample-size", "50", "--seed", "2")
     assert code == 0 and found["sample_method"] == WINDOWS
-    assert found["estimate"]["sampled"] == 50 and found["estimate"]["invalid"] == 0
+    assert found["estimate"]["sampled"] == found["checked"] >= 50
+    assert found["estimate"]["invalid"] == 0
 
 
 @pytest.mark.parametrize("field", ["metadata.normalized", "normalized"])
