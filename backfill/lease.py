@@ -169,9 +169,10 @@ def _shape(path: str, collection: str, data: dict[str, Any]) -> dict[str, dict[s
 
 
 def read_lease(client: firestore.Client, ref: Any, collection: str, policy: RetryPolicy,
-               what: str) -> LeaseState | None:
-    """The lease of `collection` and its holders' heartbeats (two reads at most), or None
-    when nobody holds it. LeaseMalformed when the document is not what this tool writes."""
+               what: str, beats_too: bool = True) -> LeaseState | None:
+    """The lease of `collection` and, with `beats_too`, its holders' heartbeats (two reads
+    at most; without them, every age is unknown), or None when nobody holds it.
+    LeaseMalformed when the document is not what this tool writes."""
     snap = call_with_retry(lambda: ref.get(retry=NO_LIBRARY_RETRY,
                                            timeout=call_timeout(CALL_TIMEOUT_SECONDS)),
                            policy, what)
@@ -180,7 +181,7 @@ def read_lease(client: firestore.Client, ref: Any, collection: str, policy: Retr
     data = snap.to_dict() or {}
     raw = _shape(ref.path, collection, data)
     beats: dict[str, Any] = {}
-    if raw:
+    if raw and beats_too:
         refs = [ref.collection(BEATS).document(key) for key in raw]
         beats = {s.id: s for s in call_with_retry(
             lambda: list(client.get_all(refs, retry=NO_LIBRARY_RETRY,
@@ -254,20 +255,21 @@ class Lease:
 
     # --- reading and committing --------------------------------------------------------
 
-    def _read(self, what: str) -> LeaseState | None:
-        return read_lease(self.client, self.ref, self.collection, self.policy, what)
+    def _read(self, what: str, beats_too: bool = True) -> LeaseState | None:
+        return read_lease(self.client, self.ref, self.collection, self.policy, what,
+                          beats_too)
 
     def _beat(self) -> dict[str, Any]:
         return {"token": self.token, "run_id": self.run_id, "key": self.key,
                 "at": firestore.SERVER_TIMESTAMP}
 
     def _transact(self, decide: Callable[[LeaseState | None], _Change | None],
-                  what: str) -> None:
+                  what: str, beats_too: bool = True) -> None:
         """Read the lease, decide, commit on condition that it did not change meanwhile;
         again if it did. (Not a library transaction: its calls retry on their own for a
         minute, with no way to bound them, when the database is away.)"""
         for _ in range(MAX_ATTEMPTS):
-            state = self._read(what)
+            state = self._read(what, beats_too)
             change = decide(state)
             if change is None:
                 return
@@ -330,7 +332,7 @@ class Lease:
     def _confirm_held(self, what: str) -> None:
         """After a failed fence: still this run's (another shard came or went), or lost."""
         try:
-            state = self._read(what)
+            state = self._read(what, beats_too=False)  # whose it is, not how alive
         except LeaseMalformed as error:
             self._lose(f"{error}: this run stopped writing")
         if state is None:
@@ -341,7 +343,8 @@ class Lease:
             self._lose(f"the lease of collection {self.collection!r} is now held by run "
                        f"{state.run_id}: this run stopped writing")
         if mine is None or mine.token != self.token:
-            by = f"{mine.describe()}" if mine is not None else "nobody"
+            by = (f"another task ({mine.user}@{mine.process.host}, pid {mine.process.pid})"
+                  if mine is not None else "nobody")
             self._lose(f"the lease of {'shard ' + self.shard if self.shard else 'run'} "
                        f"{'of run ' + self.run_id if self.shard else self.run_id} is now "
                        f"held by {by}: this run stopped writing")
@@ -423,7 +426,7 @@ class Lease:
             return _Change(lease={"holders": others} if others else DELETE,
                            drop_beats=(self.key,))
 
-        self._transact(decide, "giving the collection's lease back")
+        self._transact(decide, "giving the collection's lease back", beats_too=False)
 
     @contextmanager
     def kept(self, stop: StopRequest) -> Iterator[Lease]:
