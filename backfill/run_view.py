@@ -65,7 +65,7 @@ def where_it_stands(data: dict[str, Any]) -> str:
     """The checkpoint: one ID for one cursor; for parallel reads, how much of the key
     space the parts have read (no single ID says that)."""
     parts = data.get("parts")
-    if parts:
+    if parts and len(parts) > 1:
         share = share_read([Part.from_dict(p) for p in parts])
         return f"{len(parts)} parts, {100 * share:.0f}% of the ID key space read"
     return f"checkpoint {data.get('checkpoint')}"

@@ -256,7 +256,7 @@ class WritingRun:
             ledger.reopen(stats, resumed.data.get("stopped_because"))
             say("↩️  Continuing " + (f"each of its {len(stats.parts)} parts after its own "
                                      f"checkpoint ({where_it_stands(resumed.data)})"
-                                     if stats.parts else
+                                     if stats.parts and len(stats.parts) > 1 else
                                      f"after {stats.checkpoint or 'the beginning'}"))
         elif ledger is not None and shard is None:
             ledger.start(stats, options.arguments(), settings_recorded, plan.mode)

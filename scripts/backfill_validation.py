@@ -190,7 +190,7 @@ def main(sample_size: int, check_all: bool, seed: int | None, exact_sample: bool
     lines += [f"{'Report:':<20}{path}", console.RULE]
     click.echo("\n".join(lines), err=run.as_json)
     if run.as_json:
-        click.echo(json.dumps(report, ensure_ascii=False))
+        click.echo(json.dumps(report, ensure_ascii=False, default=str))
     return ExitCode.ITEM_ERRORS if result.invalid else ExitCode.OK
 
 
