@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -94,7 +95,7 @@ def engine_task(env: Mapping[str, str]) -> str | None:
     if env.get("CLOUD_RUN_TASK_ATTEMPT"):
         return f"Cloud Run task attempt {env['CLOUD_RUN_TASK_ATTEMPT']}"
     if env.get("JOB_COMPLETION_INDEX"):  # a Kubernetes Indexed Job: each pod is an attempt
-        return f"Kubernetes pod {env.get('HOSTNAME') or ProcessIdentity.current().host}"
+        return f"Kubernetes pod {env.get('HOSTNAME') or socket.gethostname()}"
     return None
 
 

@@ -33,14 +33,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.collection import CollectionReference
 
-from backfill.pager import DOCUMENT_ID, KEYS_ONLY, PAGE_TIMEOUT_SECONDS, iter_pages
+from backfill.pager import (
+    KEYS_ONLY,
+    PAGE_TIMEOUT_SECONDS,
+    count_documents,
+    id_range,
+    iter_pages,
+)
 from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_timeout, call_with_retry
+from backfill.shards import AUTO_ID_ALPHABET, key_of
 
-AUTO_ID_ALPHABET = "".join(sorted("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                  "abcdefghijklmnopqrstuvwxyz"))
 AUTO_ID = re.compile(r"[0-9A-Za-z]{20}")
 KEY_SPACE = len(AUTO_ID_ALPHABET) ** 20
 EXACT_LIMIT = 10_000  # items: up to this, the exact scan (one read per item)
@@ -76,7 +80,7 @@ def draw_sample(collection: CollectionReference, size: int, seed: int | None,
     rng = random.Random(seed)
     reads = 0
     if total is None:
-        total = _count(collection, policy)
+        total = count_documents(collection, policy)
         reads = max(1, math.ceil(total / 1000))  # count() bills a read per 1,000 items
     if exact:
         return _reservoir(collection, size, rng, policy, page_size, None, reads)
@@ -96,30 +100,13 @@ def _query(query: Any, policy: RetryPolicy) -> list[Any]:
         "drawing a sample")
 
 
-def _count(query: Any, policy: RetryPolicy) -> int:
-    aggregate = query.count(alias="n")
-    result = call_with_retry(lambda: aggregate.get(
-        retry=NO_LIBRARY_RETRY, timeout=call_timeout(PAGE_TIMEOUT_SECONDS)), policy,
-        "counting for a sample")
-    return int(result[0][0].value)
-
-
 def key_at(position: int) -> str:
     """The auto ID at `position` of the key space (0 <= position < KEY_SPACE)."""
-    digits = []
-    for _ in range(20):
-        position, digit = divmod(position, len(AUTO_ID_ALPHABET))
-        digits.append(AUTO_ID_ALPHABET[digit])
-    return "".join(reversed(digits))
+    return key_of(position, 20)
 
 
 def _range(collection: CollectionReference, start: str | None, end: str | None) -> Any:
-    query: Any = collection.select(list(KEYS_ONLY)).order_by(DOCUMENT_ID)
-    if start is not None:
-        query = query.where(filter=FieldFilter(DOCUMENT_ID, ">=", collection.document(start)))
-    if end is not None:
-        query = query.where(filter=FieldFilter(DOCUMENT_ID, "<", collection.document(end)))
-    return query
+    return id_range(collection.select(list(KEYS_ONLY)), start, end)
 
 
 def _check_spread(collection: CollectionReference, total: int, policy: RetryPolicy) -> int:
@@ -130,7 +117,7 @@ def _check_spread(collection: CollectionReference, total: int, policy: RetryPoli
               for i, c in enumerate(firsts)]
     with ThreadPoolExecutor(max_workers=PARALLEL_QUERIES,
                             thread_name_prefix="sample") as pool:
-        counts = list(pool.map(lambda b: _count(_range(collection, *b), policy), bounds))
+        counts = list(pool.map(lambda b: count_documents(_range(collection, *b), policy), bounds))
     expected = total / len(firsts)
     for first, count in zip(firsts, counts, strict=True):
         if abs(count - expected) > SPREAD_SIGMAS * math.sqrt(expected) + 2:

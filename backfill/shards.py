@@ -28,7 +28,7 @@ from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_timeout
 # The key-space split counts in the alphabet of Firestore's auto IDs, in sort order, so
 # that shards of auto IDs are balanced. IDs with other characters still fall into exactly
 # one shard each (the ranges are contiguous); such shards may just be less even.
-_ALPHABET = "".join(sorted(string.digits + string.ascii_letters))
+AUTO_ID_ALPHABET = "".join(sorted(string.digits + string.ascii_letters))  # in key order
 _DIGITS = 8  # precision of the interpolation, in characters after the common prefix
 PARTITION_QUERY = "partition_query"
 KEY_SPACE = "key_space"
@@ -88,7 +88,8 @@ def split_range(from_id: str | None, before_id: str | None, count: int) -> list[
     """`count` parts of [from_id, before_id) for parallel reads, cut evenly in the auto-ID
     key space (no read needed; for other ID shapes the parts may be uneven, never wrong:
     together they cover the range exactly)."""
-    cuts = [cut for cut in key_space_boundaries(_ALPHABET[0] * 20, _ALPHABET[-1] * 20, count)
+    cuts = [cut for cut in key_space_boundaries(AUTO_ID_ALPHABET[0] * 20,
+                                                AUTO_ID_ALPHABET[-1] * 20, count)
             if (from_id is None or cut > from_id) and (before_id is None or cut < before_id)]
     bounds = [from_id, *cuts, before_id]
     return [Part(low, high) for low, high in itertools.pairwise(bounds)]
@@ -113,28 +114,28 @@ def _approximate_last_id(collection: Any, first: str, policy: RetryPolicy) -> st
     (Firestore does not scan keys in descending order): one query per character shared
     with `first`, then a binary search over the alphabet for each of _DIGITS more."""
     prefix = ""
-    while len(prefix) < len(first) and first[len(prefix)] in _ALPHABET[:-1]:
-        following = _ALPHABET[_ALPHABET.index(first[len(prefix)]) + 1]
+    while len(prefix) < len(first) and first[len(prefix)] in AUTO_ID_ALPHABET[:-1]:
+        following = AUTO_ID_ALPHABET[AUTO_ID_ALPHABET.index(first[len(prefix)]) + 1]
         if _first_id_from(collection, prefix + following, policy) is not None:
             break
         prefix += first[len(prefix)]
     for _ in range(_DIGITS):
-        low, high = -1, len(_ALPHABET) - 1  # the answer is the largest index that exists
+        low, high = -1, len(AUTO_ID_ALPHABET) - 1  # the answer is the largest index that exists
         while low < high:
             middle = (low + high + 1) // 2
-            if _first_id_from(collection, prefix + _ALPHABET[middle], policy) is not None:
+            if _first_id_from(collection, prefix + AUTO_ID_ALPHABET[middle], policy) is not None:
                 low = middle
             else:
                 high = middle - 1
         if low < 0:
             break
-        prefix += _ALPHABET[low]
+        prefix += AUTO_ID_ALPHABET[low]
     return prefix
 
 
 def _digits(text: str) -> list[int]:
-    top = len(_ALPHABET) - 1
-    digits = [min(top, bisect.bisect_left(_ALPHABET, c)) for c in text[:_DIGITS]]
+    top = len(AUTO_ID_ALPHABET) - 1
+    digits = [min(top, bisect.bisect_left(AUTO_ID_ALPHABET, c)) for c in text[:_DIGITS]]
     return digits + [0] * (_DIGITS - len(digits))
 
 
@@ -145,7 +146,7 @@ def key_fraction(doc_id: str | None, default: float) -> float:
         return default
     value = 0.0
     for place, digit in enumerate(_digits(doc_id), start=1):
-        value += digit / len(_ALPHABET) ** place
+        value += digit / len(AUTO_ID_ALPHABET) ** place
     return value
 
 
@@ -167,7 +168,7 @@ def key_space_boundaries(first: str, last: str, count: int) -> list[str]:
            and first[prefix_length] == last[prefix_length]):
         prefix_length += 1
     prefix = first[:prefix_length]
-    base = len(_ALPHABET)
+    base = len(AUTO_ID_ALPHABET)
 
     def number(text: str) -> int:
         value = 0
@@ -178,13 +179,17 @@ def key_space_boundaries(first: str, last: str, count: int) -> list[str]:
     low, high = number(first), number(last)
     boundaries = []
     for i in range(1, count):
-        value = low + (high - low) * i // count
-        chars = []
-        for _ in range(_DIGITS):
-            value, digit = divmod(value, base)
-            chars.append(_ALPHABET[digit])
-        boundaries.append(prefix + "".join(reversed(chars)))
+        boundaries.append(prefix + key_of(low + (high - low) * i // count, _DIGITS))
     return boundaries
+
+
+def key_of(value: int, length: int) -> str:
+    """The `length` characters of AUTO_ID_ALPHABET that spell `value` in its base."""
+    chars = []
+    for _ in range(length):
+        value, digit = divmod(value, len(AUTO_ID_ALPHABET))
+        chars.append(AUTO_ID_ALPHABET[digit])
+    return "".join(reversed(chars))
 
 
 def _partition_boundaries(client: firestore.Client, collection: str,
@@ -223,6 +228,6 @@ def compute_boundaries(client: firestore.Client, collection: str, count: int,
     reference = client.collection(collection)
     first = _first_id_from(reference, None, policy)
     if first is None:
-        return key_space_boundaries(_ALPHABET[0], _ALPHABET[-1], count), KEY_SPACE
+        return key_space_boundaries(AUTO_ID_ALPHABET[0], AUTO_ID_ALPHABET[-1], count), KEY_SPACE
     last = _approximate_last_id(reference, first, policy)
     return key_space_boundaries(first, max(first, last), count), KEY_SPACE
