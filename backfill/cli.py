@@ -186,10 +186,14 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def asks_confirmation(target: Target, dry_run: bool, yes: bool) -> bool:
+    return not (dry_run or yes or target.environment != "production")
+
+
 def confirm_production(target: Target, dry_run: bool, yes: bool) -> None:
     """Production writes need a typed YES (or --yes); anything else aborts, writing nothing.
     A closed or unreadable standard input is an answer other than YES."""
-    if dry_run or yes or target.environment != "production":
+    if not asks_confirmation(target, dry_run, yes):
         return
     click.echo(CONFIRMATION_PROMPT, nl=False, err=True)
     try:
@@ -342,9 +346,11 @@ def execute_writing_run(tool: str, make_job: MakeJob, options: RunOptions,
                      console.ConsoleReporter(labels, options.quiet, options.as_json,
                                              console.secret_gate_note(options)),
                      labels.resume_command, stats_prefix, engine=engine_task(os.environ))
-    if not run.open():
-        return ExitCode.OK  # nothing to write: nothing to confirm, no run in the ledger
-    confirm_production(run.target, run.options.dry_run, run.options.yes)
+    run.open(wait_for_count=False)  # without a prompt, the count goes on while it reads
+    if asks_confirmation(run.target, run.options.dry_run, run.options.yes):
+        if not run.counted():
+            return ExitCode.OK  # nothing to write: nothing to confirm, no run in the ledger
+        confirm_production(run.target, run.options.dry_run, run.options.yes)
     with stop_on_signals(run.stop, flush=run.flush_log):
         return run.execute()
 

@@ -9,8 +9,10 @@ point like Ctrl-C (status `interrupted`, exit 130, resumable).
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from backfill.errors import BackfillError
 from backfill.ledger import Ledger
@@ -27,11 +29,17 @@ class RunControl:
 
     def __init__(self, ledger: Ledger, run_id: str, gate: Gate, stop: StopRequest,
                  say: Callable[[str], None], poll_seconds: float = CONTROL_POLL_SECONDS,
-                 first_look_now: bool = True) -> None:
+                 first_look: Mapping[str, Any] | None = None,
+                 before_polls: Callable[[], None] | None = None) -> None:
+        """`first_look`: the run's entry as just read (a resume, a shard: the run may have
+        been paused before this task started), obeyed before the first write with no read
+        of its own. `before_polls`: what the first poll waits for (the run's entry
+        written)."""
         self.ledger, self.run_id, self.gate, self.stop = ledger, run_id, gate, stop
         self.say = say
         self.poll_seconds = poll_seconds
-        self.first_look_now = first_look_now
+        self.first_look = first_look
+        self.before_polls = before_polls
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="control", daemon=True)
 
@@ -40,7 +48,9 @@ class RunControl:
             entry = self.ledger.get(self.run_id)
         except BackfillError:
             return  # the database is away: the run's own calls say so
-        data = entry.data if entry is not None else {}
+        self._obey(entry.data if entry is not None else {})
+
+    def _obey(self, data: Mapping[str, Any]) -> None:
         control, by = data.get("control"), str(data.get("control_by", "someone"))
         if control == STOP and not self.stop.is_set():
             self.say(f"⏹  Stop requested by {by}: stopping after the batches in flight")
@@ -51,12 +61,15 @@ class RunControl:
             self.gate.pause(None)
 
     def _watch(self) -> None:
+        if self.before_polls is not None:
+            with contextlib.suppress(Exception):  # the run says what failed
+                self.before_polls()
         while not self._done.wait(self.poll_seconds):
             self.obey()
 
     def __enter__(self) -> RunControl:
-        if self.first_look_now:  # a task that starts while its run is paused waits at once
-            self.obey()
+        if self.first_look is not None:
+            self._obey(self.first_look)
         self._thread.start()
         return self
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
@@ -97,6 +98,10 @@ class Journal:
         self.policy = policy
         self.shard_key = shard_key
         self.fence = fence  # each journal document is written behind the run's lease
+        # Which writes landed, per journal document, not yet written: they go with the
+        # next journal commit or the run's last record (no round trip of their own).
+        self._outcomes: dict[str, str] = {}
+        self._outcomes_lock = threading.Lock()
 
     def record(self, entries: list[dict[str, Any]]) -> list[tuple[str, int]]:
         """Before a batch: its entries, in as many documents as the size limit needs
@@ -123,7 +128,10 @@ class Journal:
             # set, not create: when a write succeeded but its answer was lost, the retry
             # writes the same document again instead of failing on it.
             if self.fence is not None:
-                self.fence.commit(partial(_set_in, ref, document_), "writing the run journal")
+                outcomes = self._pending()
+                self.fence.commit(partial(self._set_with_outcomes, ref, document_, outcomes),
+                                  "writing the run journal")
+                self._written(outcomes)
             else:
                 call_with_retry(partial(_write, ref.set, document_), self.policy,
                                 "writing the run journal")
@@ -133,15 +141,56 @@ class Journal:
     def record_outcome(self, parts: list[tuple[str, int]], landed: list[bool]) -> None:
         """After the batch: which of its journaled writes landed ("1") and which did not
         ("0": a conflict, a deleted item, a refusal), in the order of the entries, per
-        journal document. An entry without an outcome (a kill in between) is not guessed
-        at by an undo."""
+        journal document. Behind a fence, kept to go with the next journal commit or the
+        run's last record (`outcomes_in`); else written now. An entry without an outcome
+        (a kill in between) is not guessed at by an undo."""
         flags = "".join("1" if ok else "0" for ok in landed)
         start = 0
         for key, size in parts:
-            ref = self.collection.document(key)
-            call_with_retry(partial(_write, ref.update, {"landed": flags[start:start + size]}),
-                            self.policy, "writing the run journal")
+            if self.fence is not None:
+                with self._outcomes_lock:
+                    self._outcomes[key] = flags[start:start + size]
+            else:
+                ref = self.collection.document(key)
+                call_with_retry(partial(_write, ref.update,
+                                        {"landed": flags[start:start + size]}),
+                                self.policy, "writing the run journal")
             start += size
+
+    def _pending(self) -> dict[str, str]:
+        with self._outcomes_lock:
+            return dict(self._outcomes)
+
+    def _written(self, outcomes: dict[str, str]) -> None:
+        with self._outcomes_lock:
+            for key in outcomes:
+                if self._outcomes.get(key) == outcomes[key]:
+                    del self._outcomes[key]
+
+    def _set_with_outcomes(self, ref: Any, fields: dict[str, Any], outcomes: dict[str, str],
+                           batch: WriteBatch) -> None:
+        batch.set(ref, fields)
+        self._add_outcomes(outcomes, batch)
+
+    def _add_outcomes(self, outcomes: dict[str, str], batch: WriteBatch) -> None:
+        for key, flags in outcomes.items():
+            batch.update(self.collection.document(key), {"landed": flags})
+
+    def outcomes_in(self, batch: WriteBatch) -> Callable[[], None]:
+        """Put the outcomes not yet written into `batch` (the run's last commit); returns
+        what to call once that commit succeeded."""
+        outcomes = self._pending()
+        self._add_outcomes(outcomes, batch)
+        return partial(self._written, outcomes)
+
+    def write_outcomes(self) -> None:
+        """The outcomes not yet written, on their own (when the run's last commit could
+        not carry them: its lease was lost)."""
+        outcomes = self._pending()
+        for key, flags in outcomes.items():
+            call_with_retry(partial(_write, self.collection.document(key).update,
+                                    {"landed": flags}), self.policy, "writing the run journal")
+        self._written(outcomes)
 
     def written_since(self, cutoff_ns: int, page_size: int = 100) -> frozenset[str]:
         """IDs of this shard's journaled writes since `cutoff_ns` (by the writer's clock),
@@ -192,10 +241,6 @@ class Journal:
 def written_at_ns(key: str) -> int:
     """When a journal document was written (time.time_ns of its writer), from its key."""
     return 2**63 - int(key.split("-", 1)[0])
-
-
-def _set_in(ref: Any, fields: dict[str, Any], batch: WriteBatch) -> None:
-    batch.set(ref, fields)
 
 
 def _write(action: Any, fields: dict[str, Any]) -> None:

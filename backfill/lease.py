@@ -224,11 +224,14 @@ DELETE = _Delete()
 @dataclass(frozen=True)
 class _Change:
     """What one lease operation commits: the lease document's new fields (or DELETE),
-    the heartbeat to set, the heartbeats of holders gone."""
+    the heartbeat to set, the heartbeats of holders gone, and the caller's own writes
+    that go with it, in the same atomic commit (a run's first ledger record with the
+    lease taken, its last with the lease given back: one round trip each)."""
 
     lease: dict[str, Any] | _Delete
     beat: dict[str, Any] | None = None
     drop_beats: tuple[str, ...] = ()
+    also: Callable[[WriteBatch], None] | None = None
 
 
 class Lease:
@@ -251,6 +254,8 @@ class Lease:
         self.identity = ProcessIdentity.current()
         self.lost: str | None = None
         self._seen: Any = None  # the lease document's update time, as this holder last saw it
+        self._seen_holders: dict[str, Any] | None = None  # and its holders then
+        self._beating: tuple[threading.Thread, threading.Event] | None = None
         self._seen_lock = threading.Lock()
         self._stop: StopRequest | None = None
 
@@ -265,18 +270,19 @@ class Lease:
                 "at": firestore.SERVER_TIMESTAMP}
 
     def _transact(self, decide: Callable[[LeaseState | None], _Change | None],
-                  what: str, beats_too: bool = True) -> None:
+                  what: str, beats_too: bool = True) -> bool:
         """Read the lease, decide, commit on condition that it did not change meanwhile;
-        again if it did. (Not a library transaction: its calls retry on their own for a
-        minute, with no way to bound them, when the database is away.)"""
+        again if it did. False: `decide` found nothing to commit. (Not a library
+        transaction: its calls retry on their own for a minute, with no way to bound
+        them, when the database is away.)"""
         for _ in range(MAX_ATTEMPTS):
             state = self._read(what, beats_too)
             change = decide(state)
             if change is None:
-                return
+                return False
             if call_with_retry(partial(self._commit_change, state, change), self.policy,
                                what):
-                return
+                return True
         raise DatabaseError(f"{what} failed: the lease kept changing under it")
 
     def _commit_change(self, state: LeaseState | None, change: _Change) -> bool:
@@ -295,6 +301,8 @@ class Lease:
             batch.set(self.beat_ref, change.beat)
         for key in change.drop_beats:
             batch.delete(self.ref.collection(BEATS).document(key))
+        if change.also is not None:
+            change.also(batch)
         try:
             results = batch.commit(retry=NO_LIBRARY_RETRY,
                                    timeout=call_timeout(CALL_TIMEOUT_SECONDS))
@@ -303,6 +311,7 @@ class Lease:
         if not isinstance(change.lease, _Delete):
             with self._seen_lock:
                 self._seen = results[0].update_time
+                self._seen_holders = change.lease["holders"]
         return True
 
     def commit(self, add: Callable[[WriteBatch], None], what: str) -> None:
@@ -350,7 +359,7 @@ class Lease:
                        f"{'of run ' + self.run_id if self.shard else self.run_id} is now "
                        f"held by {by}: this run stopped writing")
         with self._seen_lock:
-            self._seen = state.update_time
+            self._seen, self._seen_holders = state.update_time, state.raw_holders
 
     def _lose(self, reason: str) -> NoReturn:
         if self.lost is None:
@@ -372,8 +381,9 @@ class Lease:
                 f"its heartbeat is older than {holder.timeout:g}s"
         return None
 
-    def acquire(self) -> str | None:
-        """Take the lease, or raise LeaseHeld. Returns what was taken over, if anything."""
+    def acquire(self, also: Callable[[WriteBatch], None] | None = None) -> str | None:
+        """Take the lease, or raise LeaseHeld; `also` is committed with it. Returns what
+        was taken over, if anything."""
         taken_over: list[str] = []
 
         def decide(state: LeaseState | None) -> _Change:
@@ -401,7 +411,7 @@ class Lease:
                 lease={"kind": "lease", "collection": self.collection, "run_id": self.run_id,
                        "tool": self.tool, "holders": {**kept, self.key: self._me()}},
                 beat=self._beat(),
-                drop_beats=tuple(h.key for h, _ in gone if h.key != self.key))
+                drop_beats=tuple(h.key for h, _ in gone if h.key != self.key), also=also)
 
         self._transact(decide, "taking the collection's lease")
         return "; ".join(taken_over) or None
@@ -416,23 +426,39 @@ class Lease:
         self.commit(lambda batch: batch.set(self.beat_ref, self._beat()),
                     "renewing the collection's lease")
 
-    def release(self) -> None:
+    def release(self, also: Callable[[WriteBatch], None] | None = None) -> bool:
+        """Give the lease back, with `also` in the same commit. False when this run no
+        longer holds it: then nothing was written, `also` neither."""
+        what = "giving the collection's lease back"
+
+        def leaving(raw_holders: dict[str, Any]) -> _Change:
+            others = {key: raw for key, raw in raw_holders.items() if key != self.key}
+            return _Change(lease={"holders": others} if others else DELETE,
+                           drop_beats=(self.key,), also=also)
+
+        with self._seen_lock:
+            seen, holders = self._seen, self._seen_holders
+        # One round trip when the lease is as this holder last saw it (the usual case);
+        # read first only when it changed (another shard came or went).
+        if seen is not None and holders is not None and call_with_retry(
+                partial(self._commit_change, LeaseState(self.ref.path, self.run_id, {},
+                                                        holders, seen), leaving(holders)),
+                self.policy, what):
+            return True
+
         def decide(state: LeaseState | None) -> _Change | None:
             if state is None or state.run_id != self.run_id:
                 return None
             mine = state.holders.get(self.key)
             if mine is None or mine.token != self.token:
                 return None
-            others = {key: raw for key, raw in state.raw_holders.items() if key != self.key}
-            return _Change(lease={"holders": others} if others else DELETE,
-                           drop_beats=(self.key,))
+            return leaving(state.raw_holders)
 
-        self._transact(decide, "giving the collection's lease back", beats_too=False)
+        return self._transact(decide, what, beats_too=False)
 
-    @contextmanager
-    def kept(self, stop: StopRequest) -> Iterator[Lease]:
-        """Renew the lease every heartbeat while the block runs; if it was lost, set
-        `stop` (the run ends at a clean point) and `lost`. Given back at the end."""
+    def start_heartbeat(self, stop: StopRequest) -> None:
+        """Renew the lease every heartbeat from now on; if it is lost, set `stop` (the run
+        ends at a clean point) and `lost`."""
         self._stop = stop
         done = threading.Event()
 
@@ -447,16 +473,29 @@ class Lease:
 
         thread = threading.Thread(target=heartbeat, name="lease", daemon=True)
         thread.start()
+        self._beating = thread, done
+
+    def stop_heartbeat(self) -> None:
+        if self._beating is None:
+            return
+        thread, done = self._beating
+        done.set()
+        # A renewal in progress ends within its retry budget, on its own: the release
+        # that follows is a conditional commit, safe beside it, so this hardly waits for
+        # it (a database that failed the run would make it wait out that budget).
+        thread.join(0.2)
+        self._beating = None
+
+    @contextmanager
+    def kept(self, stop: StopRequest) -> Iterator[Lease]:
+        """The heartbeat while the block runs (see start_heartbeat); the lease given back
+        at the end."""
+        self.start_heartbeat(stop)
         try:
             yield self
         finally:
-            done.set()
-            # A renewal in progress ends within its retry budget, on its own: the release
-            # below is a conditional commit, safe beside it, so it hardly waits for it (a
-            # database that failed the run would make it wait out that budget).
-            thread.join(0.2)
+            self.stop_heartbeat()
             if self.lost is None:
                 # If this fails, the holder is gone by its heartbeat.
                 with contextlib.suppress(BackfillError):
                     self.release()
-

@@ -22,6 +22,7 @@ from typing import Any, overload
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.batch import WriteBatch
 
 from backfill.errors import BackfillError, ConfigurationError
 from backfill.pager import Part
@@ -84,6 +85,7 @@ MIN_SECONDS_BETWEEN_RECORDS = 1.0
 class Ledger:
     def __init__(self, client: firestore.Client, collection: str, policy: RetryPolicy,
                  min_interval: float = MIN_SECONDS_BETWEEN_RECORDS) -> None:
+        self.client = client
         self.collection = client.collection(collection)
         self.policy = policy
         self.min_interval = min_interval
@@ -141,18 +143,49 @@ class Ledger:
                 "settings": settings, "arguments": arguments,
                 "normalized_version": NORMALIZED_VERSION, "started_at": iso(stats.started_at)}
 
+    def first_record(self, stats: RunStats, arguments: dict[str, Any],
+                     settings: dict[str, Any], mode: str) -> Callable[[WriteBatch], None]:
+        """A new run's entry, as it is now, to be put into a batch (committed with the
+        lease the run takes). Set, not create: see _write."""
+        ref, fields = self._ref(stats), self._entry(stats, arguments, settings, mode)
+        return lambda batch: batch.set(ref, fields)
+
+    def reopen_record(self, stats: RunStats,
+                      earlier_reason: str | None) -> Callable[[WriteBatch], None]:
+        """A resumed run's record, as it is now, to be put into a batch: same ID, status
+        running again and no reason, a note of when, by whom, and after what (the reason
+        the session before ended)."""
+        resumed = {"at": iso(utc_now()), **who(), "after": earlier_reason}
+        ref, fields = self._ref(stats), {**self._progress(stats),
+                                         "resumed_at": firestore.ArrayUnion([resumed])}
+        return lambda batch: batch.update(ref, fields)
+
+    def last_record(self, stats: RunStats) -> Callable[[WriteBatch], None]:
+        """The final record, as it is now, to be put into a batch (committed with the
+        lease given back), after the progress records written in the background."""
+        self.flush()
+        ref, fields = self._ref(stats), self._progress(stats)
+        return lambda batch: batch.update(ref, fields)
+
+    def commit(self, add: Callable[[WriteBatch], None]) -> None:
+        """Write what `add` puts into a batch, on its own."""
+        def write() -> None:
+            batch = self.client.batch()
+            add(batch)
+            batch.commit(retry=NO_LIBRARY_RETRY, timeout=call_timeout(CALL_SECONDS))
+
+        call_with_retry(write, self.policy, "writing the run ledger")
+
     def start(self, stats: RunStats, arguments: dict[str, Any], settings: dict[str, Any],
               mode: str) -> None:
-        self._write(self._ref(stats), {**self._header(stats, arguments, settings, mode),
-                                       **who(), "resumed_at": [], **self._progress(stats)},
+        """A new run's entry, on its own."""
+        self._write(self._ref(stats), self._entry(stats, arguments, settings, mode),
                     create=True)
 
-    def reopen(self, stats: RunStats, earlier_reason: str | None) -> None:
-        """A resumed run: same ID, status running again and no reason, a note of when, by
-        whom, and after what (the reason the session before ended)."""
-        resumed = {"at": iso(utc_now()), **who(), "after": earlier_reason}
-        self._write(self._ref(stats), {**self._progress(stats),
-                                       "resumed_at": firestore.ArrayUnion([resumed])})
+    def _entry(self, stats: RunStats, arguments: dict[str, Any], settings: dict[str, Any],
+               mode: str) -> dict[str, Any]:
+        return {**self._header(stats, arguments, settings, mode), **who(), "resumed_at": [],
+                **self._progress(stats)}
 
     def set_state(self, stats: RunStats) -> None:
         """Throttled, paused or running again: said at once, not with the next batch, with

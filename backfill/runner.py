@@ -50,6 +50,7 @@ class BatchOutcome:
     decisions: dict[str, Decision] = field(default_factory=dict)  # final, per document
     samples: list[Decision] = field(default_factory=list)  # a few writes, for dry-run output
     part: int | None = None  # with parallel reads: which part of the range the page is from
+    last: bool = False  # no batch comes after it (the run's final record comes next)
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,10 @@ class RunSettings:
     # Parallel reads: the range in parts, each read by a cursor of its own from its own
     # checkpoint (kept in the stats), instead of one cursor from after_id.
     parts: list[Part] | None = None
+    # Blocks until the run may write (its lease held and its ledger entry written, while
+    # the first pages are read); raises when it may not. Called before a batch's first
+    # write, so nothing is written before.
+    ready: Callable[[], None] | None = None
     # Blocks while no new page may be read nor batch written (throttled, paused), until
     # the stop event; raises when that lasts too long.
     gate: Callable[[threading.Event], None] | None = None
@@ -123,10 +128,11 @@ class Runner:
         failure: BaseException | None = None
         batch_failed = False
 
-        def collect() -> None:
+        def collect(last: bool = False) -> None:
             nonlocal failure, batch_failed
             try:
                 outcome = in_flight.popleft().result()
+                outcome.last = last
             except BaseException as error:
                 failure, batch_failed = failure or error, True
                 return
@@ -159,7 +165,7 @@ class Runner:
             except BaseException as error:  # a page that could not be read
                 failure = failure or error
             while in_flight:
-                collect()
+                collect(last=len(in_flight) == 1)
         if failure is not None:
             raise failure
         if self.stop.is_set():
@@ -208,6 +214,8 @@ class Runner:
         A write whose previous value is too large to journal is not sent: there is never
         an unjournaled write."""
         journal, target = self.settings.journal, self.job.target
+        if to_write and self.settings.ready is not None:
+            self.settings.ready()
         writes = [Write(snap.reference, decision.fields or {}, snap.update_time)
                   for snap, _, decision in to_write]
         refused: dict[int, str] = {}

@@ -13,9 +13,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from google.cloud import firestore
+from google.cloud.firestore_v1.batch import WriteBatch
 
 from backfill.control import STOP, RunControl
 from backfill.errors import BackfillError, DatabaseError, ExitCode, RunInterrupted
@@ -50,6 +52,10 @@ from backfill.validation import coverage
 # Once the database has failed a run, each closing step (the final ledger record, the
 # lease given back, a shard's completion) makes one short attempt, not a fresh budget.
 CLOSING_POLICY = RetryPolicy(initial_delay=0.25, max_delay=1.0, max_total_wait=2.0)
+
+
+class NothingToDo(Exception):
+    """The collection is empty: the run does not begin (nothing recorded)."""
 
 
 class Reporter(Protocol):
@@ -136,6 +142,10 @@ class WritingRun:
         self.lease: Lease | None = None
         self.stats: RunStats | None = None
         self.log: logging.Logger | None = None
+        self._entry_at_start: LedgerEntry | None = None
+        self._counting: Future[int] | None = None
+        self._count_lock = threading.Lock()
+        self._lease_taken = False
 
     def flush_log(self) -> None:
         """Write out the run log's buffer (before an exit at once, on a second Ctrl-C)."""
@@ -144,21 +154,25 @@ class WritingRun:
 
     # --- opening -----------------------------------------------------------------------
 
-    def open(self) -> bool:
-        """Decide which run this is and count its items. False: nothing to do (an empty
+    def open(self, wait_for_count: bool = True) -> bool:
+        """Decide which run this is and start counting its items (the count only feeds
+        the banner and the progress bar: it runs while the plan is made, and, unless
+        `wait_for_count`, while the first pages are read). False: nothing to do (an empty
         collection), and nothing was recorded."""
         options, say = self.options, self.reporter.said
-        # The count only feeds the banner and the progress bar: it runs while the plan is
-        # made.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="count") as background:
+        background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="count")
+        try:
             counting = background.submit(count_documents,
                                          self.client.collection(options.collection),
                                          options.policy)
             plan = plan_run(self.tool, options, self.shard, self.ledger)
-            counted = counting.result()
-        if plan.options.collection != options.collection:  # a resume of another's run
-            counted = count_documents(self.client.collection(plan.options.collection),
-                                      options.policy)
+            if plan.options.collection != options.collection:  # a resume of another's run
+                counting = background.submit(
+                    count_documents, self.client.collection(plan.options.collection),
+                    options.policy)
+        finally:
+            background.shutdown(wait=False)
+        self._counting = counting
         self.plan, self.options = plan, plan.options
         self.target = replace(self.target, collection=plan.options.collection)
         if plan.resumed is not None:
@@ -168,14 +182,25 @@ class WritingRun:
             say(f"⏪ Undoing exactly run {plan.undone.run_id} ({plan.undone.status}, "
                 f"started {plan.undone.data.get('started_at')}) from its journal")
         say(f"🏷  Field: {plan.field.path}")
-        self.total = counted
-        say(f"📊 Items in {self.target.collection}: {counted}")
-        if counted == 0:
-            self._warn_empty()
-            return False
-        if self.options.limit is not None:
-            say(f"✂️  Limited to {self.options.limit} items (canary run)")
-        return True
+        return self.counted() if wait_for_count else True
+
+    def counted(self) -> bool:
+        """Wait for the count and say it (once, from whichever thread asks first). False:
+        the collection is empty, and that is said."""
+        with self._count_lock:
+            if self._counting is None:
+                return self.total > 0
+            counted = self._counting.result()
+            self._counting = None
+            self.total = counted
+            say = self.reporter.said
+            say(f"📊 Items in {self.target.collection}: {counted}")
+            if counted == 0:
+                self._warn_empty()
+                return False
+            if self.options.limit is not None:
+                say(f"✂️  Limited to {self.options.limit} items (canary run)")
+            return True
 
     def _warn_empty(self) -> None:
         """An empty collection is often a typo: say so, with the collections there are."""
@@ -192,7 +217,7 @@ class WritingRun:
         assert plan is not None, "open() first"
         options = self.options
         if options.dry_run:
-            return self._run(ledger=None, takeover=None)
+            return self._run(ledger=None, stopped_by=None)
         stopped_by = self._standing_stop()
         if stopped_by is not None and options.resume is None:
             self.reporter.said(
@@ -207,14 +232,10 @@ class WritingRun:
                            options.policy, heartbeat_seconds=options.heartbeat_seconds,
                            timeout_seconds=options.lease_timeout_seconds, engine=self.engine,
                            shard=str(self.shard) if self.shard else None)
-        takeover = self.lease.acquire()
-        if takeover:
-            self.reporter.said(f"⚠️  {takeover}")
-        if stopped_by is not None:  # an operator's --resume: the stop was obeyed then
-            self.ledger.set_control(plan.run_id, None)
-            self.reporter.said(f"▶️  The stop by {stopped_by} is cleared (--resume)")
-        with self.lease.kept(self.stop):
-            return self._run(ledger=self.ledger, takeover=takeover)
+        try:
+            return self._run(ledger=self.ledger, stopped_by=stopped_by)
+        finally:
+            self._give_lease_back()
 
     def _standing_stop(self) -> str | None:
         """Who stopped this run, when a stop stands on it. A task started again without
@@ -223,11 +244,44 @@ class WritingRun:
         plan = self.plan
         assert plan is not None
         entry = self.ledger.get(plan.run_id) if self.shard is not None else plan.resumed
+        self._entry_at_start = entry
         if entry is None or entry.data.get("control") != STOP:
             return None
         return str(entry.data.get("control_by") or "someone")
 
-    def _run(self, ledger: Ledger | None, takeover: str | None) -> ExitCode:
+    def _take_lease(self, first_record: Callable[[WriteBatch], None] | None,
+                    stopped_by: str | None, log: logging.Logger) -> None:
+        """Take the collection's lease, with the run's first ledger record in the same
+        commit; clear the stop an operator's --resume overrides; start the heartbeat."""
+        assert self.lease is not None and self.plan is not None
+        takeover = self.lease.acquire(also=first_record)
+        self._lease_taken = True
+        if takeover:
+            self.reporter.said(f"⚠️  {takeover}")
+            log.warning("%s", takeover)
+        if stopped_by is not None:  # an operator's --resume: the stop was obeyed then
+            self.ledger.set_control(self.plan.run_id, None)
+            self.reporter.said(f"▶️  The stop by {stopped_by} is cleared (--resume)")
+        self.lease.start_heartbeat(self.stop)
+
+    def _give_lease_back(self, also: Callable[[WriteBatch], None] | None = None) -> bool:
+        """Give the lease back (once), with `also` in the same commit. False when it was
+        not held or not given back: `also` was not written."""
+        lease = self.lease
+        if lease is None or not self._lease_taken:
+            return False
+        lease.stop_heartbeat()
+        self._lease_taken = False
+        if lease.lost is not None:
+            return False
+        try:
+            return lease.release(also=also)
+        except BackfillError:
+            if also is not None:
+                raise
+            return False  # the holder is gone by its heartbeat
+
+    def _run(self, ledger: Ledger | None, stopped_by: str | None) -> ExitCode:
         plan, options, target, say = self.plan, self.options, self.target, self.reporter.said
         assert plan is not None
         shard, resumed = self.shard, plan.resumed
@@ -238,8 +292,18 @@ class WritingRun:
         self.stats = stats
         settings_recorded = options.settings(plan.field.path)
         from_id = before_id = None
-        total = self.total
+        if shard is not None and not self.counted():
+            return ExitCode.OK
+        total: int | None = None  # a shard's own; else the collection's, once counted
+        log = self.log = open_run_log(options.output_dir, plan.tool, stats.run_id)
         if shard is not None:
+            if ledger is not None:  # a shard joins its run's entry behind the lease
+                try:
+                    self._take_lease(None, stopped_by, log)
+                except BackfillError as error:
+                    log.error("%s", error)
+                    close_run_log(log)
+                    raise
             boundaries, joined = self._join_shard(stats, ledger, settings_recorded)
             resumed = joined if ledger is not None else resumed
             from_id, before_id = shard_range(boundaries, shard)
@@ -250,19 +314,14 @@ class WritingRun:
         if resumed is not None and resumed.status == RunStatus.COMPLETED:
             say(f"✅ {'Shard ' + str(shard) + ' of run' if shard else 'Run'} "
                 f"{plan.run_id} is already completed: nothing to do")
+            close_run_log(log)
             return ExitCode.OK
         if resumed is not None and ledger is not None:
             restore(stats, resumed)
-            ledger.reopen(stats, resumed.data.get("stopped_because"))
             say("↩️  Continuing " + (f"each of its {len(stats.parts)} parts after its own "
                                      f"checkpoint ({where_it_stands(resumed.data)})"
                                      if stats.parts and len(stats.parts) > 1 else
                                      f"after {stats.checkpoint or 'the beginning'}"))
-        elif ledger is not None and shard is None:
-            ledger.start(stats, options.arguments(), settings_recorded, plan.mode)
-        log = self.log = open_run_log(options.output_dir, plan.tool, stats.run_id)
-        if takeover:
-            log.warning("%s", takeover)
         log.info("%s %s (%s): %s, settings %s, options %s", "resume" if resumed else "start",
                  "[DRY RUN]" if options.dry_run else f"[{target.environment.upper()}]",
                  plan.mode, target.describe(), settings_recorded, options.arguments())
@@ -280,11 +339,16 @@ class WritingRun:
                         written_by_run=written)
         if built.parts is not None:
             stats.parts = built.parts
+        opening = self._open_writes(stats, ledger, resumed, settings_recorded, stopped_by,
+                                    log)
         earlier = (stats.throttled_seconds, stats.throttle_spells, stats.paused_seconds,
                    stats.active_seconds)
         session_started = time.monotonic()
 
         def on_gate_change(state: GateState, why: str | None) -> None:
+            # Said and recorded once the lease is held and the entry written.
+            if opening is not None and opening.exception() is not None:
+                return  # the run did not begin: the end says why
             stats.state = state
             log.warning("%s", self.reporter.gate_changed(state, why))
             if ledger is not None:
@@ -293,7 +357,8 @@ class WritingRun:
 
         gate = Gate(max_throttle_seconds=options.max_throttle_seconds,
                     limiter=built.limiter, on_change=on_gate_change)
-        settings = replace(built, gate=gate.wait)
+        settings = replace(built, gate=gate.wait,
+                           ready=None if opening is None else opening.result)
 
         def count_gate_time() -> None:
             throttled, spells, paused = gate.totals()
@@ -308,15 +373,24 @@ class WritingRun:
         status, reason = RunStatus.FAILED, None
         failure: BaseException | None = None
         try:
-            with self.reporter.progress(total, stats.processed) as advance, \
+            with contextlib.ExitStack() as shown, \
                     self._watching(gate, ledger, stats.run_id,
-                                   obey_at_once=resumed is not None or shard is not None):
+                                   None if opening is None else opening.result,
+                                   self._entry_at_start or resumed, stopped_by is not None):
+                advance: list[Callable[[int], None]] = []
 
                 def on_batch(outcome: BatchOutcome) -> None:
+                    # Nothing is said or recorded before the count and the lease.
+                    self.counted()
+                    if opening is not None:
+                        opening.result()
+                    if not advance:
+                        advance.append(shown.enter_context(self.reporter.progress(
+                            self.total if total is None else total, stats.processed)))
                     count_gate_time()
-                    if ledger is not None:
+                    if ledger is not None and not outcome.last:  # the final record follows
                         ledger.record(stats, force=False)
-                    advance(outcome.processed)
+                    advance[0](outcome.processed)
                     log.info("%s", self.reporter.batch_done(
                         outcome, options.dry_run, gate.paused_by or gate.throttled_because))
                     _log_items(outcome, log)
@@ -340,12 +414,58 @@ class WritingRun:
         except Exception as error:  # a defect: said, recorded, and raised as it is
             status, reason = RunStatus.FAILED, f"unexpected {type(error).__name__}: {error}"
             failure = error
+        began = opening.exception() if opening is not None else None  # bounded by its
+        # retry budget; an empty collection is found before the lease is taken
+        if isinstance(began, NothingToDo) or (opening is None and not self.counted()):
+            log.info("nothing to do: the collection is empty")
+            close_run_log(log)
+            return ExitCode.OK
+        if began is not None:  # the run never began: nothing is recorded
+            log.error("%s", began)
+            close_run_log(log)
+            raise began
         count_gate_time()
-        self._end(stats, status, reason, ledger, log, extra,
+        self._end(stats, status, reason, ledger, log, extra, journal,
                   database_failed=isinstance(failure, DatabaseError))
         if failure is not None:
             raise failure
         return ExitCode.ITEM_ERRORS if stats.error_count else ExitCode.OK
+
+    def _open_writes(self, stats: RunStats, ledger: Ledger | None,
+                     resumed: LedgerEntry | None, settings_recorded: dict[str, Any],
+                     stopped_by: str | None, log: logging.Logger) -> Future[None] | None:
+        """A real run's lease and first ledger record, in one commit. A run of the whole
+        collection takes them in a thread of its own while its first pages are read: only
+        its first write (and its first line) waits for them. None: nothing to wait for."""
+        if ledger is None:
+            return None
+        plan = self.plan
+        assert plan is not None
+        if resumed is not None:
+            first = ledger.reopen_record(stats, resumed.data.get("stopped_because"))
+        elif self.shard is None:
+            first = ledger.first_record(stats, self.options.arguments(), settings_recorded,
+                                        plan.mode)
+        if self.shard is not None:  # its lease was taken before it joined its run
+            if resumed is not None:
+                ledger.commit(first)
+            return None
+        def take_lease() -> None:
+            try:
+                if not self.counted():
+                    raise NothingToDo
+                self._take_lease(first, stopped_by, log)
+            except BaseException as error:
+                # The run stops wherever it waits (a gate its entry paused, a read); the
+                # end raises this error, with nothing recorded.
+                self.stop.request(f"the run could not begin: {error}")
+                raise
+
+        opening = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opening")
+        try:
+            return opening.submit(take_lease)
+        finally:
+            opening.shutdown(wait=False)
 
     def _join_shard(self, stats: RunStats, ledger: Ledger | None,
                     settings_recorded: dict[str, Any]) -> tuple[list[str], Any]:
@@ -364,11 +484,13 @@ class WritingRun:
 
     @contextmanager
     def _watching(self, gate: Gate, ledger: Ledger | None, run_id: str,
-                  obey_at_once: bool) -> Iterator[None]:
+                  opened: Callable[[], None] | None,
+                  first_look: LedgerEntry | None, stop_cleared: bool) -> Iterator[None]:
         """The backend's health (--throttle-url) and the run's control field, each probed
-        in a thread of its own while the run goes on. `obey_at_once`: the run may have
-        been paused or stopped before this task started (a resume, a shard): look before
-        the first write."""
+        in a thread of its own while the run goes on; the control's first poll once the
+        run's entry is written (`opened`). `first_look`: the run's entry as read when this
+        task started (a resume, a shard: the run may have been paused before), obeyed
+        before the first write, with the stop an operator's --resume cleared."""
         options = self.options
         with contextlib.ExitStack() as stack:
             if options.throttle_url:
@@ -379,7 +501,11 @@ class WritingRun:
                 stack.enter_context(RunControl(ledger, run_id, gate, self.stop,
                                                self.reporter.said,
                                                poll_seconds=options.control_poll_seconds,
-                                               first_look_now=obey_at_once))
+                                               first_look=None if first_look is None else {
+                                                   **first_look.data,
+                                                   **({"control": None} if stop_cleared
+                                                      else {})},
+                                               before_polls=opened))
             yield
 
     def _coverage_after_resume(self, log: logging.Logger) -> dict[str, str]:
@@ -403,9 +529,10 @@ class WritingRun:
 
     def _end(self, stats: RunStats, status: RunStatus, reason: str | None,
              ledger: Ledger | None, log: logging.Logger, extra: dict[str, str],
-             database_failed: bool) -> None:
-        """The one place a run ends: its status and reason, the final ledger record, a
-        shard's completion, the stats file, the log, what the operator is told."""
+             journal: Journal | None, database_failed: bool) -> None:
+        """The one place a run ends: its status and reason, the final ledger record (with
+        the lease given back), a shard's completion, the stats file, the log, what the
+        operator is told."""
         stats.status, stats.stopped_because = status, reason
         stats.finished_at = utc_now()
         stats.state = GateState.RUNNING
@@ -414,7 +541,7 @@ class WritingRun:
                 "%s: %s", status, reason)
         if database_failed:
             self._closing_quickly(ledger)
-        self._record_end(stats, ledger, log)
+        self._record_end(stats, ledger, journal, log)
         if ledger is not None and self.shard is not None and status == RunStatus.COMPLETED:
             with contextlib.suppress(BackfillError):
                 if ledger.complete_if_all_shards_are(stats.run_id):
@@ -442,15 +569,30 @@ class WritingRun:
         if self.lease is not None:
             self.lease.policy = CLOSING_POLICY
 
-    def _record_end(self, stats: RunStats, ledger: Ledger | None,
+    def _record_end(self, stats: RunStats, ledger: Ledger | None, journal: Journal | None,
                     log: logging.Logger) -> None:
-        """The final ledger record. When the database is what failed, this may fail too:
-        the ledger then keeps the last checkpoint, status `running`, and --resume still
-        finds it."""
+        """The final ledger record and the journal's last outcomes, in the commit that
+        gives the lease back (one round trip); on their own when the lease is not this
+        run's any more. When the database is what failed, this may fail too: the ledger
+        then keeps the last checkpoint, status `running`, and --resume still finds it."""
         if ledger is None:
             return
+        last = ledger.last_record(stats)
+        outcomes_written: list[Callable[[], None]] = []
+
+        def closing(batch: WriteBatch) -> None:
+            last(batch)
+            if journal is not None:
+                outcomes_written[:] = [journal.outcomes_in(batch)]
+
         try:
-            ledger.record(stats)
+            if self._give_lease_back(also=closing):
+                for written in outcomes_written:
+                    written()
+                return
+            if journal is not None:
+                journal.write_outcomes()
+            ledger.commit(last)
         except BackfillError as error:
             log.error("could not record the end of the run in the ledger: %s", error)
             self.reporter.said(f"⚠️  The ledger could not be updated ({error}); it keeps "
