@@ -441,21 +441,20 @@ class WritingRun:
             return None
         plan = self.plan
         assert plan is not None
-        if resumed is not None:
-            first = ledger.reopen_record(stats, resumed.data.get("stopped_because"))
-        elif self.shard is None:
-            first = ledger.first_record(stats, self.options.arguments(), settings_recorded,
-                                        plan.mode)
+        reopened = None if resumed is None else ledger.reopen_record(
+            stats, resumed.data.get("stopped_because"))
         if self.shard is not None:  # its lease was taken before it joined its run
-            if resumed is not None:
-                ledger.commit(first)
+            if reopened is not None:
+                ledger.commit(reopened)
             return None
+        first = reopened or ledger.first_record(stats, self.options.arguments(),
+                                                settings_recorded, plan.mode)
         def take_lease() -> None:
             try:
                 if not self.counted():
                     raise NothingToDo
                 self._take_lease(first, stopped_by, log)
-            except BaseException as error:
+            except Exception as error:
                 # The run stops wherever it waits (a gate its entry paused, a read); the
                 # end raises this error, with nothing recorded.
                 self.stop.request(f"the run could not begin: {error}")
