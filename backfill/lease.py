@@ -381,12 +381,17 @@ class Lease:
                 f"its heartbeat is older than {holder.timeout:g}s"
         return None
 
-    def acquire(self, also: Callable[[WriteBatch], None] | None = None) -> str | None:
-        """Take the lease, or raise LeaseHeld; `also` is committed with it. Returns what
-        was taken over, if anything."""
+    def acquire(self, also: Callable[[WriteBatch], None] | None = None,
+                before_commit: Callable[[], None] | None = None) -> str | None:
+        """Take the lease, or raise LeaseHeld; `also` is committed with it, and
+        `before_commit` (which may raise) is called between the lease's read and the
+        commit, so that what it waits for overlaps the read. Returns what was taken
+        over, if anything."""
         taken_over: list[str] = []
 
         def decide(state: LeaseState | None) -> _Change:
+            if before_commit is not None:
+                before_commit()
             same_run = state is not None and state.run_id == self.run_id
             holders = state.holders if state is not None else {}
             # The other shards of this run share the lease; this shard's own holder and

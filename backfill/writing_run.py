@@ -250,11 +250,12 @@ class WritingRun:
         return str(entry.data.get("control_by") or "someone")
 
     def _take_lease(self, first_record: Callable[[WriteBatch], None] | None,
-                    stopped_by: str | None, log: logging.Logger) -> None:
+                    stopped_by: str | None, log: logging.Logger,
+                    before_commit: Callable[[], None] | None = None) -> None:
         """Take the collection's lease, with the run's first ledger record in the same
         commit; clear the stop an operator's --resume overrides; start the heartbeat."""
         assert self.lease is not None and self.plan is not None
-        takeover = self.lease.acquire(also=first_record)
+        takeover = self.lease.acquire(also=first_record, before_commit=before_commit)
         self._lease_taken = True
         if takeover:
             self.reporter.said(f"⚠️  {takeover}")
@@ -449,11 +450,15 @@ class WritingRun:
             return None
         first = reopened or ledger.first_record(stats, self.options.arguments(),
                                                 settings_recorded, plan.mode)
+        def not_empty() -> None:
+            if not self.counted():
+                raise NothingToDo
+
         def take_lease() -> None:
             try:
-                if not self.counted():
-                    raise NothingToDo
-                self._take_lease(first, stopped_by, log)
+                # An empty collection is found before anything is written; the count
+                # goes on while the lease is read.
+                self._take_lease(first, stopped_by, log, before_commit=not_empty)
             except Exception as error:
                 # The run stops wherever it waits (a gate its entry paused, a read); the
                 # end raises this error, with nothing recorded.
