@@ -415,9 +415,17 @@ class WritingRun:
         except Exception as error:  # a defect: said, recorded, and raised as it is
             status, reason = RunStatus.FAILED, f"unexpected {type(error).__name__}: {error}"
             failure = error
-        began = opening.exception() if opening is not None else None  # bounded by its
-        # retry budget; an empty collection is found before the lease is taken
-        if isinstance(began, NothingToDo) or (opening is None and not self.counted()):
+        # Whether the run began: its opening (waited for, within its retry budget) and
+        # its count. A count that failed is what is said, whatever else failed after it
+        # (with the database down, the reads, the count and the lease read all fail).
+        began = opening.exception() if opening is not None else None
+        if began is not None or opening is None:
+            try:
+                if not self.counted():
+                    began = NothingToDo()
+            except BackfillError as error:
+                began = error
+        if isinstance(began, NothingToDo):
             log.info("nothing to do: the collection is empty")
             close_run_log(log)
             return ExitCode.OK
