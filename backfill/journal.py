@@ -151,11 +151,12 @@ class Journal:
                 with self._outcomes_lock:
                     self._outcomes[key] = flags[start:start + size]
             else:
-                ref = self.collection.document(key)
-                call_with_retry(partial(_write, ref.update,
-                                        {"landed": flags[start:start + size]}),
-                                self.policy, "writing the run journal")
+                self._write_landed(key, flags[start:start + size])
             start += size
+
+    def _write_landed(self, key: str, flags: str) -> None:
+        call_with_retry(partial(_write, self.collection.document(key).update,
+                                {"landed": flags}), self.policy, "writing the run journal")
 
     def _pending(self) -> dict[str, str]:
         with self._outcomes_lock:
@@ -188,8 +189,7 @@ class Journal:
         not carry them: its lease was lost)."""
         outcomes = self._pending()
         for key, flags in outcomes.items():
-            call_with_retry(partial(_write, self.collection.document(key).update,
-                                    {"landed": flags}), self.policy, "writing the run journal")
+            self._write_landed(key, flags)
         self._written(outcomes)
 
     def written_since(self, cutoff_ns: int, page_size: int = 100) -> frozenset[str]:

@@ -267,21 +267,16 @@ class Ledger:
         return sorted((LedgerEntry(s.to_dict(), s.read_time) for s in snaps),
                       key=lambda e: int(str(e.data["shard"]).split("/")[0]))
 
-    def record(self, stats: RunStats, *, force: bool = True) -> None:
-        """Counts, checkpoint and status together, as they are now.
-
-        Unless forced: skipped when the last record is younger than min_interval, and
-        written by a thread of its own, off the run's critical path (in order; a record
-        that fails is superseded by the next one). Forced: after those, and waited for."""
+    def record(self, stats: RunStats) -> None:
+        """Counts, checkpoint and status together, as they are now: skipped when the last
+        record is younger than min_interval, and written by a thread of its own, off the
+        run's critical path (in order; a record that fails is superseded by the next
+        one). The final record is last_record's, after these."""
         now = time.monotonic()
-        if not force and now - self._last_record < self.min_interval:
+        if now - self._last_record < self.min_interval:
             return
         fields, ref = self._progress(stats), self._ref(stats)  # taken now, written later
         self._last_record = now
-        if force:
-            self.flush()
-            self._write(ref, fields)
-            return
         with self._lock:
             if self._background is None:
                 self._background = ThreadPoolExecutor(max_workers=1,

@@ -390,7 +390,7 @@ class WritingRun:
                             self.total if total is None else total, stats.processed)))
                     count_gate_time()
                     if ledger is not None and not outcome.last:  # the final record follows
-                        ledger.record(stats, force=False)
+                        ledger.record(stats)
                     advance[0](outcome.processed)
                     log.info("%s", self.reporter.batch_done(
                         outcome, options.dry_run, gate.paused_by or gate.throttled_because))
