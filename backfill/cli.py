@@ -35,6 +35,7 @@ from backfill.names import check_database, check_id, check_output_dir, check_run
 from backfill.options import RESUME_LATEST, RunOptions
 from backfill.plan import given_target_field
 from backfill.ratelimit import RAMP_START
+from backfill.runner import MAX_PARALLEL_BATCHES
 from backfill.shards import (
     MAX_SHARDS,
     Shard,
@@ -68,6 +69,11 @@ class FiniteFloat(click.FloatRange):
         if isinstance(number, float) and not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         return number
+
+
+# A run's pace, as it starts and as backfill_control.py set changes it: the same limits.
+WRITES_PER_SECOND = FiniteFloat(0)
+PARALLEL_BATCHES = click.IntRange(1, MAX_PARALLEL_BATCHES)
 CONFIRMATION_PROMPT = "⚠️  You are about to modify PRODUCTION data. Type 'YES' to continue: "
 
 
@@ -267,14 +273,14 @@ def writing_options(command: F) -> F:
                           "from its checkpoint, or the run RUN_ID."),
         click.option("--ledger-collection", default=DEFAULT_LEDGER_COLLECTION,
                      show_default=True, help="Where runs record themselves."),
-        click.option("--max-writes-per-second", type=FiniteFloat(0), default=10_000.0,
+        click.option("--max-writes-per-second", type=WRITES_PER_SECOND, default=10_000.0,
                      show_default=True,
                      help="Ceiling of the write rate; 0 turns pacing off."),
         click.option("--initial-writes-per-second", type=FiniteFloat(min=1),
                      default=RAMP_START, show_default=True,
                      help="Starting write rate, raised by 50%% every 5 minutes (Firestore's "
                           "500/50/5 ramp-up guidance)."),
-        click.option("--parallel-batches", type=click.IntRange(1, 16), default=4,
+        click.option("--parallel-batches", type=PARALLEL_BATCHES, default=4,
                      show_default=True, help="Write batches in flight at once."),
         click.option("--throttle-url", "throttle_url", multiple=True, metavar="URL",
                      envvar="BACKFILL_THROTTLE_URL",

@@ -124,6 +124,10 @@ class Ledger:
                        "errors": stats.error_count},
             "errors": stats.errors[:MAX_ERRORS_KEPT],
             "state": stats.state,  # running, throttled or paused, while status is running
+            "held_because": stats.held_because,
+            "total": stats.total,
+            "recent": [{"at": iso(at), "processed": processed}
+                       for at, processed in stats.recent],
             "throttled_seconds": round(stats.throttled_seconds, 1),
             "throttle_spells": stats.throttle_spells,
             "paused_seconds": round(stats.paused_seconds, 1),
@@ -191,6 +195,7 @@ class Ledger:
         """Throttled, paused or running again: said at once, not with the next batch, with
         the database's time of the change (a status shows how long it has held)."""
         self._write(self._ref(stats), {"state": stats.state,
+                                       "held_because": stats.held_because,
                                        "state_since": firestore.SERVER_TIMESTAMP,
                                        "updated_at": iso(utc_now())})
 
@@ -201,6 +206,30 @@ class Ledger:
         self._write(self.collection.document(run_id), {
             "control": control, "control_by": f"{person['user']}@{person['host']}",
             "control_at": iso(utc_now())})
+
+    def set_pace(self, run_id: str, writes_per_second: float | None,
+                 parallel_batches: int | None) -> dict[str, Any]:
+        """A new pace for a running run (backfill.pace): what its tasks apply with their
+        next control poll, each change kept with who and when, and the run's settings
+        (a resume carries the last values on; a fixed rate is also the start, so the
+        ramp-up does not start again). Returns the change as recorded."""
+        person = who()
+        change: dict[str, Any] = {"by": f"{person['user']}@{person['host']}",
+                                  "at": iso(utc_now())}
+        fields: dict[str, Any] = {"pace.by": change["by"], "pace.at": change["at"]}
+        if writes_per_second is not None:
+            change["writes_per_second"] = writes_per_second
+            fields["pace.writes_per_second"] = writes_per_second
+            fields["settings.max_writes_per_second"] = writes_per_second
+            if writes_per_second > 0:
+                fields["settings.initial_writes_per_second"] = writes_per_second
+        if parallel_batches is not None:
+            change["parallel_batches"] = parallel_batches
+            fields["pace.parallel_batches"] = parallel_batches
+            fields["settings.parallel_batches"] = parallel_batches
+        fields["pace_changes"] = firestore.ArrayUnion([change])
+        self._write(self.collection.document(run_id), fields)
+        return change
 
     def complete_if_all_shards_are(self, run_id: str) -> bool:
         """A sharded run is completed when its last shard is: each shard, having recorded

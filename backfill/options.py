@@ -21,6 +21,8 @@ HEALTH_GATE = "throttle_urls"  # in a run's recorded settings: its health URLs, 
 RECORDED_SETTINGS = ("collection", "target_field", "force", "batch_size", "limit",
                      "undo_run_id", "max_writes_per_second", "initial_writes_per_second",
                      "parallel_batches")
+# What backfill_control.py set changes on a running run (backfill.pace).
+PACE_SETTINGS = ("max_writes_per_second", "initial_writes_per_second", "parallel_batches")
 _OPTION_NAMES = {"undo_run_id": "--run-id", "as_json": "--json"}
 
 
@@ -116,8 +118,10 @@ class RunOptions:
             value = recorded[name]
             mine = getattr(self, name)
             if name in self.explicit and mine != value:
+                how = ("was set to" if name in PACE_SETTINGS and entry.data.get("pace_changes")
+                       else "was started with")
                 raise ConfigurationError(
-                    f"run {entry.run_id} was started with {option_name(name)} "
+                    f"run {entry.run_id} {how} {option_name(name)} "
                     f"{_shown(value)}; this resume says {_shown(mine)}: a resume carries the "
                     "same run on (leave the option out, or start a new run)")
             changes[name] = value

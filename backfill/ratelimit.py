@@ -2,7 +2,9 @@
 
 Start at 500 operations per second and raise the rate by 50% every 5 minutes, up to a
 ceiling. Writes are paced evenly (each batch waits its share of a second after the last
-one), never let through in bursts after an idle spell.
+one), never let through in bursts after an idle spell. An operator may set a fixed rate
+while the run goes on (backfill_control.py set): the ramp-up stops, and writes waiting
+for their turn take it again at the new rate.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ class WriteRateLimiter:
 
     def __init__(self, *, initial: float = RAMP_START, ceiling: float = 0.0,
                  clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] | None = None) -> None:
+        """`sleep`: how a write waits its turn (a test's fake clock); by default, a wait
+        that a new rate (set_rate) ends early."""
         if initial <= 0:
             raise ValueError("the initial rate must be positive")
         self.initial = initial
@@ -29,8 +33,10 @@ class WriteRateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
+        self._rate_set = threading.Condition(self._lock)
         self._started = clock()
         self._next_free = self._started
+        self._changes = 0  # how many times the rate was set: a waiting write re-queues
 
     @property
     def enabled(self) -> bool:
@@ -48,15 +54,38 @@ class WriteRateLimiter:
         with self._lock:
             self._started += seconds
 
+    def set_rate(self, writes_per_second: float) -> None:
+        """From now on a fixed rate (the ramp-up stops); 0 turns pacing off. Writes
+        waiting for their turn take it again at this rate."""
+        with self._lock:
+            if writes_per_second > 0:
+                self.initial = self.ceiling = writes_per_second
+            else:
+                self.ceiling = 0.0
+            self._next_free = self._clock()
+            self._changes += 1
+            self._rate_set.notify_all()
+
     def acquire(self, operations: int) -> float:
         """Wait until `operations` writes may be sent; returns the seconds waited."""
-        if not self.enabled or operations <= 0:
-            return 0.0
-        with self._lock:
-            now = self._clock()
-            start = max(now, self._next_free)
-            self._next_free = start + operations / self.rate(start)
-        wait = start - now
-        if wait > 0:
-            self._sleep(wait)
-        return wait
+        waited = 0.0
+        while True:
+            with self._lock:
+                if not self.enabled or operations <= 0:
+                    return waited
+                now = self._clock()
+                start = max(now, self._next_free)
+                self._next_free = start + operations / self.rate(start)
+                changes = self._changes
+            if start > now:
+                self._wait(start - now, changes)
+                waited += max(0.0, self._clock() - now)
+            if changes == self._changes:
+                return waited
+
+    def _wait(self, seconds: float, changes: int) -> None:
+        if self._sleep is not None:
+            self._sleep(seconds)
+            return
+        with self._rate_set:
+            self._rate_set.wait_for(lambda: self._changes != changes, timeout=seconds)

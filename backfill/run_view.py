@@ -3,6 +3,8 @@ status` and `backfill_validation.py --run-id` all show entries through these."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +12,7 @@ from backfill.lease import LeaseState
 from backfill.ledger import LedgerEntry
 from backfill.pager import Part
 from backfill.shards import share_read
+from backfill.stats import RATE_WINDOW, utc_now
 from backfill.status import GateState, RunStatus
 
 
@@ -110,3 +113,105 @@ def runs_table(entries: list[LedgerEntry]) -> list[str]:
                      f"{counts.get('processed', ''):>10}{counts.get('updated', ''):>9}"
                      f"{counts.get('errors', ''):>8}")
     return lines
+
+
+@dataclass(frozen=True)
+class Outlook:
+    """How far a run (or a shard) is, and when it will be done at its current pace."""
+
+    processed: int
+    total: int | None  # the count it goes through (None: not recorded yet)
+    per_second: float | None  # over the last minute; None: not running
+    waiting: str | None = None  # throttled (why) or paused (by whom)
+    parts: tuple[Outlook, ...] = ()  # a sharded run's: its shards'
+
+    @property
+    def percent(self) -> float | None:
+        if not self.total:
+            return None
+        return min(100.0, 100.0 * self.processed / self.total)
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """At the last minute's pace; None when that says nothing (held, no progress). A
+        sharded run is done when its slowest shard is."""
+        if self.parts:
+            etas = [part.eta_seconds for part in self.parts if part.per_second is not None]
+            return None if not etas or None in etas else max(e or 0.0 for e in etas)
+        if self.total is None or not self.per_second or self.waiting:
+            return None
+        return max(0, self.total - self.processed) / self.per_second
+
+
+def _moment(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+
+
+def last_minute_rate(recent: Sequence[dict[str, Any]], now: datetime) -> float:
+    """Items/s over the minute before `now`, from the progress the run recorded: from
+    its last record at or before the minute's start (else its first) to `now`."""
+    points = [(at, int(point.get("processed") or 0)) for point in recent
+              if (at := _moment(point.get("at"))) is not None]
+    if not points:
+        return 0.0
+    earlier = [point for point in points if point[0] <= now - RATE_WINDOW]
+    since, processed_then = earlier[-1] if earlier else points[0]
+    elapsed = (now - since).total_seconds()
+    return max(0.0, points[-1][1] - processed_then) / elapsed if elapsed > 0 else 0.0
+
+
+def outlook_of(part: LedgerEntry) -> Outlook:
+    data = part.data
+    processed = int(dict(data.get("counts") or {}).get("processed", 0))
+    total = data.get("total")
+    total = int(total) if isinstance(total, int) else None
+    if part.status != RunStatus.RUNNING:
+        return Outlook(processed, total, None)
+    held = _held(part)
+    waiting, why = None, str(data.get("held_because") or "")
+    if held is not None:  # a pause's reason says it: "paused by ops@host"
+        waiting = why if why.startswith(held) else f"{held}: {why}" if why else held
+    rate = last_minute_rate(list(data.get("recent") or []), part.read_at or utc_now())
+    return Outlook(processed, total, rate, waiting)
+
+
+def whole_run(outlooks: Sequence[Outlook]) -> Outlook:
+    """A sharded run's outlook: the shards' sums."""
+    known = [o for o in outlooks if o.total is not None]
+    running = [o for o in outlooks if o.per_second is not None]
+    waiting = sorted({o.waiting for o in running if o.waiting})
+    rate = sum(o.per_second or 0.0 for o in running) if running else None
+    return Outlook(sum(o.processed for o in outlooks),
+                   sum(o.total or 0 for o in known) if known else None, rate,
+                   "; ".join(waiting) or None, tuple(outlooks))
+
+
+def duration_shown(seconds: float) -> str:
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def outlook_line(outlook: Outlook) -> str:
+    """Done so far of the count; while running: the last minute's pace, the ETA at that
+    pace, and what the run waits on."""
+    percent = outlook.percent
+    line = (f"{percent:.1f}% of {outlook.total:,}" if percent is not None and outlook.total
+            else f"{outlook.processed:,} processed (no count recorded yet)")
+    if outlook.per_second is None:
+        return line
+    line += f"; {outlook.per_second:,.1f} items/s over the last minute"
+    eta = outlook.eta_seconds
+    if outlook.waiting:
+        line += f"; waiting on: {outlook.waiting} (no ETA while held)"
+    elif eta is not None:
+        line += f"; ETA {duration_shown(eta)} at this pace"
+    else:
+        line += "; no ETA yet (nothing done in the last minute)"
+    return line

@@ -31,6 +31,7 @@ from backfill.writer import Write, WriteResult, WriteStatus, commit_writes
 T = TypeVar("T")
 # How often an item that the app keeps editing is re-read and written again.
 MAX_CONFLICT_ROUNDS = 3
+MAX_PARALLEL_BATCHES = 16  # --parallel-batches, at the start or set while running
 SAMPLES_PER_BATCH = 3
 # A document to write: as read, its data (parent included where needed), the decision.
 ToWrite = tuple[DocumentSnapshot, dict[str, Any], Decision]
@@ -62,6 +63,9 @@ class RunSettings:
     from_id: str | None = None  # a shard's first ID (included)
     before_id: str | None = None  # the next shard's first ID (excluded)
     max_in_flight: int = 4
+    # How many batches may be in flight now, when an operator may change it while the run
+    # goes on (backfill_control.py set); at most MAX_PARALLEL_BATCHES. Default max_in_flight.
+    batches_in_flight: Callable[[], int] | None = None
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     limiter: WriteRateLimiter | None = None
     journal: Journal | None = None  # journal the previous values before each batch
@@ -142,7 +146,18 @@ class Runner:
                 _count(stats, outcome)
                 on_batch(outcome)
 
-        workers = 1 if settings.dry_run or not settings.read_ahead else settings.max_in_flight
+        live = settings.batches_in_flight
+        if settings.dry_run or not settings.read_ahead:
+            live = None
+            workers = 1
+        else:
+            # Threads start only when batches need them: a pool as large as the limit
+            # an operator may set costs nothing until then.
+            workers = MAX_PARALLEL_BATCHES if live is not None else settings.max_in_flight
+
+        def limit() -> int:
+            return workers if live is None else max(1, min(MAX_PARALLEL_BATCHES, live()))
+
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batch") as pool:
             try:
                 for number, (page, checkpoint, part) in enumerate(
@@ -158,7 +173,7 @@ class Runner:
                         break
                     in_flight.append(pool.submit(self._settle, number, page, checkpoint,
                                                  datas, decisions, part))
-                    while in_flight and (len(in_flight) >= workers or in_flight[0].done()):
+                    while in_flight and (len(in_flight) >= limit() or in_flight[0].done()):
                         collect()
                     if failure is not None or self.stop.is_set():
                         break

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,8 @@ from backfill.pager import Part
 from backfill.shards import Shard
 from backfill.status import GateState, RunStatus
 from normalizer import FACETS, NORMALIZED_VERSION, Report
+
+RATE_WINDOW = timedelta(minutes=1)
 
 
 def utc_now() -> datetime:
@@ -55,6 +57,11 @@ class RunStats:
     shard: Shard | None = None
     target_field: str = "normalized"  # where the normalized map is written
     state: GateState = GateState.RUNNING  # while running: writing, throttled or paused
+    held_because: str | None = None  # while throttled or paused: why, or by whom
+    total: int | None = None  # the items to go through: the count (a shard's: its range's)
+    # (when, processed) since a minute ago, and the one before: items/s over the last
+    # minute, for a status read from another console.
+    recent: list[tuple[datetime, int]] = field(default_factory=list)
     throttled_seconds: float = 0.0  # the whole run's, earlier sessions included
     throttle_spells: int = 0
     paused_seconds: float = 0.0
@@ -67,6 +74,14 @@ class RunStats:
         for facet, term in report.unknown:
             self.unknown_terms[facet][term] += 1
         self.dropped_values += len(report.dropped)
+
+    def note_progress(self, now: datetime | None = None) -> None:
+        """Keep how far the run is now, and what the last minute's rate needs."""
+        moment = now or utc_now()
+        self.recent.append((moment, self.processed))
+        window_start = moment - RATE_WINDOW
+        while len(self.recent) > 1 and self.recent[1][0] <= window_start:
+            del self.recent[0]
 
     def add_error(self, doc_id: str, message: str) -> None:
         self.errors.append({"id": doc_id, "error": message})

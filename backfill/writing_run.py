@@ -15,7 +15,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
@@ -35,6 +35,7 @@ from backfill.lease import Fence, Lease, LeaseLost
 from backfill.ledger import Ledger, LedgerEntry, restore
 from backfill.logs import LOG_FILE_NAME, close_run_log, flush_run_log, open_run_log
 from backfill.options import RunOptions
+from backfill.pace import LivePace
 from backfill.pager import count_documents, empty_collection_message, id_range
 from backfill.plan import RunPlan, plan_run
 from backfill.ratelimit import WriteRateLimiter
@@ -345,12 +346,22 @@ class WritingRun:
         earlier = (stats.throttled_seconds, stats.throttle_spells, stats.paused_seconds,
                    stats.active_seconds)
         session_started = time.monotonic()
+        stats.note_progress()
+        assert built.limiter is not None
+        pace = LivePace(built.limiter, options.parallel_batches, shard.count if shard else 1)
+
+        def on_pace(change: Mapping[str, Any]) -> None:
+            applied = pace.apply(change)
+            if applied is not None:
+                line = f"🎚  Pace set by {change.get('by', 'someone')}: {applied}"
+                say(line)
+                log.info("%s", line)
 
         def on_gate_change(state: GateState, why: str | None) -> None:
             # Said and recorded once the lease is held and the entry written.
             if opening is not None and opening.exception() is not None:
                 return  # the run did not begin: the end says why
-            stats.state = state
+            stats.state, stats.held_because = state, why
             log.warning("%s", self.reporter.gate_changed(state, why))
             if ledger is not None:
                 with contextlib.suppress(BackfillError):
@@ -358,7 +369,7 @@ class WritingRun:
 
         gate = Gate(max_throttle_seconds=options.max_throttle_seconds,
                     limiter=built.limiter, on_change=on_gate_change)
-        settings = replace(built, gate=gate.wait,
+        settings = replace(built, gate=gate.wait, batches_in_flight=pace.batches_in_flight,
                            ready=None if opening is None else opening.result)
 
         def count_gate_time() -> None:
@@ -377,7 +388,8 @@ class WritingRun:
             with contextlib.ExitStack() as shown, \
                     self._watching(gate, ledger, stats.run_id,
                                    None if opening is None else opening.result,
-                                   self._entry_at_start or resumed, stopped_by is not None):
+                                   self._entry_at_start or resumed, stopped_by is not None,
+                                   on_pace):
                 advance: list[Callable[[int], None]] = []
 
                 def on_batch(outcome: BatchOutcome) -> None:
@@ -389,6 +401,8 @@ class WritingRun:
                         advance.append(shown.enter_context(self.reporter.progress(
                             self.total if total is None else total, stats.processed)))
                     count_gate_time()
+                    stats.total = self.total if total is None else total
+                    stats.note_progress()
                     if ledger is not None and not outcome.last:  # the final record follows
                         ledger.record(stats)
                     advance[0](outcome.processed)
@@ -497,12 +511,14 @@ class WritingRun:
     @contextmanager
     def _watching(self, gate: Gate, ledger: Ledger | None, run_id: str,
                   opened: Callable[[], None] | None,
-                  first_look: LedgerEntry | None, stop_cleared: bool) -> Iterator[None]:
+                  first_look: LedgerEntry | None, stop_cleared: bool,
+                  on_pace: Callable[[Mapping[str, Any]], None]) -> Iterator[None]:
         """The backend's health (--throttle-url) and the run's control field, each probed
         in a thread of its own while the run goes on; the control's first poll once the
         run's entry is written (`opened`). `first_look`: the run's entry as read when this
         task started (a resume, a shard: the run may have been paused before), obeyed
-        before the first write, with the stop an operator's --resume cleared."""
+        before the first write, with the stop an operator's --resume cleared, and the
+        pace an operator set (`on_pace` applies it)."""
         options = self.options
         with contextlib.ExitStack() as stack:
             if options.throttle_url:
@@ -517,7 +533,7 @@ class WritingRun:
                                                    **first_look.data,
                                                    **({"control": None} if stop_cleared
                                                       else {})},
-                                               before_polls=opened))
+                                               before_polls=opened, on_pace=on_pace))
             yield
 
     def _coverage_after_resume(self, log: logging.Logger) -> dict[str, str]:
@@ -547,7 +563,7 @@ class WritingRun:
         operator is told."""
         stats.status, stats.stopped_because = status, reason
         stats.finished_at = utc_now()
-        stats.state = GateState.RUNNING
+        stats.state, stats.held_because = GateState.RUNNING, None
         if reason is not None:
             (log.error if status == RunStatus.FAILED else log.warning)(
                 "%s: %s", status, reason)

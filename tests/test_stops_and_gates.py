@@ -250,10 +250,11 @@ def test_status_counts_a_live_pause_and_shows_how_far_parallel_reads_are(
     wait_for(log, "⏸  Paused (paused by ")
     time.sleep(3.0)
     shown = control(db, "status", "bf-live").stdout
-    paused = re.search(r"paused (\d+\.\d)s$", shown.strip())
+    paused = re.search(r"paused (\d+\.\d)s$", shown, re.MULTILINE)
     assert paused is not None and float(paused.group(1)) >= 2.5, shown
     stands = re.search(r"; 4 parts, (\d+)% of the ID key space read;", shown)
     assert stands is not None and 0 < int(stands.group(1)) < 100, shown
+    assert "; waiting on: paused by " in shown and "(no ETA while held)" in shown
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) == ExitCode.INTERRUPTED
     [entry] = ledger(db)

@@ -69,3 +69,32 @@ def test_a_low_ceiling_caps_the_start() -> None:
 def test_the_initial_rate_must_be_positive() -> None:
     with pytest.raises(ValueError):
         WriteRateLimiter(initial=0, ceiling=10)
+
+
+def test_a_rate_set_while_running_is_fixed_from_then_on() -> None:
+    clock = FakeClock()
+    pacer = limiter(clock, initial=500, ceiling=10_000)
+    pacer.set_rate(100)
+    assert [pacer.rate(clock.now + t) for t in (0, 300, 3600)] == [100, 100, 100]
+    pacer.acquire(100)
+    pacer.acquire(100)
+    assert clock.slept == [1.0]
+    pacer.set_rate(0)
+    assert not pacer.enabled and pacer.acquire(10_000) == 0.0
+
+
+def test_a_write_waiting_its_turn_takes_it_again_at_a_new_rate() -> None:
+    import threading
+    import time
+
+    pacer = WriteRateLimiter(initial=1, ceiling=1)  # the real clock: a turn a second
+    pacer.acquire(1)
+    waited: list[float] = []
+    waiting = threading.Thread(target=lambda: waited.append(pacer.acquire(30)))
+    started = time.monotonic()
+    waiting.start()
+    time.sleep(0.3)
+    pacer.set_rate(0)  # unpaced: the write waiting 1 s (then 30 s) goes at once
+    waiting.join(5)
+    assert not waiting.is_alive() and time.monotonic() - started < 1.0
+    assert waited and waited[0] < 1.0

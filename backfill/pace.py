@@ -1,0 +1,69 @@
+"""A run's pace, which an operator may change while it goes on: its write rate and how
+many batches it has in flight (`backfill_control.py set`).
+
+The control writes the new values on the run's ledger entry (`pace`, with who and when;
+`pace_changes`, every change; the run's settings, so that a resume carries them on).
+Every task reads them with its control poll and applies them here: a sharded run's
+tasks each take their share of the rate, as they do at the start.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from backfill.ratelimit import WriteRateLimiter
+from backfill.runner import MAX_PARALLEL_BATCHES
+
+WRITES_PER_SECOND, PARALLEL_BATCHES = "writes_per_second", "parallel_batches"
+
+
+def rate_shown(writes_per_second: float) -> str:
+    return "unpaced" if writes_per_second <= 0 else f"{writes_per_second:g} writes/s"
+
+
+def _rate(value: Any) -> float | None:
+    """A write rate as recorded, if it is one (the entry may have been edited by hand)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and \
+            math.isfinite(value) and value >= 0:
+        return float(value)
+    return None
+
+
+def _batches(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and \
+            1 <= value <= MAX_PARALLEL_BATCHES:
+        return value
+    return None
+
+
+class LivePace:
+    """The pace one task applies: `share` tasks share the run's write rate."""
+
+    def __init__(self, limiter: WriteRateLimiter, parallel_batches: int, share: int) -> None:
+        self.limiter, self.share = limiter, share
+        self._parallel_batches = parallel_batches
+        self._lock = threading.Lock()
+
+    def batches_in_flight(self) -> int:
+        with self._lock:
+            return self._parallel_batches
+
+    def apply(self, pace: Mapping[str, Any]) -> str | None:
+        """Apply the values of a `pace` as the control wrote it; returns what is now
+        applied, said as a line (None: nothing in it to apply)."""
+        said: list[str] = []
+        rate = _rate(pace.get(WRITES_PER_SECOND))
+        if rate is not None:
+            self.limiter.set_rate(rate / self.share)
+            mine = f" (this task's share: {rate_shown(rate / self.share)})" \
+                if self.share > 1 and rate > 0 else ""
+            said.append(f"{rate_shown(rate)}{mine}")
+        batches = _batches(pace.get(PARALLEL_BATCHES))
+        if batches is not None:
+            with self._lock:
+                self._parallel_batches = batches
+            said.append(f"{batches} batch{'es' if batches != 1 else ''} in flight")
+        return ", ".join(said) or None
