@@ -32,6 +32,7 @@ from backfill.health_url import parse_health_urls
 from backfill.lease import HEARTBEAT_SECONDS, LEASE_TIMEOUT_SECONDS, engine_task
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION
 from backfill.names import check_database, check_id, check_output_dir, check_run_id
+from backfill.notify import NOTIFY_TIMEOUT_SECONDS, parse_notify_urls
 from backfill.options import RESUME_LATEST, RunOptions
 from backfill.plan import given_target_field
 from backfill.ratelimit import RAMP_START
@@ -228,6 +229,7 @@ def check_options(options: RunOptions) -> None:
         if value is not None:
             check_run_id(value, option)
     parse_health_urls(options.throttle_url)
+    parse_notify_urls(options.notify_url)
     check_output_dir(options.output_dir)
 
 
@@ -298,6 +300,14 @@ def writing_options(command: F) -> F:
                      default=1800.0, show_default=True,
                      help="A run throttled longer than this in one spell stops at its "
                           "checkpoint (exit 3, resumable)."),
+        click.option("--notify-url", "notify_url", multiple=True, metavar="URL",
+                     envvar="BACKFILL_NOTIFY_URL",
+                     help="A webhook (Slack's, or any that reads `text`) told with one JSON "
+                          "POST when the run ends, however it ends (may be repeated; also "
+                          "BACKFILL_NOTIFY_URL). Shown by its host only."),
+        click.option("--notify-timeout-seconds", type=FiniteFloat(0.1, 60),
+                     default=NOTIFY_TIMEOUT_SECONDS, hidden=True,
+                     help="Seconds each try of a notification may take."),
         click.option("--control-poll-seconds", type=FiniteFloat(0.05, 3600),
                      default=CONTROL_POLL_SECONDS, hidden=True,
                      help="Seconds between reads of the run's control field."),

@@ -44,15 +44,17 @@ def _ordinal(position: int) -> str:
     return {1: "1st", 2: "2nd", 3: "3rd"}.get(position, f"{position}th")
 
 
-def parse_health_url(text: str, position: int = 1) -> HealthUrl:
-    """`text` checked as a health URL; ConfigurationError (exit 2) names the problem and
-    the URL's position among the --throttle-url values, never the URL."""
+def parse_health_url(text: str, position: int = 1,
+                     option: str = "--throttle-url (or BACKFILL_THROTTLE_URL)",
+                     purpose: str = "health URL this tool can probe") -> HealthUrl:
+    """`text` checked as a URL the tool calls (a health URL, unless said); a refusal,
+    ConfigurationError (exit 2), names the problem and the URL's position among the
+    option's values, never the URL."""
 
     def refuse(problem: str) -> ConfigurationError:
         return ConfigurationError(
-            f"the {_ordinal(position)} --throttle-url (or BACKFILL_THROTTLE_URL) is not a "
-            f"health URL this tool can probe: {problem} (the URL is not shown: it may hold "
-            "a secret)")
+            f"the {_ordinal(position)} {option} is not a {purpose}: {problem} (the URL is "
+            "not shown: it may hold a secret)")
 
     if not text.strip():
         raise refuse("it is empty")
@@ -67,7 +69,7 @@ def parse_health_url(text: str, position: int = 1) -> HealthUrl:
                    else "its host is not a valid name or address")
         raise refuse(problem) from None
     if parts.scheme.lower() not in ("http", "https"):
-        raise refuse("only http:// and https:// URLs are probed")
+        raise refuse("only http:// and https:// URLs are called")
     if parts.fragment or text.endswith("#"):
         raise refuse("it has a #fragment (a `#` in a password is written %23)")
     if not host:

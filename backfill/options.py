@@ -12,6 +12,7 @@ from backfill.errors import ConfigurationError
 from backfill.health_url import parse_health_urls
 from backfill.lease import HEARTBEAT_SECONDS, LEASE_TIMEOUT_SECONDS
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION, LedgerEntry
+from backfill.notify import NOTIFY_TIMEOUT_SECONDS, shown_urls
 from backfill.ratelimit import RAMP_START
 from backfill.retry import RetryPolicy
 
@@ -61,6 +62,8 @@ class RunOptions:
     throttle_interval: float = 2.0
     throttle_max_latency_ms: float = 1000.0
     max_throttle_seconds: float = 1800.0
+    notify_url: tuple[str, ...] = ()  # webhooks told when the run ends (backfill.notify)
+    notify_timeout_seconds: float = NOTIFY_TIMEOUT_SECONDS
     # How often a run reads its control field and renews its lease (hidden options: the
     # tests shorten them; an operator has no reason to).
     control_poll_seconds: float = CONTROL_POLL_SECONDS
@@ -87,12 +90,13 @@ class RunOptions:
         return cls(**params, explicit=given, from_environment=environment)
 
     def arguments(self) -> dict[str, Any]:
-        """The options as recorded in the ledger and the log: no secret, and health URLs
-        without their query strings (they may hold a token)."""
+        """The options as recorded in the ledger and the log: no secret, health URLs
+        without their query strings (they may hold a token), webhooks by their host."""
         recorded = {name: str(value) if isinstance(value, Path) else
                     sorted(value) if isinstance(value, frozenset) else value
                     for name, value in asdict(self).items()}
         recorded["throttle_url"] = self.health_gate()
+        recorded["notify_url"] = shown_urls(self.notify_url)
         return recorded
 
     def health_gate(self) -> list[str]:

@@ -34,6 +34,7 @@ from backfill.journal import Journal
 from backfill.lease import Fence, Lease, LeaseLost
 from backfill.ledger import Ledger, LedgerEntry, restore
 from backfill.logs import LOG_FILE_NAME, close_run_log, flush_run_log, open_run_log
+from backfill.notify import notify, run_message
 from backfill.options import RunOptions
 from backfill.pace import LivePace
 from backfill.pager import count_documents, empty_collection_message, id_range
@@ -560,7 +561,7 @@ class WritingRun:
              journal: Journal | None, database_failed: bool) -> None:
         """The one place a run ends: its status and reason, the final ledger record (with
         the lease given back), a shard's completion, the stats file, the log, what the
-        operator is told."""
+        operator is told, the webhooks told (--notify-url)."""
         stats.status, stats.stopped_because = status, reason
         stats.finished_at = utc_now()
         stats.state, stats.held_because = GateState.RUNNING, None
@@ -580,7 +581,6 @@ class WritingRun:
                  "%s errors, checkpoint %s; stats in %s", stats.status, stats.processed,
                  stats.updated, stats.would_update, stats.skipped, stats.error_count,
                  stats.checkpoint, stats_path)
-        close_run_log(log)
         resume = None
         if status != RunStatus.COMPLETED and ledger is not None:
             resume = self.resume_command(self.options, stats.run_id, self.shard)
@@ -588,6 +588,12 @@ class WritingRun:
                                        "Stats file": str(stats_path),
                                        "Log file": str(Path(self.options.output_dir)
                                                        / LOG_FILE_NAME)}, resume)
+        if self.options.notify_url and not self.options.dry_run:
+            for failure in notify(self.options.notify_url, run_message(stats),
+                                  self.options.notify_timeout_seconds):
+                self.reporter.said(f"⚠️  {failure}")
+                log.warning("%s", failure)
+        close_run_log(log)
 
     def _closing_quickly(self, ledger: Ledger | None) -> None:
         """The database has failed this run: what is left to write gets one short try."""

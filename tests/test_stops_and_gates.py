@@ -193,7 +193,7 @@ def test_a_health_url_in_the_environment_counts_as_given_on_resume(
 
 
 @pytest.mark.parametrize("url, problem", [
-    ("file:///etc/hostname", "only http:// and https:// URLs are probed"),
+    ("file:///etc/hostname", "only http:// and https:// URLs are called"),
     ("http://ops:hunter2#x@127.0.0.1:9/health", "its port is not a number from 1 to 65535"),
     ("http://ops:hunter2@127.0.0.1:9/health#hunter2",
      "it has a #fragment (a `#` in a password is written %23)"),
