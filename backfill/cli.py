@@ -55,6 +55,7 @@ from backfill.target_field import (
     DEFAULT_TARGET_FIELD,
     TARGET_FIELD_VARIABLE,
 )
+from backfill.where import parse_where
 from backfill.writing_run import MakeJob, WritingRun
 from normalizer import NORMALIZED_VERSION
 
@@ -119,6 +120,13 @@ def output_options(command: F) -> F:
     return command
 
 
+where_option = click.option(
+    "--where", "where", multiple=True, metavar="FIELD=VALUE",
+    help="Only the items whose FIELD (a top-level field, or a dotted path) equals VALUE, a "
+         "string; FIELD:=JSON for a typed value (count:=3, active:=true). May be repeated: "
+         "all must hold. A canary: --where userId=YOUR_UID.")
+
+
 target_field_option = click.option(
     "--target-field", envvar=TARGET_FIELD_VARIABLE, metavar="PATH",
     help=f"Where the normalized map lives: a field path such as normalized or "
@@ -142,8 +150,8 @@ def shard_options(command: F) -> F:
 
 def writing_tool_options(command: F) -> F:
     """Every option of a writing tool (backfill, rollback), in --help order."""
-    for group in (shard_options, writing_options, output_options, target_field_option,
-                  target_options):
+    for group in (shard_options, writing_options, output_options, where_option,
+                  target_field_option, target_options):
         command = group(command)
     return command
 
@@ -230,6 +238,7 @@ def check_options(options: RunOptions) -> None:
             check_run_id(value, option)
     parse_health_urls(options.throttle_url)
     parse_notify_urls(options.notify_url)
+    parse_where(options.where)
     check_output_dir(options.output_dir)
 
 

@@ -11,10 +11,11 @@ from google.cloud import firestore
 from google.cloud.firestore_v1 import DELETE_FIELD
 
 from backfill.journal import Journal, fingerprint
-from backfill.pager import read_documents
+from backfill.pager import read_documents, snapshot_data
 from backfill.retry import RetryPolicy
 from backfill.stats import utc_now
 from backfill.target_field import Parent, TargetField
+from backfill.where import Condition, holds
 from normalizer import (
     ABSENT,
     SOURCE_FIELD_PATHS,
@@ -125,12 +126,14 @@ class UndoRunJob:
     tool = "rollback"
     journaled = False
 
-    def __init__(self, run_id: str, ledger_collection: str, target: TargetField) -> None:
+    def __init__(self, run_id: str, ledger_collection: str, target: TargetField,
+                 where: tuple[Condition, ...] = ()) -> None:
         self.run_id = run_id
         self.ledger_collection = ledger_collection
         self.target = target
+        self.where = where  # only the run's items that meet these now (--where)
         # The whole top-level field: whether a created parent holds anything else.
-        self.read_fields: tuple[str, ...] = (target.top,)
+        self.read_fields: tuple[str, ...] = (target.top, *(c.field for c in where))
         self.entries: dict[str, dict[str, Any]] = {}  # the journal batch being undone
 
     def pages(self, client: firestore.Client, collection: str, policy: RetryPolicy,
@@ -142,6 +145,9 @@ class UndoRunJob:
             refs = [client.collection(collection).document(e["id"]) for e in entries]
             snaps = read_documents(client, refs, self.read_fields, policy,
                                    "reading the items a run changed")
+            if self.where:
+                snaps = [snap for snap in snaps
+                         if snap.exists and holds(snapshot_data(snap), self.where)]
             # Read only when the batch before is written: entries of one item follow on.
             self.entries = {e["id"]: e for e in entries}
             yield sorted(snaps, key=lambda snap: snap.id), key

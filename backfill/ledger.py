@@ -281,6 +281,10 @@ class Ledger:
             if run.data.get(name, "normalized" if name == "target_field" else None) != mine:
                 raise ConfigurationError(f"run {stats.run_id} has {name} "
                                          f"{run.data.get(name)!r}, this task {mine!r}")
+        theirs = list(dict(run.data.get("settings") or {}).get("where") or [])
+        if theirs != list(settings.get("where") or []):
+            raise ConfigurationError(f"run {stats.run_id} has --where {theirs!r}, this task "
+                                     f"{list(settings.get('where') or [])!r}")
         existing = self._read(self._ref(stats))
         if existing is None:
             self._write(self._ref(stats), {"shard": str(shard), **who(),

@@ -15,13 +15,14 @@ from backfill.ledger import DEFAULT_LEDGER_COLLECTION, LedgerEntry
 from backfill.notify import NOTIFY_TIMEOUT_SECONDS, shown_urls
 from backfill.ratelimit import RAMP_START
 from backfill.retry import RetryPolicy
+from backfill.where import Condition, parse_where
 
 RESUME_LATEST = "latest"
 HEALTH_GATE = "throttle_urls"  # in a run's recorded settings: its health URLs, as shown
 # What makes a run the run it is: recorded when it starts, taken over by --resume.
 RECORDED_SETTINGS = ("collection", "target_field", "force", "batch_size", "limit",
                      "undo_run_id", "max_writes_per_second", "initial_writes_per_second",
-                     "parallel_batches")
+                     "parallel_batches", "where")
 # What backfill_control.py set changes on a running run (backfill.pace).
 PACE_SETTINGS = ("max_writes_per_second", "initial_writes_per_second", "parallel_batches")
 _OPTION_NAMES = {"undo_run_id": "--run-id", "as_json": "--json"}
@@ -62,6 +63,7 @@ class RunOptions:
     throttle_interval: float = 2.0
     throttle_max_latency_ms: float = 1000.0
     max_throttle_seconds: float = 1800.0
+    where: tuple[str, ...] = ()  # FIELD=VALUE conditions: a subset (backfill.where)
     notify_url: tuple[str, ...] = ()  # webhooks told when the run ends (backfill.notify)
     notify_timeout_seconds: float = NOTIFY_TIMEOUT_SECONDS
     # How often a run reads its control field and renews its lease (hidden options: the
@@ -107,6 +109,7 @@ class RunOptions:
         """What a run records of itself, for a resume to carry on as the same run: among
         it, whether the run was gated by the backend's health, and by which URLs."""
         return {**{name: getattr(self, name) for name in RECORDED_SETTINGS},
+                "where": list(self.where),
                 "target_field": target_field, HEALTH_GATE: self.health_gate()}
 
     def carrying_on(self, entry: LedgerEntry) -> RunOptions:
@@ -120,6 +123,8 @@ class RunOptions:
             if name not in recorded:
                 continue
             value = recorded[name]
+            if name == "where":  # a list in the ledger
+                value = tuple(value or ())
             mine = getattr(self, name)
             if name in self.explicit and mine != value:
                 how = ("was set to" if name in PACE_SETTINGS and entry.data.get("pace_changes")
@@ -139,13 +144,19 @@ class RunOptions:
         return replace(self, **changes)
 
     @property
+    def conditions(self) -> tuple[Condition, ...]:
+        return parse_where(self.where)
+
+    @property
     def policy(self) -> RetryPolicy:
         return RetryPolicy(max_total_wait=self.max_retry_seconds)
 
 
 def _shown(value: Any) -> str:
-    if value is None:
+    if value is None or value == ():
         return "(none)"
+    if isinstance(value, tuple):
+        return " ".join(value)
     if isinstance(value, bool):
         return "on" if value else "off"
     return str(value)

@@ -12,7 +12,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar
 
 from google.cloud.firestore_v1.base_query import BaseQuery
 from google.cloud.firestore_v1.collection import CollectionReference
@@ -25,6 +25,14 @@ T = TypeVar("T")
 DOCUMENT_ID = FieldPath.document_id()  # "__name__"
 KEYS_ONLY: tuple[str, ...] = (DOCUMENT_ID,)
 PAGE_TIMEOUT_SECONDS = 60.0
+# What is read: a collection, or the subset of it some equality filters take (--where).
+Items: TypeAlias = CollectionReference | BaseQuery
+
+
+def collection_name(items: Items) -> str:
+    if isinstance(items, CollectionReference):
+        return str(items.id)
+    return str(items._parent.id)
 
 
 def snapshot_data(snap: DocumentSnapshot) -> dict[str, Any]:
@@ -37,12 +45,12 @@ def snapshot_data(snap: DocumentSnapshot) -> dict[str, Any]:
     return snap.to_dict() or {}
 
 
-def read_page(collection: CollectionReference, *, fields: Sequence[str] | None, size: int,
+def read_page(collection: Items, *, fields: Sequence[str] | None, size: int,
               after_id: str | None, before_id: str | None = None, from_id: str | None = None,
               policy: RetryPolicy) -> list[DocumentSnapshot]:
     """One page of at most `size` documents with IDs after `after_id` (else from `from_id`
     on), and before `before_id`."""
-    query: BaseQuery = collection
+    query: Any = collection
     if fields is not None:
         query = query.select(list(fields))
     query = query.order_by(DOCUMENT_ID).limit(size)
@@ -57,10 +65,10 @@ def read_page(collection: CollectionReference, *, fields: Sequence[str] | None, 
         return list(query.stream(retry=NO_LIBRARY_RETRY,
                                  timeout=call_timeout(PAGE_TIMEOUT_SECONDS)))
 
-    return call_with_retry(fetch, policy, f"reading collection {collection.id!r}")
+    return call_with_retry(fetch, policy, f"reading collection {collection_name(collection)!r}")
 
 
-def iter_pages(collection: CollectionReference, *, fields: Sequence[str] | None,
+def iter_pages(collection: Items, *, fields: Sequence[str] | None,
                page_size: int, policy: RetryPolicy, after_id: str | None = None,
                before_id: str | None = None, from_id: str | None = None,
                limit: int | None = None) -> Iterator[list[DocumentSnapshot]]:
@@ -160,7 +168,7 @@ class Part:
         return cls(data.get("from"), data.get("before"), data.get("checkpoint"))
 
 
-def part_pages(collection: CollectionReference, parts: Sequence[Part], *,
+def part_pages(collection: Items, parts: Sequence[Part], *,
                fields: Sequence[str] | None, page_size: int, policy: RetryPolicy,
                before_each: Callable[[], None] | None = None,
                ) -> Iterator[tuple[list[DocumentSnapshot], int]]:

@@ -26,6 +26,7 @@ from backfill.ratelimit import WriteRateLimiter
 from backfill.retry import RetryPolicy
 from backfill.stats import RunStats
 from backfill.target_field import with_parents
+from backfill.where import Condition, narrowed
 from backfill.writer import Write, WriteResult, WriteStatus, commit_writes
 
 T = TypeVar("T")
@@ -58,6 +59,7 @@ class BatchOutcome:
 class RunSettings:
     batch_size: int = 500
     dry_run: bool = False
+    where: tuple[Condition, ...] = ()  # only the items that meet these (--where)
     limit: int | None = None
     after_id: str | None = None  # resume: start after this document ID
     from_id: str | None = None  # a shard's first ID (included)
@@ -97,7 +99,7 @@ class Runner:
     def __init__(self, client: firestore.Client, collection: str, job: Job,
                  settings: RunSettings, stop: threading.Event | None = None) -> None:
         self.client = client
-        self.collection = client.collection(collection)
+        self.collection = narrowed(client.collection(collection), settings.where)
         self.job = job
         self.settings = settings
         self.stop = stop or threading.Event()

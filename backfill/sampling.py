@@ -33,11 +33,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from google.cloud.firestore_v1.collection import CollectionReference
-
 from backfill.pager import (
     KEYS_ONLY,
     PAGE_TIMEOUT_SECONDS,
+    Items,
     count_documents,
     id_range,
     iter_pages,
@@ -71,7 +70,7 @@ class _NotSpread(Exception):
     """The IDs are not spread as random IDs are: windows would make a lumpy sample."""
 
 
-def draw_sample(collection: CollectionReference, size: int, seed: int | None,
+def draw_sample(collection: Items, size: int, seed: int | None,
                 policy: RetryPolicy, *, exact: bool = False, page_size: int = 500,
                 total: int | None = None) -> Sample:
     """At least `size` distinct item IDs (all of them, when the collection is smaller),
@@ -105,11 +104,11 @@ def key_at(position: int) -> str:
     return key_of(position, 20)
 
 
-def _range(collection: CollectionReference, start: str | None, end: str | None) -> Any:
+def _range(collection: Items, start: str | None, end: str | None) -> Any:
     return id_range(collection.select(list(KEYS_ONLY)), start, end)
 
 
-def _check_spread(collection: CollectionReference, total: int, policy: RetryPolicy) -> int:
+def _check_spread(collection: Items, total: int, policy: RetryPolicy) -> int:
     """Random IDs spread evenly over their first character; bunched ones do not. Returns
     the reads it cost; raises _NotSpread."""
     firsts = list(AUTO_ID_ALPHABET)
@@ -126,7 +125,7 @@ def _check_spread(collection: CollectionReference, total: int, policy: RetryPoli
     return sum(max(1, math.ceil(c / 1000)) for c in counts)
 
 
-def _windows(collection: CollectionReference, size: int, total: int, rng: random.Random,
+def _windows(collection: Items, size: int, total: int, rng: random.Random,
              policy: RetryPolicy, reads: int) -> Sample:
     width = max(1, round(ITEMS_PER_WINDOW * KEY_SPACE / total))
     budget = READ_BUDGET * size + 50
@@ -172,7 +171,7 @@ def _windows(collection: CollectionReference, size: int, total: int, rng: random
     return Sample(sorted(chosen), RANDOM_WINDOWS, reads)
 
 
-def _reservoir(collection: CollectionReference, size: int, rng: random.Random,
+def _reservoir(collection: Items, size: int, rng: random.Random,
                policy: RetryPolicy, page_size: int, note: str | None,
                reads: int = 0) -> Sample:
     """Every item equally likely, wherever its ID sits; memory holds only the sample."""

@@ -27,8 +27,8 @@ from normalizer import SOURCE_FIELD_PATHS, stored_value
 DEFAULT_TARGET_FIELD = "normalized"
 TARGET_FIELD_VARIABLE = "BACKFILL_TARGET_FIELD"
 # A plain field name: no quoting needed in a field path, nothing Firestore reserves.
-_SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
-_MAX_DEPTH = 8
+PLAIN_SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
+MAX_DEPTH = 8
 
 
 class Parent(Enum):
@@ -79,12 +79,12 @@ def parse_target_field(text: str) -> TargetField:
     """Check a --target-field against the rules: plain segments, and nowhere the rules read
     from (writing there would replace what the app wrote)."""
     segments = text.split(".")
-    bad = [s for s in segments if not _SEGMENT.fullmatch(s) or
+    bad = [s for s in segments if not PLAIN_SEGMENT.fullmatch(s) or
            (s.startswith("__") and s.endswith("__"))]
-    if not text or bad or len(segments) > _MAX_DEPTH:
+    if not text or bad or len(segments) > MAX_DEPTH:
         raise ConfigurationError(
             f"--target-field {text!r} is not a field path of plain names joined by dots "
-            f"(letters, digits and _, not starting with a digit, at most {_MAX_DEPTH} "
+            f"(letters, digits and _, not starting with a digit, at most {MAX_DEPTH} "
             "deep), such as normalized or metadata.normalized")
     for source in SOURCE_FIELD_PATHS:
         if text == source or text.startswith(source + ".") or source.startswith(text + "."):

@@ -50,6 +50,7 @@ from backfill.target import Target
 from backfill.target_field import TargetField
 from backfill.throttle import Gate, HealthCheck, HealthWatch
 from backfill.validation import coverage
+from backfill.where import described, empty_subset_message, narrowed
 
 # Once the database has failed a run, each closing step (the final ledger record, the
 # lease given back, a shard's completion) makes one short attempt, not a fresh budget.
@@ -103,7 +104,7 @@ def run_settings(job: Job, options: RunOptions, client: firestore.Client, collec
     share = stats.shard.count if stats.shard else 1
     initial = min(options.initial_writes_per_second, options.max_writes_per_second or math.inf)
     return RunSettings(
-        batch_size=options.batch_size, dry_run=options.dry_run,
+        batch_size=options.batch_size, dry_run=options.dry_run, where=options.conditions,
         # A resumed canary run: the limit is the whole run's.
         limit=None if options.limit is None else max(0, options.limit - stats.processed),
         after_id=stats.checkpoint, from_id=from_id, before_id=before_id,
@@ -164,14 +165,14 @@ class WritingRun:
         options, say = self.options, self.reporter.said
         background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="count")
         try:
-            counting = background.submit(count_documents,
-                                         self.client.collection(options.collection),
+            counting = background.submit(count_documents, self._items(options),
                                          options.policy)
             plan = plan_run(self.tool, options, self.shard, self.ledger)
-            if plan.options.collection != options.collection:  # a resume of another's run
-                counting = background.submit(
-                    count_documents, self.client.collection(plan.options.collection),
-                    options.policy)
+            if (plan.options.collection, plan.options.where) != (options.collection,
+                                                                 options.where):
+                # a resume of another collection's run, or of a subset
+                counting = background.submit(count_documents, self._items(plan.options),
+                                             options.policy)
         finally:
             background.shutdown(wait=False)
         self._counting = counting
@@ -186,6 +187,10 @@ class WritingRun:
         say(f"🏷  Field: {plan.field.path}")
         return self.counted() if wait_for_count else True
 
+    def _items(self, options: RunOptions) -> Any:
+        """What the run goes through: the collection, or its subset (--where)."""
+        return narrowed(self.client.collection(options.collection), options.conditions)
+
     def counted(self) -> bool:
         """Wait for the count and say it (once, from whichever thread asks first). False:
         the collection is empty, and that is said."""
@@ -196,7 +201,8 @@ class WritingRun:
             self._counting = None
             self.total = counted
             say = self.reporter.said
-            say(f"📊 Items in {self.target.collection}: {counted}")
+            say(f"📊 Items in {self.target.collection}"
+                f"{described(self.options.conditions)}: {counted}")
             if counted == 0:
                 self._warn_empty()
                 return False
@@ -206,6 +212,9 @@ class WritingRun:
 
     def _warn_empty(self) -> None:
         """An empty collection is often a typo: say so, with the collections there are."""
+        if self.options.where:
+            self.reporter.said(f"⚠️  {empty_subset_message(self.options.conditions)}")
+            return
         self.reporter.said("⚠️  " + empty_collection_message(self.client, self.target,
                                                             self.options.policy))
 
@@ -310,8 +319,8 @@ class WritingRun:
             boundaries, joined = self._join_shard(stats, ledger, settings_recorded)
             resumed = joined if ledger is not None else resumed
             from_id, before_id = shard_range(boundaries, shard)
-            total = count_documents(id_range(self.client.collection(target.collection),
-                                             from_id, before_id), options.policy)
+            total = count_documents(id_range(self._items(options), from_id, before_id),
+                                    options.policy)
             say(f"🧩 Shard {shard}: IDs from {from_id or 'the start'} to before "
                 f"{before_id or 'the end'}: {total} items")
         if resumed is not None and resumed.status == RunStatus.COMPLETED:
@@ -541,8 +550,8 @@ class WritingRun:
         """A resume reads only after its checkpoint: say what that leaves out."""
         plan = self.plan
         assert plan is not None
-        cover = coverage(self.client.collection(self.target.collection), plan.field,
-                         self.options.policy)
+        cover = coverage(self._items(self.options), plan.field, self.options.policy,
+                         subset=bool(self.options.where))
         line = (f"{cover.normalized}/{cover.total} carry {plan.field.path} "
                 f"({cover.percent:.1f}%)")
         if cover.normalized < cover.total:

@@ -58,7 +58,8 @@ def main(list_runs: bool, **options: Any) -> int:
 def make_job(options: RunOptions, field: TargetField) -> Job:
     """An exact undo of one run (--run-id, or as a resumed run recorded it), else removal."""
     if options.undo_run_id is not None:
-        return UndoRunJob(options.undo_run_id, options.ledger_collection, field)
+        return UndoRunJob(options.undo_run_id, options.ledger_collection, field,
+                          where=options.conditions)
     return RollbackJob(field)
 
 

@@ -30,6 +30,7 @@ from backfill.cli import (
     target_field_option,
     target_options,
     version_option,
+    where_option,
 )
 from backfill.errors import ConfigurationError, ExitCode
 from backfill.estimate import Estimate
@@ -51,6 +52,7 @@ from backfill.validation import (
     fetch_items,
     scan_items,
 )
+from backfill.where import described, empty_subset_message, narrowed
 from normalizer import NORMALIZED_VERSION
 
 SHOWN_INVALID = 20
@@ -59,9 +61,11 @@ SHOWN_INVALID = 20
 @click.command(cls=ToolCommand, context_settings=COMMAND_SETTINGS)
 @target_options
 @target_field_option
+@where_option
 @output_options
 @click.option("--sample-size", type=click.IntRange(1), default=100, show_default=True,
-              help="How many items to check, drawn at random from the whole collection.")
+              help="How many items to check, drawn at random from the whole collection "
+                   "(or from the --where subset).")
 @click.option("--all", "check_all", is_flag=True, help="Check every item instead of a sample.")
 @click.option("--seed", type=int, help="Seed of the random sample, to repeat it.")
 @click.option("--exact-sample", is_flag=True,
@@ -93,8 +97,11 @@ def main(sample_size: int, check_all: bool, seed: int | None, exact_sample: bool
     run = replace(run, ledger_collection=ledger_collection)
     target, client = connect(run)
     collection = client.collection(target.collection)
+    items_read = narrowed(collection, run.conditions)
+    subset = described(run.conditions)
     started = utc_now()
-    console.say(f"🔎 Validating {target.collection} [{target.environment}] (read-only)")
+    console.say(f"🔎 Validating {target.collection}{subset} [{target.environment}] "
+                "(read-only)")
     console.say(f"🎯 Target: {target.describe()}")
     recorded = None
     if run_id is not None:
@@ -111,12 +118,14 @@ def main(sample_size: int, check_all: bool, seed: int | None, exact_sample: bool
         for progress in parts:
             console.say(f"   {progress_line(progress, recorded)}")
     console.say(f"🏷  Field: {field.path}")
-    cover = coverage(collection, field, run.policy)
-    console.say(f"📊 Coverage: {cover.normalized} of {cover.total} items carry a "
+    cover = coverage(items_read, field, run.policy, subset=bool(run.where),
+                     page_size=run.batch_size)
+    console.say(f"📊 Coverage: {cover.normalized} of {cover.total} items{subset} carry a "
                 f"`{field.path}` map ({cover.percent:.1f}%)")
     if cover.total == 0:  # nothing to validate is not valid: often a mistyped name
-        raise ConfigurationError(empty_collection_message(client, target, run.policy)
-                                 + ": nothing to validate")
+        empty = (empty_subset_message(run.conditions) if run.where
+                 else empty_collection_message(client, target, run.policy))
+        raise ConfigurationError(empty + ": nothing to validate")
     result = ValidationResult(field)
     sample = None
     if check_all:
@@ -128,11 +137,11 @@ def main(sample_size: int, check_all: bool, seed: int | None, exact_sample: bool
                 boundaries, _ = compute_boundaries(client, target.collection, part.count,
                                                    run.policy, warn=console.say)
             from_id, before_id = shard_range(boundaries, part)
-        items = scan_items(collection, run.policy, run.batch_size, from_id, before_id, field,
+        items = scan_items(items_read, run.policy, run.batch_size, from_id, before_id, field,
                            parallel=run.parallel_reads)
         mode = "all" if part is None else f"shard {part}"
     else:
-        sample = draw_sample(collection, sample_size, seed, run.policy, exact=exact_sample,
+        sample = draw_sample(items_read, sample_size, seed, run.policy, exact=exact_sample,
                              page_size=run.batch_size, total=cover.total)
         console.say(describe_sample(sample, sample_size))
         items = fetch_items(client, collection, sample.ids, run.policy, field)
@@ -151,7 +160,8 @@ def main(sample_size: int, check_all: bool, seed: int | None, exact_sample: bool
         "run_id": report_id, "recorded_run": recorded, "tool": "validation",
         "environment": target.environment,
         "project": target.project, "database": target.database,
-        "collection": target.collection, "target_field": field.path,
+        "collection": target.collection, "where": list(run.where),
+        "target_field": field.path,
         "normalized_version": NORMALIZED_VERSION,
         "started_at": iso(started), "finished_at": iso(utc_now()), "mode": mode,
         "sample_size": None if check_all else sample_size, "seed": seed,
@@ -176,7 +186,8 @@ def main(sample_size: int, check_all: bool, seed: int | None, exact_sample: bool
     close_run_log(log)
 
     lines = [console.RULE,
-             f"{'✅' if not result.invalid else '❌'} Validation of {target.collection}",
+             f"{'✅' if not result.invalid else '❌'} Validation of {target.collection}"
+             f"{subset}",
              f"{'Coverage:':<20}{cover.normalized}/{cover.total} ({cover.percent:.1f}%)",
              f"{'Checked:':<20}{result.checked} ({mode})",
              f"{'Valid:':<20}{result.valid}",

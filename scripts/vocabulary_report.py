@@ -29,6 +29,7 @@ from backfill.cli import (
     run_boundary,
     target_options,
     version_option,
+    where_option,
 )
 from backfill.errors import ExitCode
 from backfill.options import RunOptions
@@ -37,11 +38,13 @@ from backfill.sampling import draw_sample
 from backfill.stats import file_stamp, utc_now, write_json
 from backfill.validation import fetch_items, scan_items
 from backfill.vocabulary import VocabularyReport, near_misses
+from backfill.where import described, narrowed
 from normalizer import FACETS
 
 
 @click.command(cls=ToolCommand, context_settings=COMMAND_SETTINGS)
 @target_options
+@where_option
 @output_options
 @click.option("--sample-size", type=click.IntRange(1),
               help="Look at a uniform random sample instead of every item.")
@@ -58,14 +61,16 @@ def main(sample_size: int | None, seed: int | None, exact_sample: bool, top: int
     run = RunOptions(**options)
     target, client = connect(run)
     collection = client.collection(target.collection)
-    console.say(f"📚 Vocabulary of {target.collection} (read-only): {target.describe()}")
+    items_read = narrowed(collection, run.conditions)
+    console.say(f"📚 Vocabulary of {target.collection}{described(run.conditions)} "
+                f"(read-only): {target.describe()}")
     if sample_size:
-        sample = draw_sample(collection, sample_size, seed, run.policy, exact=exact_sample,
+        sample = draw_sample(items_read, sample_size, seed, run.policy, exact=exact_sample,
                              page_size=run.batch_size)
         console.say(describe_sample(sample, sample_size))
         items = fetch_items(client, collection, sample.ids, run.policy)
     else:
-        items = scan_items(collection, run.policy, run.batch_size, parallel=run.parallel_reads)
+        items = scan_items(items_read, run.policy, run.batch_size, parallel=run.parallel_reads)
     report = VocabularyReport()
     with console.progress(None, run.quiet) as bar:
         for doc_id, item in items:
@@ -77,7 +82,8 @@ def main(sample_size: int | None, seed: int | None, exact_sample: bool, top: int
     json_path = run.output_dir / f"vocabulary_report_{stamp}.json"
     csv_path = run.output_dir / f"vocabulary_report_{stamp}.csv"
     data = report.to_dict()
-    write_json(json_path, {"collection": target.collection, "project": target.project,
+    write_json(json_path, {"collection": target.collection, "where": list(run.where),
+                           "project": target.project,
                            "sample_size": sample_size, "seed": seed, **data})
     with csv_path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)

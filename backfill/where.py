@@ -1,0 +1,113 @@
+"""--where: a run, a validation or a report on a subset of the collection, such as one
+user's items for a canary (`--where userId=u1`).
+
+`FIELD=VALUE` takes the items whose field (top-level, or a dotted path into maps) equals
+VALUE as a string; `FIELD:=JSON` equals a typed value (`count:=3`, `active:=true`,
+`owner:=null`). Several conditions must all hold. They become equality filters of every
+query the tool makes (pages, counts, samples), which Firestore serves from its automatic
+single-field indexes with the document-ID order and cursors the tools use (several
+equalities by merging those indexes): no composite index is needed. Checked before
+anything is read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from backfill.errors import ConfigurationError
+from backfill.target_field import MAX_DEPTH, PLAIN_SEGMENT
+from normalizer import ABSENT, stored_value
+
+Q = TypeVar("Q")
+
+
+@dataclass(frozen=True)
+class Condition:
+    field: str  # a field path: plain names joined by dots
+    value: Any
+    given: str  # as typed: what the ledger records, and a resume compares
+
+    @property
+    def shown(self) -> str:
+        value = self.value if isinstance(self.value, str) else json.dumps(self.value)
+        return f"{self.field} = {value}"
+
+
+def parse_where(texts: Sequence[str]) -> tuple[Condition, ...]:
+    """Each --where checked; ConfigurationError (exit 2) says which and why."""
+    return tuple(_parse(text) for text in texts)
+
+
+def _parse(text: str) -> Condition:
+    def refuse(problem: str) -> ConfigurationError:
+        return ConfigurationError(f"--where {text!r}: {problem} (FIELD=VALUE, or FIELD:=JSON "
+                                  "for a typed value)")
+
+    field, equals, value = text.partition("=")
+    if not equals:
+        raise refuse("there is no `=`")
+    typed = field.endswith(":")
+    field = field.removesuffix(":")
+    if not field:
+        raise refuse("the field is empty")
+    segments = field.split(".")
+    if len(segments) > MAX_DEPTH or not all(PLAIN_SEGMENT.fullmatch(s) for s in segments):
+        raise refuse(f"{field!r} is not a field path of plain names (letters, digits, _) "
+                     f"joined by dots, at most {MAX_DEPTH} deep")
+    if segments[0].startswith("__"):
+        raise refuse(f"{field!r} is reserved by Firestore")
+    parsed: Any = value
+    if typed:
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            raise refuse(f"{value!r} is not JSON (a string is FIELD=VALUE, or "
+                         "FIELD:='\"text\"')") from None
+        if isinstance(parsed, float) and parsed != parsed:
+            raise refuse("NaN equals nothing")
+    return Condition(field, parsed, text)
+
+
+def narrowed(query: Q, conditions: Sequence[Condition]) -> Q:
+    """`query` (a collection or a query of it) with the conditions as equality filters."""
+    for condition in conditions:
+        query = query.where(filter=FieldFilter(condition.field, "==",  # type: ignore[attr-defined]
+                                               condition.value))
+    return query
+
+
+def holds(data: Mapping[str, Any], conditions: Sequence[Condition]) -> bool:
+    """Whether an item as read (with the conditions' fields) meets them all, as the query
+    would have: where a field is absent, no condition on it holds."""
+    for condition in conditions:
+        value = stored_value(data, tuple(condition.field.split(".")))
+        if value is ABSENT or not _equal(value, condition.value):
+            return False
+    return True
+
+
+def _equal(stored: Any, wanted: Any) -> bool:
+    """Firestore's equality: 3 equals 3.0, but true is not 1 and "3" is not 3."""
+    def number(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
+    if number(stored) and number(wanted):
+        return bool(stored == wanted)
+    return type(stored) is type(wanted) and bool(stored == wanted)
+
+
+def described(conditions: Sequence[Condition]) -> str:
+    """' where userId = u1 and count = 3', or '' for the whole collection."""
+    if not conditions:
+        return ""
+    return " where " + " and ".join(condition.shown for condition in conditions)
+
+
+def empty_subset_message(conditions: Sequence[Condition]) -> str:
+    return (f"No item{described(conditions)}. A value is compared as a string with "
+            "FIELD=VALUE; a number or a boolean needs FIELD:=JSON (count:=3, active:=true)")

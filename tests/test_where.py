@@ -1,0 +1,153 @@
+"""--where: a canary on one user's items, then the full run, then the canary's exact undo;
+each tool as an operator types it, on the emulator, checked by what the database holds."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+
+import pytest
+
+from backfill.ledger import DEFAULT_LEDGER_COLLECTION
+from normalizer import FACETS, normalize_item
+from tests.conftest import Database
+from tests.helpers import ROLLBACK, SCRIPT, VALIDATION, dead_address, start, wait_for
+from tools.sample_data import make_wardrobe
+
+VOCABULARY = "scripts/vocabulary_report.py"
+
+
+def seed_users(db: Database, count: int = 600) -> dict[str, str]:
+    """Items of ten users, u0 to u9; returns each item's user."""
+    items = [(doc_id, {**item, "userId": f"u{i % 10}"})
+             for i, (doc_id, item) in enumerate(make_wardrobe(count))]
+    db.seed(items)
+    return {doc_id: item["userId"] for doc_id, item in items}
+
+
+def normalized_ids(db: Database) -> set[str]:
+    return {doc_id for doc_id, item in db.documents().items()
+            if isinstance(item.get("normalized"), dict)}
+
+
+def test_a_canary_on_one_user_then_the_full_run_then_the_canary_s_exact_undo(
+        db: Database) -> None:
+    users = seed_users(db)
+    u5 = {doc_id for doc_id, user in users.items() if user == "u5"}
+    seeded = db.documents()
+    canary = db.run_script(SCRIPT, ["--yes", "--json", "--job-id", "canary",
+                                    "--where", "userId=u5"])
+    assert canary.returncode == 0, canary.stderr
+    assert f"📊 Items in wardrobe where userId = u5: {len(u5)}" in canary.stderr
+    assert normalized_ids(db) == u5
+    assert json.loads(canary.stdout)["total_updated"] == len(u5)
+    assert db.documents(DEFAULT_LEDGER_COLLECTION)["canary"]["settings"]["where"] == [
+        "userId=u5"]
+
+    checked = db.run_script(VALIDATION, ["--where", "userId=u5", "--all"])
+    assert checked.returncode == 0, checked.stderr
+    assert f"📊 Coverage: {len(u5)} of {len(u5)} items where userId = u5 carry a " \
+           "`normalized` map (100.0%)" in checked.stderr
+    sampled = db.run_script(VALIDATION, ["--where", "userId=u5", "--sample-size", "20"])
+    assert sampled.returncode == 0, sampled.stderr
+    assert "Checked:            20 (sample)" in sampled.stdout
+    whole = db.run_script(VALIDATION, ["--all"])
+    assert whole.returncode == 1 and f"{len(u5)} of 600 items carry" in whole.stderr
+
+    full = db.run_script(SCRIPT, ["--yes", "--json"])
+    assert full.returncode == 0, full.stderr
+    stats = json.loads(full.stdout)
+    assert (stats["total_updated"], stats["total_skipped"]) == (600 - len(u5), len(u5))
+    db.assert_normalized()
+
+    undo = db.run_script(ROLLBACK, ["--yes", "--run-id", "canary"])
+    assert undo.returncode == 0, undo.stderr
+    assert normalized_ids(db) == set(users) - u5
+    now = db.documents()
+    assert {doc_id: now[doc_id] for doc_id in u5} == {doc_id: seeded[doc_id] for doc_id in u5}
+
+
+def test_a_resume_keeps_the_subset_and_refuses_another(db: Database) -> None:
+    users = seed_users(db, 1200)
+    u3 = {doc_id for doc_id, user in users.items() if user == "u3"}
+    process, log = start(db, db.env, "--job-id", "bf-w", "--where", "userId=u3",
+                         "--batch-size", "10", "--max-writes-per-second", "20")
+    wait_for(log, "Batch 1:")
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130, log.read_text()
+    assert normalized_ids(db) < u3
+    other = db.run_script(SCRIPT, ["--yes", "--resume", "bf-w", "--where", "userId=u4"])
+    assert other.returncode == 2
+    assert ("❌ run bf-w was started with --where userId=u3; this resume says userId=u4: a "
+            "resume carries the same run on") in other.stderr
+    resumed = db.run_script(SCRIPT, ["--yes", "--resume", "bf-w"])
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"📊 Items in wardrobe where userId = u3: {len(u3)}" in resumed.stderr
+    assert normalized_ids(db) == u3
+
+
+def test_typed_values_nested_paths_and_several_conditions(db: Database) -> None:
+    db.seed([("a", {"style": ["goth"], "count": 3, "meta": {"owner": "u1"}}),
+             ("b", {"style": ["goth"], "count": "3", "meta": {"owner": "u1"}}),
+             ("c", {"style": ["goth"], "count": 3, "meta": {"owner": "u2"}}),
+             ("d", {"style": ["goth"], "count": 3.0, "active": True}),
+             ("e", {"style": ["goth"], "count": 1, "active": True})])
+    done = db.run_script(SCRIPT, ["--yes", "--where", "count:=3", "--where",
+                                  "meta.owner=u1"])
+    assert done.returncode == 0, done.stderr
+    assert "📊 Items in wardrobe where count = 3 and meta.owner = u1: 1" in done.stderr
+    assert normalized_ids(db) == {"a"}
+    done = db.run_script(SCRIPT, ["--yes", "--where", "active:=true"])
+    assert done.returncode == 0, done.stderr
+    assert normalized_ids(db) == {"a", "d", "e"}
+    removed = db.run_script(ROLLBACK, ["--yes", "--where", "count:=3"])
+    assert removed.returncode == 0, removed.stderr
+    assert normalized_ids(db) == {"e"}
+    nobody = db.run_script(SCRIPT, ["--yes", "--where", "userId=nobody"])
+    assert nobody.returncode == 0, nobody.stderr
+    assert "⚠️  No item where userId = nobody. A value is compared as a string" in \
+        nobody.stderr
+    assert not [e for e in db.documents(DEFAULT_LEDGER_COLLECTION).values()
+                if e.get("settings", {}).get("where") == ["userId=nobody"]]
+
+
+def test_the_vocabulary_report_and_a_sharded_run_on_a_subset(db: Database) -> None:
+    users = seed_users(db)
+    u7 = {doc_id for doc_id, user in users.items() if user == "u7"}
+    report = db.run_script(VOCABULARY, ["--where", "userId=u7"])
+    assert report.returncode == 0, report.stderr
+    assert f"Vocabulary of {len(u7)} items of wardrobe" in report.stdout
+    tasks = [start(db, db.env, "--job-id", "job-w", "--shard", f"{i}/2", "--where",
+                   "userId=u7") for i in range(2)]
+    for process, log in tasks:
+        assert process.wait(timeout=60) == 0, log.read_text()
+    assert normalized_ids(db) == u7
+    shards = sorted(int(re.search(r"IDs from .*: (\d+) items", log.read_text()).group(1))
+                    for _, log in tasks)
+    assert sum(shards) == len(u7)
+    other = start(db, db.env, "--job-id", "job-w", "--shard", "0/2")
+    assert other[0].wait(timeout=60) == 2
+    assert "run job-w has --where ['userId=u7'], this task []" in other[1].read_text()
+    for doc_id, item in db.documents().items():
+        if doc_id in u7:
+            assert {f: item["normalized"][f] for f in FACETS} == normalize_item(item)
+
+
+@pytest.mark.parametrize("where, problem", [
+    ("userId", "there is no `=`"),
+    ("=u1", "the field is empty"),
+    (":=3", "the field is empty"),
+    ("a..b=1", "'a..b' is not a field path of plain names"),
+    ("user id=1", "'user id' is not a field path of plain names"),
+    ("__name__=x", "'__name__' is reserved by Firestore"),
+    ("count:=three", "'three' is not JSON"),
+])
+@pytest.mark.parametrize("script", [SCRIPT, ROLLBACK, VALIDATION, VOCABULARY])
+def test_a_bad_where_is_exit_2_before_anything_is_read(
+        db: Database, script: str, where: str, problem: str) -> None:
+    env = {**db.env, "FIRESTORE_EMULATOR_HOST": dead_address()}
+    done = db.run_script(script, ["--yes"] * (script in (SCRIPT, ROLLBACK)) +
+                         ["--where", where], env=env, timeout=30)
+    assert done.returncode == 2, done.stderr
+    assert f"❌ --where {where!r}: {problem}" in done.stderr
