@@ -71,7 +71,7 @@ def run_message(stats: RunStats) -> dict[str, Any]:
     counts = {"processed": stats.processed, "updated": stats.updated,
               "skipped": stats.skipped, "vanished": stats.vanished, "errors": errors}
     return {"text": text, "run": {
-        "id": stats.run_id, "tool": stats.tool, "status": status, "counts": counts,
+        "id": stats.run_id, "tool": stats.tool, "status": str(stats.status), "counts": counts,
         "duration_seconds": round(stats.duration_seconds, 1),
         "reason": stats.stopped_because, "environment": stats.environment,
         "project": stats.project, "collection": stats.collection,

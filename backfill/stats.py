@@ -15,6 +15,7 @@ from backfill.status import GateState, RunStatus
 from normalizer import FACETS, NORMALIZED_VERSION, Report
 
 RATE_WINDOW = timedelta(minutes=1)
+RATE_STEP = timedelta(seconds=5)
 
 
 def utc_now() -> datetime:
@@ -78,6 +79,8 @@ class RunStats:
     def note_progress(self, now: datetime | None = None) -> None:
         """Keep how far the run is now, and what the last minute's rate needs."""
         moment = now or utc_now()
+        if len(self.recent) > 1 and moment - self.recent[-2][0] < RATE_STEP:
+            del self.recent[-1]  # a few points a minute are enough: the newest moves on
         self.recent.append((moment, self.processed))
         window_start = moment - RATE_WINDOW
         while len(self.recent) > 1 and self.recent[1][0] <= window_start:

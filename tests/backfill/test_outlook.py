@@ -49,3 +49,17 @@ def test_a_sharded_run_is_done_when_its_slowest_shard_is() -> None:
     assert (whole.processed, whole.total, whole.per_second) == (1000, 2000, 110.0)
     assert whole.percent == 50.0 and whole.eta_seconds == 90.0
     assert outlook_line(whole).endswith("; ETA 1m30s at this pace")
+
+
+def test_a_run_keeps_a_few_points_of_the_last_minute_enough_for_its_rate() -> None:
+    from backfill.ledger import Ledger
+    from backfill.stats import RunStats
+
+    stats = RunStats("r", "backfill", "development", False, "p", "(default)", "wardrobe")
+    start = NOW - timedelta(minutes=3)
+    for second in range(181):  # 10 items/s for two minutes, then 40 items/s
+        stats.processed = 10 * min(second, 120) + 40 * max(0, second - 120)
+        stats.note_progress(start + timedelta(seconds=second))
+    assert len(stats.recent) <= 16  # one every 5 s, the one before the minute, the newest
+    recent = Ledger._progress(stats)["recent"]
+    assert abs(last_minute_rate(recent, NOW) - 40) < 1
