@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import wraps
@@ -36,6 +37,7 @@ from backfill.notify import NOTIFY_TIMEOUT_SECONDS, parse_notify_urls
 from backfill.options import RESUME_LATEST, RunOptions
 from backfill.plan import given_target_field
 from backfill.ratelimit import RAMP_START
+from backfill.recovery import recovery_line
 from backfill.runner import MAX_PARALLEL_BATCHES
 from backfill.shards import (
     MAX_SHARDS,
@@ -371,10 +373,16 @@ def execute_writing_run(tool: str, make_job: MakeJob, options: RunOptions,
                      console.ConsoleReporter(labels, options.quiet, options.as_json,
                                              console.secret_gate_note(options)),
                      labels.resume_command, stats_prefix, engine=engine_task(os.environ))
+    if target.environment == "production":  # a way back, checked while the run opens
+        checking = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recovery")
+        run.recovery = checking.submit(recovery_line, target)
+        checking.shutdown(wait=False)
     run.open(wait_for_count=False)  # without a prompt, the count goes on while it reads
     if asks_confirmation(run.target, run.options.dry_run, run.options.yes):
         if not run.counted():
             return ExitCode.OK  # nothing to write: nothing to confirm, no run in the ledger
+        if run.recovery is not None:
+            console.say(run.recovery.result())
         confirm_production(run.target, run.options.dry_run, run.options.yes)
     with stop_on_signals(run.stop, flush=run.flush_log):
         return run.execute()

@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from google.cloud import firestore
+from google.cloud.firestore_v1 import DELETE_FIELD
 from google.cloud.firestore_v1.document import DocumentReference, DocumentSnapshot
 
+from backfill.cost import WriteVolume, index_entries, storage_bytes
 from backfill.errors import RunInterrupted
 from backfill.jobs import Decision, Job
 from backfill.journal import Journal, journal_entry, too_large_to_journal
@@ -28,12 +30,14 @@ from backfill.stats import RunStats
 from backfill.target_field import with_parents
 from backfill.where import Condition, narrowed
 from backfill.writer import Write, WriteResult, WriteStatus, commit_writes
+from normalizer import ABSENT
 
 T = TypeVar("T")
 # How often an item that the app keeps editing is re-read and written again.
 MAX_CONFLICT_ROUNDS = 3
 MAX_PARALLEL_BATCHES = 16  # --parallel-batches, at the start or set while running
 SAMPLES_PER_BATCH = 3
+JOURNAL_ENTRY_BYTES = 60  # of a journal entry, beside its ID and previous value
 # A document to write: as read, its data (parent included where needed), the decision.
 ToWrite = tuple[DocumentSnapshot, dict[str, Any], Decision]
 
@@ -52,6 +56,7 @@ class BatchOutcome:
     decisions: dict[str, Decision] = field(default_factory=dict)  # final, per document
     samples: list[Decision] = field(default_factory=list)  # a few writes, for dry-run output
     part: int | None = None  # with parallel reads: which part of the range the page is from
+    volume: WriteVolume = field(default_factory=WriteVolume)  # a dry run's: backfill.cost
     last: bool = False  # no batch comes after it (the run's final record comes next)
 
 
@@ -214,6 +219,7 @@ class Runner:
         outcome.samples = [d for _, _, d in to_write][:SAMPLES_PER_BATCH]
         if self.settings.dry_run:
             outcome.written = len(to_write)
+            outcome.volume = self._volume(to_write)
             return outcome
         results = self._commit(to_write)
         for _ in range(MAX_CONFLICT_ROUNDS):
@@ -225,6 +231,22 @@ class Runner:
             results += self._commit(self._decide_again(conflicted, outcome))
         self._tally(results, outcome)
         return outcome
+
+    def _volume(self, to_write: list[ToWrite]) -> WriteVolume:
+        """What a dry run's page would write (backfill.cost): for the estimate."""
+        volume = WriteVolume(batches=1 if to_write else 0, smallest_batch=len(to_write))
+        target = self.job.target
+        name_bytes = storage_bytes(target.segments[-1])
+        for snap, data, decision in to_write:
+            for value in (decision.fields or {}).values():
+                if value is not DELETE_FIELD:
+                    volume.index_entries += index_entries(value)
+                    volume.field_bytes += name_bytes + storage_bytes(value)
+            if self.job.journaled:
+                before = target.value(data)
+                volume.journal_bytes += JOURNAL_ENTRY_BYTES + len(snap.id) + (
+                    0 if before is ABSENT else storage_bytes(before))
+        return volume
 
     def _commit(self, to_write: list[ToWrite]) -> list[WriteResult]:
         """Journal (when asked) what the writes replace, then write, with preconditions.
@@ -326,6 +348,7 @@ def _count(stats: RunStats, outcome: BatchOutcome) -> None:
     stats.skipped += outcome.skipped
     stats.vanished += outcome.vanished
     stats.conflicts_retried += outcome.conflicts_retried
+    stats.volume.add(outcome.volume)
     for doc_id, message in outcome.errors:
         stats.add_error(doc_id, message)
     for decision in outcome.decisions.values():

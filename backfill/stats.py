@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from backfill.cost import WriteVolume
 from backfill.pager import Part
 from backfill.shards import Shard
 from backfill.status import GateState, RunStatus
@@ -70,6 +71,8 @@ class RunStats:
     active_seconds: float = 0.0
     stopped_because: str | None = None  # why a run stopped early, for the ledger
     parts: list[Part] | None = None  # parallel reads: each part's range and checkpoint
+    volume: WriteVolume = field(default_factory=WriteVolume)  # a dry run's: backfill.cost
+    estimate: dict[str, Any] | None = None  # a dry run's estimate of the real run
 
     def add_report(self, report: Report) -> None:
         for facet, term in report.unknown:
@@ -146,6 +149,7 @@ class RunStats:
             "throttle_spells": self.throttle_spells,
             "paused_seconds": round(self.paused_seconds, 1),
             "stopped_because": self.stopped_because,
+            **({"estimate": self.estimate} if self.estimate is not None else {}),
         }
 
     def write_file(self, output_dir: Path, prefix: str) -> Path:

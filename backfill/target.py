@@ -230,19 +230,22 @@ class Client(firestore.Client):  # type: ignore[misc]
         return self._firestore_api_internal
 
 
+def credentials_of(target: Target) -> Any:
+    """The service-account credentials a key gave; None: Application Default Credentials."""
+    if target.service_account is None:
+        return None
+    from google.oauth2 import service_account
+
+    return service_account.Credentials.from_service_account_info(dict(target.service_account))
+
+
 def make_client(target: Target) -> firestore.Client:
     """The client for a resolved target. Raises ConfigurationError for bad credentials."""
     if target.is_emulator:
         return Client(project=target.project, database=target.database)
     try:
-        credentials = None
-        if target.service_account is not None:
-            from google.oauth2 import service_account
-
-            credentials = service_account.Credentials.from_service_account_info(
-                dict(target.service_account))
         return Client(project=target.project, database=target.database,
-                      credentials=credentials)
+                      credentials=credentials_of(target))
     except Exception as error:  # google.auth raises several types; none may leak a secret
         raise ConfigurationError(
             f"the credentials from {target.credentials_source} could not be used "

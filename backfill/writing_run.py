@@ -27,6 +27,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.batch import WriteBatch
 
 from backfill.control import STOP, RunControl
+from backfill.cost import CostEstimate, RunShape, estimate
 from backfill.errors import BackfillError, DatabaseError, ExitCode, RunInterrupted
 from backfill.health_url import parse_health_urls
 from backfill.jobs import Job
@@ -149,6 +150,10 @@ class WritingRun:
         self._counting: Future[int] | None = None
         self._count_lock = threading.Lock()
         self._lease_taken = False
+        self._journaled = False
+        # A production run's point-in-time recovery check (backfill.recovery), said
+        # before its prompt and logged; a dry run says it after its estimate.
+        self.recovery: Future[str] | None = None
 
     def flush_log(self) -> None:
         """Write out the run log's buffer (before an exit at once, on a second Ctrl-C)."""
@@ -338,6 +343,9 @@ class WritingRun:
                  "[DRY RUN]" if options.dry_run else f"[{target.environment.upper()}]",
                  plan.mode, target.describe(), settings_recorded, options.arguments())
         job = self.make_job(options, plan.field)
+        self._journaled = job.journaled
+        if self.recovery is not None:  # the production run's way back, as checked
+            self.recovery.add_done_callback(lambda check: log.info("%s", check.result()))
         journal = None
         if ledger is not None and job.journaled:
             journal = Journal(self.client, options.ledger_collection, stats.run_id,
@@ -458,7 +466,7 @@ class WritingRun:
             close_run_log(log)
             raise began
         count_gate_time()
-        self._end(stats, status, reason, ledger, log, extra, journal,
+        self._end(stats, status, reason, ledger, log, extra, journal, total=total,
                   database_failed=isinstance(failure, DatabaseError))
         if failure is not None:
             raise failure
@@ -567,7 +575,8 @@ class WritingRun:
 
     def _end(self, stats: RunStats, status: RunStatus, reason: str | None,
              ledger: Ledger | None, log: logging.Logger, extra: dict[str, str],
-             journal: Journal | None, database_failed: bool) -> None:
+             journal: Journal | None, database_failed: bool,
+             total: int | None = None) -> None:
         """The one place a run ends: its status and reason, the final ledger record (with
         the lease given back), a shard's completion, the stats file, the log, what the
         operator is told, the webhooks told (--notify-url)."""
@@ -585,6 +594,10 @@ class WritingRun:
                 if ledger.complete_if_all_shards_are(stats.run_id):
                     self.reporter.said(f"✅ Every shard of run {stats.run_id} is completed: "
                                        "the run is completed")
+        estimate = None
+        if self.options.dry_run and status == RunStatus.COMPLETED:
+            estimate = self._estimate(stats, total)
+            stats.estimate = estimate.to_dict()
         stats_path = stats.write_file(self.options.output_dir, self.stats_prefix)
         log.info("finished %s: %s processed, %s written, %s would write, %s skipped, "
                  "%s errors, checkpoint %s; stats in %s", stats.status, stats.processed,
@@ -597,12 +610,32 @@ class WritingRun:
                                        "Stats file": str(stats_path),
                                        "Log file": str(Path(self.options.output_dir)
                                                        / LOG_FILE_NAME)}, resume)
+        if estimate is not None:
+            for line in estimate.lines():
+                self.reporter.said(line)
+            if self.recovery is not None:
+                self.reporter.said(self.recovery.result())
         if self.options.notify_url and not self.options.dry_run:
             for failure in notify(self.options.notify_url, run_message(stats),
                                   self.options.notify_timeout_seconds):
                 self.reporter.said(f"⚠️  {failure}")
                 log.warning("%s", failure)
         close_run_log(log)
+
+    def _estimate(self, stats: RunStats, total: int | None) -> CostEstimate:
+        """What the real run will cost, from what this dry run read and would write."""
+        options = self.options
+        shape = RunShape(journaled=self._journaled, sharded=self.shard is not None,
+                         batch_size=options.batch_size,
+                         initial_writes_per_second=options.initial_writes_per_second,
+                         max_writes_per_second=options.max_writes_per_second,
+                         share=self.shard.count if self.shard else 1,
+                         control_poll_seconds=options.control_poll_seconds,
+                         heartbeat_seconds=options.heartbeat_seconds)
+        return estimate(shape, scanned=stats.processed,
+                        counted=self.total if total is None else total,
+                        items_written=stats.would_update, volume=stats.volume,
+                        dry_run_seconds=stats.duration_seconds)
 
     def _closing_quickly(self, ledger: Ledger | None) -> None:
         """The database has failed this run: what is left to write gets one short try."""
