@@ -69,6 +69,7 @@ class WriteVolume:
 
     batches: int = 0  # pages with at least one write: one journal document each (at least)
     smallest_batch: int = 0  # the fewest writes of those pages (0: none)
+    largest_batch: int = 0
     index_entries: int = 0
     field_bytes: int = 0
     journal_bytes: int = 0  # the previous values the journal keeps
@@ -77,6 +78,7 @@ class WriteVolume:
         if other.smallest_batch:
             self.smallest_batch = min(self.smallest_batch or other.smallest_batch,
                                       other.smallest_batch)
+        self.largest_batch = max(self.largest_batch, other.largest_batch)
         self.batches += other.batches
         self.index_entries += other.index_entries
         self.field_bytes += other.field_bytes
@@ -142,12 +144,14 @@ class CostEstimate:
             return f"{count:,} ({100 * count / FREE_DAILY[name]:.1f}% of the free " \
                    f"{FREE_DAILY[name]:,} a day)"
 
+        journal = (f"the journal's {self.journal_documents:,} documents, "
+                   if self.journal_documents else "")
         return [
             "💰 Estimate of the real run:",
             f"   reads:         {share('reads', self.reads)}",
             f"   writes:        {share('writes', self.writes)}: {self.items_written:,} "
-            f"items, {self.writes - self.items_written:,} of the tool's own (journal "
-            f"{self.journal_documents:,} documents, ledger, lease)",
+            f"items, {self.writes - self.items_written:,} of the tool's own ({journal}"
+            "ledger, lease)",
             f"   deletes:       {share('deletes', self.deletes)}",
             f"   index entries: {self.index_entries:,} added by the written field",
             f"   bytes written: {self.bytes_written:,}",
@@ -159,10 +163,11 @@ def estimate(shape: RunShape, *, scanned: int, counted: int, items_written: int,
              volume: WriteVolume, dry_run_seconds: float) -> CostEstimate:
     """The real run's cost from what its dry run read (`scanned` documents, `counted` by
     the count) and would write."""
-    # The last batch to go is taken to be the smallest (with parallel reads, the parts'
-    # last pages come last, and they are the short ones).
+    # Which batch goes last is not known (with parallel reads, whichever page comes
+    # last): the one between the smallest and the largest, which bounds the error.
     seconds = max(dry_run_seconds,
-                  paced_seconds(items_written, volume.smallest_batch,
+                  paced_seconds(items_written,
+                                (volume.smallest_batch + volume.largest_batch) // 2,
                                 shape.initial_writes_per_second,
                                 shape.max_writes_per_second, shape.share))
     # Every fenced commit (a journal document, or an unjournaled page's check) also

@@ -234,7 +234,8 @@ class Runner:
 
     def _volume(self, to_write: list[ToWrite]) -> WriteVolume:
         """What a dry run's page would write (backfill.cost): for the estimate."""
-        volume = WriteVolume(batches=1 if to_write else 0, smallest_batch=len(to_write))
+        volume = WriteVolume(batches=1 if to_write else 0, smallest_batch=len(to_write),
+                             largest_batch=len(to_write))
         target = self.job.target
         name_bytes = storage_bytes(target.segments[-1])
         for snap, data, decision in to_write:
