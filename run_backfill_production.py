@@ -3,52 +3,16 @@
 
 Runbook: --dry-run first; then the real run, which asks for a typed YES in production.
 Exit codes: 0 clean, 1 item errors or aborted, 2 usage or configuration, 3 fatal during
-the run, 130 interrupted.
-"""
+the run, 130 interrupted. Installed, the same command is `wardrobe-backfill`.
+
+A shim for the runbook's command in a checkout: the command itself is
+backfill.commands.backfill."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-from typing import Any
+from backfill.commands.backfill import main
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import click
-
-from backfill import console
-from backfill.cli import (
-    COMMAND_SETTINGS,
-    ToolCommand,
-    execute_writing_run,
-    run_boundary,
-    version_option,
-    writing_tool_options,
-)
-from backfill.jobs import BackfillJob, Job
-from backfill.options import RunOptions
-from backfill.target_field import TargetField
-
-LABELS = console.Labels(title="wardrobe backfill", done="updated", would="would update",
-                        sample="Would update",
-                        script="run_backfill_production.py")
-
-
-@click.command(cls=ToolCommand, context_settings=COMMAND_SETTINGS)
-@writing_tool_options
-@click.option("--force", is_flag=True, help="Rewrite items that are already up to date.")
-@version_option
-@run_boundary
-def main(**options: Any) -> int:
-    """Backfill the normalized tags onto every item of the wardrobe collection (the field
-    `normalized`, or --target-field)."""
-    return execute_writing_run("backfill", make_job, RunOptions.from_click(options), LABELS,
-                               stats_prefix="backfill_stats")
-
-
-def make_job(options: RunOptions, field: TargetField) -> Job:
-    return BackfillJob(field, force=options.force)
-
+__all__ = ["main"]
 
 if __name__ == "__main__":
     main()

@@ -32,6 +32,7 @@ from backfill.errors import (
 from backfill.health_url import parse_health_urls
 from backfill.lease import HEARTBEAT_SECONDS, LEASE_TIMEOUT_SECONDS, engine_task
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION
+from backfill.log_format import LOG_FORMATS, set_context, structured_streams, wants_json
 from backfill.names import check_database, check_id, check_output_dir, check_run_id
 from backfill.notify import NOTIFY_TIMEOUT_SECONDS, parse_notify_urls
 from backfill.options import RESUME_LATEST, RunOptions
@@ -99,9 +100,17 @@ def target_options(command: F) -> F:
     return command
 
 
+log_format_option = click.option(
+    "--log-format", type=click.Choice(LOG_FORMATS), default="auto", show_default=True,
+    help="json: every output line one JSON object, for a log collector (auto: under "
+         "CLOUD_RUN_JOB or KUBERNETES_SERVICE_HOST, never on a terminal); text: the console.")
+
+
 def output_options(command: F) -> F:
-    """--batch-size, --output-dir, --quiet, --json, --parallel-reads, --max-retry-seconds."""
+    """--batch-size, --output-dir, --quiet, --json, --parallel-reads, --max-retry-seconds,
+    --log-format."""
     for option in reversed([
+        log_format_option,
         click.option("--batch-size", type=click.IntRange(1, 500), default=500,
                      show_default=True, help="Documents per page read and per batch write."),
         click.option("--output-dir", type=click.Path(path_type=Path),
@@ -158,16 +167,54 @@ def writing_tool_options(command: F) -> F:
     return command
 
 
+# --help in sections, in the order an operator reads them (click has no option groups).
+HELP_SECTIONS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("Target", frozenset({"environment", "project", "database", "collection", "target_field",
+                          "where", "ledger_collection"})),
+    ("Run", frozenset({"dry_run", "yes", "limit", "resume", "force", "undo_run_id",
+                       "list_runs", "job_id", "sample_size", "check_all", "seed",
+                       "exact_sample", "run_id", "top"})),
+    ("Pacing", frozenset({"batch_size", "max_writes_per_second", "initial_writes_per_second",
+                          "parallel_batches", "parallel_reads", "writes_per_second"})),
+    ("Backend health", frozenset({"throttle_url", "no_throttle", "throttle_interval",
+                                  "throttle_max_latency_ms", "max_throttle_seconds"})),
+    ("Shards", frozenset({"shard", "shard_count"})),
+    ("Output and retries", frozenset({"output_dir", "quiet", "as_json", "notify_url",
+                                      "log_format", "max_retry_seconds", "version", "help",
+                                      "_click_default_help"})),
+)
+
+
 class ToolCommand(click.Command):
     """A click command whose usage errors (a bad option or value) are one line and exit 2,
-    like every other refusal of the tools."""
+    like every other refusal of the tools, and whose --help comes in sections."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Arguments are in the usage line.
+        records = [(param.name, record) for param in self.get_params(ctx)
+                   if isinstance(param, click.Option)
+                   and (record := param.get_help_record(ctx)) is not None]
+        shown: set[str | None] = set()
+        for title, names in HELP_SECTIONS:
+            rows = [record for name, record in records if name in names]
+            shown.update(name for name, _ in records if name in names)
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+        rest = [record for name, record in records if name not in shown]
+        if rest:
+            with formatter.section("Other options"):
+                formatter.write_dl(rest)
 
     def make_context(self, info_name: str | None, args: list[str],
                      parent: click.Context | None = None, **extra: Any) -> click.Context:
         try:
             return super().make_context(info_name, args, parent, **extra)
         except click.UsageError as error:
-            click.echo(f"❌ {error.format_message()} (--help lists the options)", err=True)
+            # Before the options are read: structured as the environment says (auto).
+            with structured_streams(wants_json("auto", os.environ, sys.stderr.isatty())):
+                click.echo(f"❌ {error.format_message()} (--help lists the options)",
+                           err=True)
             sys.exit(ExitCode.USAGE)
 
 
@@ -184,14 +231,19 @@ def run_boundary(body: Callable[..., int]) -> Callable[..., NoReturn]:
         # SIGTERM outside a run (at the prompt, during the count) is an interruption like
         # Ctrl-C: exit 130 with a message, not 143 in silence. A run handles both itself.
         previous = signal.signal(signal.SIGTERM, _interrupt)
+        structured = wants_json(kwargs.pop("log_format", "auto"), os.environ,
+                                sys.stderr.isatty())
         try:
-            code = body(*args, **kwargs)
-        except BackfillError as error:
-            click.echo(f"❌ {error}", err=True)
-            code = error.exit_code
-        except KeyboardInterrupt:
-            click.echo("❌ Interrupted.", err=True)
-            code = ExitCode.INTERRUPTED
+            with structured_streams(structured):
+                set_context(tool=body.__module__.rsplit(".", 1)[-1])
+                try:
+                    code = body(*args, **kwargs)
+                except BackfillError as error:
+                    click.echo(f"❌ {error}", err=True)
+                    code = error.exit_code
+                except KeyboardInterrupt:
+                    click.echo("❌ Interrupted.", err=True)
+                    code = ExitCode.INTERRUPTED
         finally:
             signal.signal(signal.SIGTERM, previous)
         sys.exit(int(code))
@@ -291,7 +343,7 @@ def writing_options(command: F) -> F:
                      help="Ceiling of the write rate; 0 turns pacing off."),
         click.option("--initial-writes-per-second", type=FiniteFloat(min=1),
                      default=RAMP_START, show_default=True,
-                     help="Starting write rate, raised by 50%% every 5 minutes (Firestore's "
+                     help="Starting write rate, raised by 50% every 5 minutes (Firestore's "
                           "500/50/5 ramp-up guidance)."),
         click.option("--parallel-batches", type=PARALLEL_BATCHES, default=4,
                      show_default=True, help="Write batches in flight at once."),
@@ -378,6 +430,8 @@ def execute_writing_run(tool: str, make_job: MakeJob, options: RunOptions,
         run.recovery = checking.submit(recovery_line, target)
         checking.shutdown(wait=False)
     run.open(wait_for_count=False)  # without a prompt, the count goes on while it reads
+    assert run.plan is not None
+    set_context(run_id=run.plan.run_id, shard=str(shard) if shard else None)
     if asks_confirmation(run.target, run.options.dry_run, run.options.yes):
         if not run.counted():
             return ExitCode.OK  # nothing to write: nothing to confirm, no run in the ledger

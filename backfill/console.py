@@ -14,7 +14,9 @@ import click
 from tqdm import tqdm
 
 from backfill.health_url import parse_health_urls
+from backfill.invocation import typed
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION
+from backfill.log_format import fields_for_next_line, record
 from backfill.options import RunOptions, option_name
 from backfill.runner import BatchOutcome
 from backfill.stats import RunStats
@@ -32,13 +34,13 @@ class Labels:
     done: str  # "updated"
     would: str  # "would update"
     sample: str  # "Would update"
-    script: str  # how the operator runs it: "run_backfill_production.py"
+    script: str  # the runbook's script: "run_backfill_production.py" (backfill.invocation)
     show_sample_fields: bool = True  # a dry run's samples show what would be written
 
     def resume_command(self, options: RunOptions, run_id: str, shard: object = None) -> str:
         """The command that carries this run on, complete: what the run is (collection,
         field, mode, force, ...) comes from the ledger; where the ledger is, from here."""
-        words = [f"python3 {self.script}", f"--environment {options.environment}"]
+        words = [typed(self.script), f"--environment {options.environment}"]
         if options.project is not None:
             words.append(f"--project {shlex.quote(options.project)}")
         if options.database != "(default)":
@@ -139,6 +141,11 @@ def summary(stats: RunStats, labels: Labels, extra: dict[str, str], as_json: boo
     if stats.error_count > 10:
         lines.append(f"  … and {stats.error_count - 10} more (in the stats file and the log)")
     lines.append(RULE)
+    shown = dict(rows)
+    if record(lines[1], "NOTICE" if stats.status == RunStatus.COMPLETED else "ERROR",
+              summary=shown, errors=stats.errors[:10],
+              **({"stats": stats.to_dict()} if as_json else {})):
+        return  # one object, for a log collector (backfill.log_format)
     text = "\n".join(lines)
     if as_json:
         click.echo(text, err=True)
@@ -174,6 +181,9 @@ class ConsoleReporter:
             line += f", {outcome.conflicts_retried} conflicts retried"
         if held:
             line += f" [held: {held}]"
+        fields_for_next_line(batch=outcome.number, processed=outcome.processed,
+                             written=outcome.written, skipped=outcome.skipped,
+                             errors=len(outcome.errors), dry_run=dry_run)
         say(line)
         if dry_run and outcome.number <= 2:
             for sample in outcome.samples:

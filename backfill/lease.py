@@ -43,6 +43,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.batch import WriteBatch
 
 from backfill.errors import BackfillError, DatabaseError, ExitCode
+from backfill.invocation import typed
 from backfill.ledger import who
 from backfill.names import LEASE_PREFIX
 from backfill.process_identity import ProcessIdentity
@@ -136,8 +137,9 @@ class LeaseState:
 
 def _malformed(path: str, collection: str, problem: str) -> str:
     return (f"the lease document {path} is not what this tool writes: {problem}. If no run "
-            f"is writing collection {collection!r} (python3 scripts/backfill_control.py "
-            "status), delete that document and start again")
+            f"is writing collection {collection!r} "
+            f"({typed('scripts/backfill_control.py')} status), delete that document and "
+            "start again")
 
 
 def _shape(path: str, collection: str, data: dict[str, Any]) -> dict[str, dict[str, Any]]:

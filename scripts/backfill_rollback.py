@@ -1,78 +1,22 @@
 #!/usr/bin/env python3
-"""Remove the `normalized` field from every item that has it (null included).
+"""Roll the backfill back: remove the field, or undo exactly one run (--run-id).
+Installed, the same command is `wardrobe-rollback`.
 
-Runbook: --dry-run first; then the real run, which asks for a typed YES in production.
-Exit codes: 0 clean, 1 item errors or aborted, 2 usage or configuration, 3 fatal during
-the run, 130 interrupted.
-"""
+A shim for the runbook's command in a checkout: the command itself is
+backfill.commands.rollback."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
+# Run by path from a checkout, this folder is on the path, not the checkout's root:
+# the checkout's own package comes first (installed, nothing here is needed).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import click
+from backfill.commands.rollback import main
 
-from backfill import console
-from backfill.cli import (
-    COMMAND_SETTINGS,
-    ToolCommand,
-    connect,
-    execute_writing_run,
-    run_boundary,
-    version_option,
-    writing_tool_options,
-)
-from backfill.jobs import Job, RollbackJob, UndoRunJob
-from backfill.ledger import Ledger
-from backfill.options import RunOptions
-from backfill.run_view import runs_table
-from backfill.target_field import TargetField
-
-LABELS = console.Labels(title="wardrobe rollback", done="rolled back",
-                        would="would roll back", sample="Would roll back",
-                        show_sample_fields=False,
-                        script="scripts/backfill_rollback.py")
-
-
-@click.command(cls=ToolCommand, context_settings=COMMAND_SETTINGS)
-@writing_tool_options
-@click.option("--run-id", "undo_run_id", metavar="RUN_ID",
-              help="Undo exactly this backfill run, from its journal: every item it changed "
-                   "gets its previous `normalized` back; nothing else is touched.")
-@click.option("--list-runs", is_flag=True, help="List recent runs from the ledger, and exit.")
-@version_option
-@run_boundary
-def main(list_runs: bool, **options: Any) -> int:
-    """Roll the backfill back: delete `normalized` from every item that has it, or with
-    --run-id undo exactly one backfill run."""
-    run = RunOptions.from_click(options)
-    if list_runs:
-        return print_runs(run)
-    return execute_writing_run("rollback", make_job, run, LABELS, stats_prefix="rollback_stats")
-
-
-def make_job(options: RunOptions, field: TargetField) -> Job:
-    """An exact undo of one run (--run-id, or as a resumed run recorded it), else removal."""
-    if options.undo_run_id is not None:
-        return UndoRunJob(options.undo_run_id, options.ledger_collection, field,
-                          where=options.conditions)
-    return RollbackJob(field)
-
-
-def print_runs(run: RunOptions, shown: int = 20) -> int:
-    target, client = connect(run)
-    runs = Ledger(client, run.ledger_collection, run.policy).runs()
-    click.echo(f"Runs in {run.ledger_collection} of project {target.project}, newest first:")
-    for line in runs_table(runs[:shown]):
-        click.echo(line)
-    if not runs:
-        click.echo("(none)")
-    return 0
-
+__all__ = ["main"]
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,46 @@
+"""Write the canonical `normalized` tags onto every wardrobe item in Firestore.
+
+Runbook: --dry-run first; then the real run, which asks for a typed YES in production.
+Exit codes: 0 clean, 1 item errors or aborted, 2 usage or configuration, 3 fatal during
+the run, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from backfill import console
+from backfill.cli import (
+    COMMAND_SETTINGS,
+    ToolCommand,
+    execute_writing_run,
+    run_boundary,
+    version_option,
+    writing_tool_options,
+)
+from backfill.jobs import BackfillJob, Job
+from backfill.options import RunOptions
+from backfill.target_field import TargetField
+
+LABELS = console.Labels(title="wardrobe backfill", done="updated", would="would update",
+                        sample="Would update",
+                        script="run_backfill_production.py")
+
+
+@click.command(cls=ToolCommand, context_settings=COMMAND_SETTINGS)
+@writing_tool_options
+@click.option("--force", is_flag=True, help="Rewrite items that are already up to date.")
+@version_option
+@run_boundary
+def main(**options: Any) -> int:
+    """Backfill the normalized tags onto every item of the wardrobe collection (the field
+    `normalized`, or --target-field)."""
+    return execute_writing_run("backfill", make_job, RunOptions.from_click(options), LABELS,
+                               stats_prefix="backfill_stats")
+
+
+def make_job(options: RunOptions, field: TargetField) -> Job:
+    return BackfillJob(field, force=options.force)
+
