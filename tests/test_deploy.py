@@ -47,7 +47,8 @@ def parse(args: list[str], env: dict[str, str],
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     context = main.make_context("run_backfill_production.py", list(args))
-    options = RunOptions(**context.params)
+    # --log-format is the CLI boundary's (run_boundary takes it), not the run's.
+    options = RunOptions(**{k: v for k, v in context.params.items() if k != "log_format"})
     resolve_target(environment=options.environment, project=options.project,
                    database=options.database, collection=options.collection)
     return _check_options(options)
@@ -134,3 +135,6 @@ def test_the_image_has_the_python_and_the_versions_the_suite_runs_on() -> None:
     for copied in ("requirements-app.txt", "normalizer/", "backfill/", "scripts/",
                    "run_backfill_production.py"):
         assert copied in dockerfile
+    # The package is installed (its console scripts), its dependencies constrained above.
+    assert "pip install --no-cache-dir --no-deps ." in dockerfile
+    assert 'ENTRYPOINT ["wardrobe-backfill"]' in dockerfile

@@ -171,7 +171,7 @@ def test_log_format_text_forces_the_console_and_json_is_never_unasked(db: Databa
     db.seed(make_wardrobe(30))
 
     def masked(text: str) -> list[str]:
-        return [re.sub(r"\d+(\.\d+)?", "N", line) for line in text.splitlines()
+        return [re.sub(r"\d[\d,]*(\.\d+)?", "N", line) for line in text.splitlines()
                 if "Run ID" not in line and "Stats file" not in line]
 
     plain = db.run_script(SCRIPT, ["--dry-run", "--quiet", "--parallel-reads", "1"])
