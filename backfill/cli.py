@@ -421,14 +421,16 @@ def execute_writing_run(tool: str, make_job: MakeJob, options: RunOptions,
     given_target_field(options)  # a bad --target-field is refused before any read
     target, client = connect(options)
     console.banner(target, labels, options.dry_run, options.batch_size)
+    recovery = None
+    if target.environment == "production":  # a way back, checked while the run opens
+        checking = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recovery")
+        recovery = checking.submit(recovery_line, target)
+        checking.shutdown(wait=False)
     run = WritingRun(tool, make_job, options, shard, target, client,
                      console.ConsoleReporter(labels, options.quiet, options.as_json,
                                              console.secret_gate_note(options)),
-                     labels.resume_command, stats_prefix, engine=engine_task(os.environ))
-    if target.environment == "production":  # a way back, checked while the run opens
-        checking = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recovery")
-        run.recovery = checking.submit(recovery_line, target)
-        checking.shutdown(wait=False)
+                     labels.resume_command, stats_prefix, engine=engine_task(os.environ),
+                     recovery=recovery)
     run.open(wait_for_count=False)  # without a prompt, the count goes on while it reads
     assert run.plan is not None
     set_context(run_id=run.plan.run_id, shard=str(shard) if shard else None)

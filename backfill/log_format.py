@@ -133,6 +133,8 @@ def structured_streams(enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
+    with _lock:
+        _context.clear()  # nothing of an earlier command in this process
     saved = sys.stdout, sys.stderr
     wrapped = JsonLines(sys.stdout), JsonLines(sys.stderr)
     sys.stdout, sys.stderr = wrapped

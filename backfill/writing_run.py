@@ -134,7 +134,9 @@ class WritingRun:
     def __init__(self, tool: str, make_job: MakeJob, options: RunOptions, shard: Shard | None,
                  target: Target, client: firestore.Client, reporter: Reporter,
                  resume_command: ResumeCommand, stats_prefix: str,
-                 engine: str | None = None) -> None:
+                 engine: str | None = None, recovery: Future[str] | None = None) -> None:
+        """`recovery`: a production run's point-in-time recovery check (backfill.recovery),
+        going on while the run opens: logged, and said after a dry run's estimate."""
         self.tool, self.make_job, self.options, self.shard = tool, make_job, options, shard
         self.engine = engine  # the engine's attempt of this task (lease.engine_task)
         self.target, self.client, self.reporter = target, client, reporter
@@ -151,9 +153,7 @@ class WritingRun:
         self._count_lock = threading.Lock()
         self._lease_taken = False
         self._journaled = False
-        # A production run's point-in-time recovery check (backfill.recovery), said
-        # before its prompt and logged; a dry run says it after its estimate.
-        self.recovery: Future[str] | None = None
+        self.recovery = recovery
 
     def flush_log(self) -> None:
         """Write out the run log's buffer (before an exit at once, on a second Ctrl-C)."""
@@ -466,7 +466,7 @@ class WritingRun:
             close_run_log(log)
             raise began
         count_gate_time()
-        self._end(stats, status, reason, ledger, log, extra, journal, total=total,
+        self._end(stats, status, reason, ledger, log, extra, journal,
                   database_failed=isinstance(failure, DatabaseError))
         if failure is not None:
             raise failure
@@ -575,8 +575,7 @@ class WritingRun:
 
     def _end(self, stats: RunStats, status: RunStatus, reason: str | None,
              ledger: Ledger | None, log: logging.Logger, extra: dict[str, str],
-             journal: Journal | None, database_failed: bool,
-             total: int | None = None) -> None:
+             journal: Journal | None, database_failed: bool) -> None:
         """The one place a run ends: its status and reason, the final ledger record (with
         the lease given back), a shard's completion, the stats file, the log, what the
         operator is told, the webhooks told (--notify-url)."""
@@ -596,7 +595,7 @@ class WritingRun:
                                        "the run is completed")
         estimate = None
         if self.options.dry_run and status == RunStatus.COMPLETED:
-            estimate = self._estimate(stats, total)
+            estimate = self._estimate(stats)
             stats.estimate = estimate.to_dict()
         stats_path = stats.write_file(self.options.output_dir, self.stats_prefix)
         log.info("finished %s: %s processed, %s written, %s would write, %s skipped, "
@@ -622,7 +621,7 @@ class WritingRun:
                 log.warning("%s", failure)
         close_run_log(log)
 
-    def _estimate(self, stats: RunStats, total: int | None) -> CostEstimate:
+    def _estimate(self, stats: RunStats) -> CostEstimate:
         """What the real run will cost, from what this dry run read and would write."""
         options = self.options
         shape = RunShape(journaled=self._journaled, sharded=self.shard is not None,
@@ -633,7 +632,7 @@ class WritingRun:
                          control_poll_seconds=options.control_poll_seconds,
                          heartbeat_seconds=options.heartbeat_seconds)
         return estimate(shape, scanned=stats.processed,
-                        counted=self.total if total is None else total,
+                        counted=self.total if stats.total is None else stats.total,
                         items_written=stats.would_update, volume=stats.volume,
                         dry_run_seconds=stats.duration_seconds)
 
