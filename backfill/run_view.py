@@ -31,8 +31,10 @@ def status_of(entry: LedgerEntry) -> str:
 
 def headline(entry: LedgerEntry) -> str:
     data = entry.data
+    where = list(dict(data.get("settings") or {}).get("where") or [])
+    subset = f" where {' and '.join(where)}" if where else ""  # a canary's, as typed
     return (f"Run {entry.run_id}: {data.get('mode', data.get('tool'))} of "
-            f"{data.get('collection')}, {data.get('status')}, field "
+            f"{data.get('collection')}{subset}, {data.get('status')}, field "
             f"{data.get('target_field', 'normalized')}, {data.get('environment')}, started "
             f"{data.get('started_at')}")
 

@@ -12,7 +12,15 @@ import pytest
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION
 from normalizer import FACETS, normalize_item
 from tests.conftest import Database
-from tests.helpers import ROLLBACK, SCRIPT, VALIDATION, dead_address, start, wait_for
+from tests.helpers import (
+    ROLLBACK,
+    SCRIPT,
+    VALIDATION,
+    control,
+    dead_address,
+    start,
+    wait_for,
+)
 from tools.sample_data import make_wardrobe
 
 VOCABULARY = "scripts/vocabulary_report.py"
@@ -77,6 +85,9 @@ def test_a_resume_keeps_the_subset_and_refuses_another(db: Database) -> None:
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) == 130, log.read_text()
     assert normalized_ids(db) < u3
+    shown = control(db, "status", "bf-w")
+    assert shown.stdout.startswith("Run bf-w: backfill of wardrobe where userId=u3, "
+                                   "interrupted, ")
     other = db.run_script(SCRIPT, ["--yes", "--resume", "bf-w", "--where", "userId=u4"])
     assert other.returncode == 2
     assert ("❌ run bf-w was started with --where userId=u3; this resume says userId=u4: a "
