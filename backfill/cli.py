@@ -212,7 +212,7 @@ class ToolCommand(click.Command):
             return super().make_context(info_name, args, parent, **extra)
         except click.UsageError as error:
             # Before the options are read: structured as the environment says (auto).
-            with structured_streams(wants_json("auto", os.environ, sys.stderr.isatty())):
+            with structured_streams(_structured("auto")):
                 click.echo(f"❌ {error.format_message()} (--help lists the options)",
                            err=True)
             sys.exit(ExitCode.USAGE)
@@ -231,10 +231,8 @@ def run_boundary(body: Callable[..., int]) -> Callable[..., NoReturn]:
         # SIGTERM outside a run (at the prompt, during the count) is an interruption like
         # Ctrl-C: exit 130 with a message, not 143 in silence. A run handles both itself.
         previous = signal.signal(signal.SIGTERM, _interrupt)
-        structured = wants_json(kwargs.pop("log_format", "auto"), os.environ,
-                                sys.stderr.isatty())
         try:
-            with structured_streams(structured):
+            with structured_streams(_structured(kwargs.pop("log_format", "auto"))):
                 set_context(tool=body.__module__.rsplit(".", 1)[-1])
                 try:
                     code = body(*args, **kwargs)
@@ -249,6 +247,11 @@ def run_boundary(body: Callable[..., int]) -> Callable[..., NoReturn]:
         sys.exit(int(code))
 
     return wrapper
+
+
+def _structured(log_format: str) -> bool:
+    """Whether this process's output is JSON lines (backfill.log_format)."""
+    return wants_json(log_format, os.environ, sys.stderr.isatty())
 
 
 def _interrupt(signum: int, _frame: FrameType | None) -> None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from backfill.ratelimit import RAMP_FACTOR, RAMP_PERIOD_SECONDS
+from backfill.ratelimit import RAMP_PERIOD_SECONDS, WriteRateLimiter
 
 FREE_DAILY = {"reads": 50_000, "writes": 20_000, "deletes": 20_000}
 COUNTED_PER_READ = 1000  # index entries a count() reads per billed read
@@ -93,16 +93,16 @@ def paced_seconds(writes: int, last_batch: int, initial: float, ceiling: float,
     `ceiling` (0: unpaced); a task of `share` paces itself at its share of both."""
     if ceiling <= 0 or writes <= last_batch:
         return 0.0
-    left = float(writes - last_batch)
-    rate = min(initial, ceiling) / share
-    elapsed = 0.0
+    # The pacer's own ramp, period by period (a clock at 0: its rate at each start).
+    ramp = WriteRateLimiter(initial=min(initial, ceiling) / share, ceiling=ceiling / share,
+                            clock=lambda: 0.0)
+    left, elapsed = float(writes - last_batch), 0.0
     while True:
-        in_period = rate * RAMP_PERIOD_SECONDS
-        if left <= in_period or rate >= ceiling / share:
+        rate = ramp.rate(elapsed)
+        if left <= rate * RAMP_PERIOD_SECONDS or rate >= ramp.ceiling:
             return elapsed + left / rate
-        left -= in_period
+        left -= rate * RAMP_PERIOD_SECONDS
         elapsed += RAMP_PERIOD_SECONDS
-        rate = min(rate * RAMP_FACTOR, ceiling / share)
 
 
 @dataclass(frozen=True)

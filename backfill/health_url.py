@@ -13,10 +13,14 @@ from __future__ import annotations
 import base64
 import ipaddress
 import re
+import urllib.error
 import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 
 from backfill.errors import ConfigurationError
+
+MAX_ANSWER_BYTES = 64 * 1024  # of an answer's body: read, so that the whole answer counts
 
 _HOST_NAME = re.compile(r"(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?)+")
 
@@ -94,3 +98,25 @@ def parse_health_url(text: str, position: int = 1,
 
 def parse_health_urls(texts: tuple[str, ...]) -> tuple[HealthUrl, ...]:
     return tuple(parse_health_url(text, i) for i, text in enumerate(texts, start=1))
+
+
+def call(url: str, authorization: str | None, timeout: float, body: bytes | None = None,
+         ) -> str | None:
+    """One request (a GET, or a JSON POST of `body`), its answer read whole: None when
+    it answered 2xx, else what went wrong, without the URL ("answered 503", "did not
+    answer (TimeoutError)"): the caller names the URL as it may be shown."""
+    headers = {} if body is None else {"Content-Type": "application/json"}
+    request = urllib.request.Request(url, data=body, headers=headers,
+                                     method="GET" if body is None else "POST")
+    if authorization is not None:
+        request.add_header("Authorization", authorization)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            status = answer.status
+            answer.read(MAX_ANSWER_BYTES)
+    except urllib.error.HTTPError as error:
+        return f"answered {error.code}"
+    except Exception as error:  # refused, reset, timed out, bad name: no answer
+        reason = getattr(error, "reason", error)
+        return f"did not answer ({type(reason).__name__})"
+    return None if 200 <= status < 300 else f"answered {status}"

@@ -54,6 +54,12 @@ def who() -> dict[str, str]:
     return {"user": user, "host": socket.gethostname()}
 
 
+def signed_by() -> str:
+    """Who an operator's change to a run is by: user@host."""
+    person = who()
+    return f"{person['user']}@{person['host']}"
+
+
 @dataclass(frozen=True)
 class LedgerEntry:
     """A run as the ledger holds it, and the database's time of the read."""
@@ -202,10 +208,8 @@ class Ledger:
     def set_control(self, run_id: str, control: str | None) -> None:
         """What the run's tasks obey (backfill.control); None clears it (an operator's
         --resume of a stopped run: the stop was obeyed then)."""
-        person = who()
         self._write(self.collection.document(run_id), {
-            "control": control, "control_by": f"{person['user']}@{person['host']}",
-            "control_at": iso(utc_now())})
+            "control": control, "control_by": signed_by(), "control_at": iso(utc_now())})
 
     def set_pace(self, run_id: str, writes_per_second: float | None,
                  parallel_batches: int | None) -> dict[str, Any]:
@@ -213,9 +217,7 @@ class Ledger:
         next control poll, each change kept with who and when, and the run's settings
         (a resume carries the last values on; a fixed rate is also the start, so the
         ramp-up does not start again). Returns the change as recorded."""
-        person = who()
-        change: dict[str, Any] = {"by": f"{person['user']}@{person['host']}",
-                                  "at": iso(utc_now())}
+        change: dict[str, Any] = {"by": signed_by(), "at": iso(utc_now())}
         fields: dict[str, Any] = {"pace.by": change["by"], "pace.at": change["at"]}
         if writes_per_second is not None:
             change["writes_per_second"] = writes_per_second

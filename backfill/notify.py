@@ -13,14 +13,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from backfill.health_url import parse_health_url
+from backfill.health_url import call, parse_health_url
 from backfill.stats import RunStats
 from backfill.status import RunStatus
 
@@ -78,23 +76,6 @@ def run_message(stats: RunStats) -> dict[str, Any]:
         "shard": None if stats.shard is None else str(stats.shard)}}
 
 
-def _post(url: NotifyUrl, body: bytes, timeout: float) -> str | None:
-    """One try: None when the webhook took it, else why not (the URL not in it)."""
-    request = urllib.request.Request(url.url, data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
-    if url.authorization is not None:
-        request.add_header("Authorization", url.authorization)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
-            answer.read(64 * 1024)
-    except urllib.error.HTTPError as error:
-        return f"it answered {error.code}"
-    except Exception as error:  # refused, reset, timed out, bad name
-        reason = getattr(error, "reason", error)
-        return f"it did not answer ({type(reason).__name__})"
-    return None
-
-
 def notify(texts: Sequence[str], message: dict[str, Any],
            timeout: float = NOTIFY_TIMEOUT_SECONDS) -> list[str]:
     """POST `message` to every URL at once, each at most NOTIFY_TRIES times; returns a
@@ -109,7 +90,8 @@ def notify(texts: Sequence[str], message: dict[str, Any],
 
     def deliver(url: NotifyUrl) -> None:
         for _ in range(NOTIFY_TRIES):
-            problem = _post(url, body, timeout)
+            answer = call(url.url, url.authorization, timeout, body)
+            problem = None if answer is None else f"it {answer}"
             with lock:
                 if problem is None:
                     failures.pop(url, None)

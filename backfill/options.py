@@ -109,7 +109,6 @@ class RunOptions:
         """What a run records of itself, for a resume to carry on as the same run: among
         it, whether the run was gated by the backend's health, and by which URLs."""
         return {**{name: getattr(self, name) for name in RECORDED_SETTINGS},
-                "where": list(self.where),
                 "target_field": target_field, HEALTH_GATE: self.health_gate()}
 
     def carrying_on(self, entry: LedgerEntry) -> RunOptions:

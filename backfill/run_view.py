@@ -10,6 +10,7 @@ from typing import Any
 
 from backfill.lease import LeaseState
 from backfill.ledger import LedgerEntry
+from backfill.pace import rate_shown
 from backfill.pager import Part
 from backfill.shards import share_read
 from backfill.stats import RATE_WINDOW, utc_now
@@ -97,6 +98,23 @@ def progress_line(part: LedgerEntry, run: dict[str, Any], task: str | None = Non
             f"{_seconds_held(part, 'paused_seconds', GateState.PAUSED):.1f}s")
     if data.get("stopped_because"):
         line += f"; stopped because: {data['stopped_because']}"
+    return line
+
+
+def pace_line(data: dict[str, Any]) -> str:
+    """The run's pace now: as it started, or as last set (by whom, when)."""
+    settings = dict(data.get("settings") or {})
+    rate = settings.get("max_writes_per_second")
+    initial = settings.get("initial_writes_per_second")
+    pace = dict(data.get("pace") or {})
+    if "writes_per_second" in pace or not rate or float(initial or rate) >= rate:
+        writes = rate_shown(float(rate or 0))
+    else:
+        writes = f"ramp from {rate_shown(float(initial or rate))} up to {rate_shown(rate)}"
+    batches = settings.get("parallel_batches")
+    line = f"pace: {writes}, {batches} batches in flight per task"
+    if pace:
+        line += f" (last set by {pace.get('by')} at {pace.get('at')})"
     return line
 
 

@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from backfill.errors import BackfillError, ExitCode
-from backfill.health_url import HealthUrl
+from backfill.health_url import HealthUrl, call
 from backfill.ratelimit import WriteRateLimiter
 from backfill.status import GateState
 
 HEALTHY_PROBES_TO_REOPEN = 3
-MAX_ANSWER_BYTES = 64 * 1024  # of a health answer's body: read, so that it counts
 
 
 class ThrottledTooLong(BackfillError):
@@ -70,21 +67,8 @@ class HealthCheck:
 
     @staticmethod
     def _ask(url: HealthUrl, limit: float) -> str | None:
-        request = urllib.request.Request(url.url)
-        if url.authorization is not None:
-            request.add_header("Authorization", url.authorization)
-        try:
-            with urllib.request.urlopen(request, timeout=max(1.0, 2 * limit)) as answer:
-                status = answer.status
-                answer.read(MAX_ANSWER_BYTES)
-        except urllib.error.HTTPError as error:
-            return f"{url.shown} answered {error.code}"
-        except Exception as error:  # refused, reset, timed out, bad name: all unhealthy
-            reason = getattr(error, "reason", error)
-            return f"{url.shown} did not answer ({type(reason).__name__})"
-        if not 200 <= status < 300:
-            return f"{url.shown} answered {status}"
-        return None
+        problem = call(url.url, url.authorization, timeout=max(1.0, 2 * limit))
+        return None if problem is None else f"{url.shown} {problem}"
 
     def unhealthy(self) -> str | None:
         for url in self.urls:

@@ -45,6 +45,7 @@ from backfill.run_view import (
     headline,
     outlook_line,
     outlook_of,
+    pace_line,
     progress_line,
     task_line,
     whole_run,
@@ -175,21 +176,3 @@ def show(ledger: Ledger, entry: LedgerEntry, lease: LeaseState | None) -> None:
     for part, outlook in zip(parts, outlooks, strict=True):
         click.echo("  " + progress_line(part, data, task_line(part, entry.run_id, lease)))
         click.echo("    " + outlook_line(outlook))
-
-
-def pace_line(data: dict[str, Any]) -> str:
-    """The run's pace now: as it started, or as last set (by whom, when)."""
-    settings = dict(data.get("settings") or {})
-    rate = settings.get("max_writes_per_second")
-    initial = settings.get("initial_writes_per_second")
-    pace = dict(data.get("pace") or {})
-    if "writes_per_second" in pace or not rate or float(initial or rate) >= rate:
-        writes = rate_shown(float(rate or 0))
-    else:
-        writes = f"ramp from {rate_shown(float(initial or rate))} up to {rate_shown(rate)}"
-    batches = settings.get("parallel_batches")
-    line = f"pace: {writes}, {batches} batches in flight per task"
-    if pace:
-        line += f" (last set by {pace.get('by')} at {pace.get('at')})"
-    return line
-
