@@ -124,6 +124,8 @@ def summary(stats: RunStats, labels: Labels, extra: dict[str, str], as_json: boo
         rows.append(("Conflicts retried", str(stats.conflicts_retried)))
     if stats.vanished:
         rows.append(("Deleted meanwhile", str(stats.vanished)))
+    if stats.left_subset:
+        rows.append(("Moved out of --where meanwhile", str(stats.left_subset)))
     if stats.dropped_values:
         rows.append(("Dropped values", str(stats.dropped_values)))
     if stats.throttle_spells:

@@ -42,8 +42,8 @@ SHARDS = "shards"  # a sharded run's subcollection: one progress document per sh
 # The ledger keeps this many item errors in full (a document holds at most 1 MiB); the
 # stats file of each run session has every one.
 MAX_ERRORS_KEPT = 200
-COUNTS = ("batches", "processed", "updated", "skipped", "vanished", "conflicts_retried",
-          "dropped_values")
+COUNTS = ("batches", "processed", "updated", "skipped", "vanished", "left_subset",
+          "conflicts_retried", "dropped_values")
 
 
 def who() -> dict[str, str]:

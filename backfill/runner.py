@@ -28,7 +28,7 @@ from backfill.ratelimit import WriteRateLimiter
 from backfill.retry import RetryPolicy
 from backfill.stats import RunStats
 from backfill.target_field import with_parents
-from backfill.where import Condition, narrowed
+from backfill.where import Condition, holds, narrowed
 from backfill.writer import Write, WriteResult, WriteStatus, commit_writes
 from normalizer import ABSENT
 
@@ -51,6 +51,7 @@ class BatchOutcome:
     written: int = 0  # in a dry run: would be written
     skipped: int = 0
     vanished: int = 0
+    left_subset: int = 0  # changed by the app out of the run's --where before written
     conflicts_retried: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
     decisions: dict[str, Decision] = field(default_factory=dict)  # final, per document
@@ -106,6 +107,10 @@ class Runner:
         self.client = client
         self.collection = narrowed(client.collection(collection), settings.where)
         self.job = job
+        # A document read again (after a conflict) is read by ID, not by the query: its
+        # read carries the filter's fields too, so that the filter is checked again.
+        self.reread_fields = (*job.read_fields, *(
+            c.field for c in settings.where if c.field not in job.read_fields))
         self.settings = settings
         self.stop = stop or threading.Event()
 
@@ -193,9 +198,11 @@ class Runner:
         if self.stop.is_set():
             raise RunInterrupted("stopped on request")
 
-    def _data(self, snaps: Sequence[DocumentSnapshot]) -> list[dict[str, Any]]:
+    def _data(self, snaps: Sequence[DocumentSnapshot],
+              fields: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """The snapshots' data, with the target's parent read where the mask hid it."""
-        return with_parents(self.client, snaps, self.job.target, self.job.read_fields,
+        return with_parents(self.client, snaps, self.job.target,
+                            self.job.read_fields if fields is None else fields,
                             self.settings.policy)
 
     def _settle(self, number: int, page: Sequence[DocumentSnapshot], checkpoint: str,
@@ -280,12 +287,18 @@ class Runner:
 
     def _decide_again(self, references: list[DocumentReference],
                       outcome: BatchOutcome) -> list[ToWrite]:
-        fresh = read_documents(self.client, references, self.job.read_fields,
+        """Read again the documents the app changed first, and decide again on those
+        still in the run's subset (--where): one the app moved out of it is left alone."""
+        fresh = read_documents(self.client, references, self.reread_fields,
                                self.settings.policy, "re-reading documents changed during the run")
         to_write: list[ToWrite] = []
-        for snap, data in zip(fresh, self._data(fresh), strict=True):
+        for snap, data in zip(fresh, self._data(fresh, self.reread_fields), strict=True):
             if not snap.exists:
                 outcome.vanished += 1
+                continue
+            if not holds(data, self.settings.where):
+                outcome.decisions.pop(snap.id, None)
+                outcome.left_subset += 1
                 continue
             decision = self.job.decide(snap.id, data)
             outcome.decisions[snap.id] = decision
@@ -348,6 +361,7 @@ def _count(stats: RunStats, outcome: BatchOutcome) -> None:
         stats.updated += outcome.written
     stats.skipped += outcome.skipped
     stats.vanished += outcome.vanished
+    stats.left_subset += outcome.left_subset
     stats.conflicts_retried += outcome.conflicts_retried
     stats.volume.add(outcome.volume)
     for doc_id, message in outcome.errors:

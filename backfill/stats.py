@@ -49,6 +49,7 @@ class RunStats:
     would_update: int = 0
     skipped: int = 0
     vanished: int = 0  # deleted by someone else while the run went on
+    left_subset: int = 0  # moved out of the run's --where by someone else before written
     conflicts_retried: int = 0
     errors: list[dict[str, str]] = field(default_factory=list)
     errors_not_listed: int = 0  # a resumed run's earlier errors beyond what the ledger keeps
@@ -135,6 +136,7 @@ class RunStats:
             "total_would_update": self.would_update,
             "total_skipped": self.skipped,
             "total_vanished": self.vanished,
+            "total_left_subset": self.left_subset,
             "total_errors": self.error_count,
             "conflicts_retried": self.conflicts_retried,
             "success_rate": self.success_rate,

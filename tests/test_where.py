@@ -6,11 +6,18 @@ from __future__ import annotations
 import json
 import re
 import signal
+from typing import Any
 
 import pytest
 
+from backfill.jobs import BackfillJob, RollbackJob
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION
+from backfill.runner import Runner, RunSettings
+from backfill.stats import RunStats
+from backfill.target_field import TargetField
+from backfill.where import parse_where
 from normalizer import FACETS, normalize_item
+from run_backfill_production import main as backfill
 from tests.conftest import Database
 from tests.helpers import (
     ROLLBACK,
@@ -162,3 +169,53 @@ def test_a_bad_where_is_exit_2_before_anything_is_read(
                          ["--where", where], env=env, timeout=30)
     assert done.returncode == 2, done.stderr
     assert f"❌ --where {where!r}: {problem}" in done.stderr
+
+
+class AppMovesItems:
+    """Wraps a tool's job: just after the run read an item, and before it writes it, the
+    app moves the item to another user (out of the run's --where)."""
+
+    def __init__(self, job: Any, db: Database, ids: set[str]) -> None:
+        self.job, self.db, self.ids = job, db, ids
+        self.tool, self.target, self.journaled = job.tool, job.target, job.journaled
+        self.read_fields = job.read_fields
+
+    def decide(self, doc_id: str, data: dict[str, Any]) -> Any:
+        if doc_id in self.ids:
+            self.ids.discard(doc_id)
+            self.db.client.collection(self.db.collection).document(doc_id).update(
+                {"userId": "u2"})
+        return self.job.decide(doc_id, data)
+
+    def page_source(self, *args: Any) -> Any:
+        return self.job.page_source(*args)
+
+
+@pytest.mark.parametrize("tool", ["backfill", "rollback"])
+def test_an_item_the_app_moves_out_of_the_subset_mid_run_is_not_written(
+        db: Database, tool: str) -> None:
+    """The filter is checked again when an item is read again after a conflict: an item
+    that is no longer the canary's is not the run's to write (issue 31, case 1)."""
+    users = seed_users(db, 200)
+    u1 = sorted(doc_id for doc_id, user in users.items() if user == "u1")
+    if tool == "rollback":  # every item carries the field the rollback removes
+        assert db.invoke(backfill, ["--max-writes-per-second", "0"]).exit_code == 0
+    seeded = db.documents()
+    moved = set(u1[::2])
+    job = BackfillJob(TargetField("normalized")) if tool == "backfill" else \
+        RollbackJob(TargetField("normalized"))
+    stats = RunStats(run_id="r", tool=tool, environment="development", dry_run=False,
+                     project=db.project, database="(default)", collection=db.collection)
+    Runner(db.client, db.collection, AppMovesItems(job, db, set(moved)),
+           RunSettings(batch_size=7, where=parse_where(["userId=u1"]))).run(
+        stats, lambda _: None)
+    after = db.documents()
+    for doc_id, item in after.items():
+        if doc_id in moved:  # the app's move stays, and nothing else changed
+            assert item == {**seeded[doc_id], "userId": "u2"}, doc_id
+        elif doc_id in u1:
+            assert ("normalized" in item) is (tool == "backfill"), doc_id
+        else:
+            assert item == seeded[doc_id], doc_id
+    assert (stats.conflicts_retried, stats.left_subset, stats.updated) == (
+        len(moved), len(moved), len(u1) - len(moved))
