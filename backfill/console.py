@@ -94,10 +94,11 @@ def banner(target: Target, labels: Labels, dry_run: bool, batch_size: int) -> No
 
 
 @contextmanager
-def progress(total: int | None, quiet: bool) -> Iterator[tqdm[Any]]:
-    """A progress bar with total and ETA, on stderr, only when stderr is a terminal."""
-    bar: tqdm[Any] = tqdm(total=total, unit="item", file=sys.stderr, dynamic_ncols=True,
-                          disable=quiet or not sys.stderr.isatty())
+def progress(total: int | None, quiet: bool, done: int = 0) -> Iterator[tqdm[Any]]:
+    """A progress bar with total and ETA, on stderr, only when stderr is a terminal.
+    `done`: what earlier sessions of the run did, shown as done and left out of the rate."""
+    bar: tqdm[Any] = tqdm(total=total, initial=done, unit="item", file=sys.stderr,
+                          dynamic_ncols=True, disable=quiet or not sys.stderr.isatty())
     try:
         yield bar
     finally:
@@ -170,8 +171,7 @@ class ConsoleReporter:
 
     @contextmanager
     def progress(self, total: int, done: int) -> Iterator[Callable[[int], None]]:
-        with progress(total, self.quiet) as bar:
-            bar.update(done)
+        with progress(total, self.quiet, done) as bar:
             yield bar.update
 
     def batch_done(self, outcome: BatchOutcome, dry_run: bool, held: str | None) -> str:

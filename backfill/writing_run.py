@@ -415,9 +415,10 @@ class WritingRun:
                     self.counted()
                     if opening is not None:
                         opening.result()
-                    if not advance:
+                    if not advance:  # the stats count this batch already: the bar not yet
                         advance.append(shown.enter_context(self.reporter.progress(
-                            self.total if total is None else total, stats.processed)))
+                            self.total if total is None else total,
+                            stats.processed - outcome.processed)))
                     count_gate_time()
                     stats.total = self.total if total is None else total
                     stats.note_progress()
