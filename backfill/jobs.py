@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
 from google.cloud import firestore
 from google.cloud.firestore_v1 import DELETE_FIELD
 
-from backfill.journal import Journal, fingerprint
+from backfill.journal import LANDING_WINDOW_SECONDS, Journal, fingerprint, written_at_ns
 from backfill.pager import read_documents, snapshot_data
 from backfill.retry import RetryPolicy
 from backfill.stats import utc_now
@@ -36,6 +36,9 @@ class Decision:
     fields: dict[str, Any] | None  # field path -> new value (or DELETE_FIELD)
     report: Report | None = None
     problem: str | None = None  # nothing is written, and the item is listed as an error
+    # The item was counted in an earlier batch of this run (an undo meets an item once
+    # per journal entry): this decision is carried out, not counted again.
+    repeat: bool = False
 
 
 # Pages a job brings itself, each with its checkpoint, read after a given checkpoint.
@@ -135,6 +138,8 @@ class UndoRunJob:
         # The whole top-level field: whether a created parent holds anything else.
         self.read_fields: tuple[str, ...] = (target.top, *(c.field for c in where))
         self.entries: dict[str, dict[str, Any]] = {}  # the journal batch being undone
+        self.seen: set[str] = set()  # the items met in the batches undone so far
+        self.repeats: set[str] = set()  # those of the batch being undone met before
 
     def pages(self, client: firestore.Client, collection: str, policy: RetryPolicy,
               after_key: str | None = None) -> Iterator[tuple[list[Any], str]]:
@@ -145,12 +150,32 @@ class UndoRunJob:
             refs = [client.collection(collection).document(e["id"]) for e in entries]
             snaps = read_documents(client, refs, self.read_fields, policy,
                                    "reading the items a run changed")
+            # A deleted item met again (an earlier entry of it) is counted once.
+            snaps = [snap for snap in snaps if snap.exists or snap.id not in self.seen]
             if self.where:
                 snaps = [snap for snap in snaps
                          if snap.exists and holds(snapshot_data(snap), self.where)]
             # Read only when the batch before is written: entries of one item follow on.
-            self.entries = {e["id"]: e for e in entries}
+            found = {snap.id: snap for snap in snaps}
+            self.entries = {e["id"]: self._landing(e, found.get(e["id"]), key)
+                            for e in entries}
+            self.repeats = self.seen & found.keys()
+            self.seen |= found.keys()
             yield sorted(snaps, key=lambda snap: snap.id), key
+
+    def _landing(self, entry: dict[str, Any], snap: Any, key: str) -> dict[str, Any]:
+        """An entry whose outcome was never recorded (a kill between the write and its
+        record) landed when the item holds exactly what the run wrote and has not changed
+        since the batch was written; `changed_since`: it holds it, but changed later."""
+        if entry["landed"] is not None or snap is None or not snap.exists:
+            return entry
+        current = self.target.value(snapshot_data(snap))
+        if current is ABSENT or fingerprint(current) != entry["after"]:
+            return entry
+        written_by = written_at_ns(key) / 1e9 + LANDING_WINDOW_SECONDS
+        if snap.update_time.timestamp() <= written_by:
+            return {**entry, "landed": True}
+        return {**entry, "changed_since": True}
 
     def page_source(self, client: firestore.Client, collection: str,
                     policy: RetryPolicy) -> PageSource | None:
@@ -159,6 +184,11 @@ class UndoRunJob:
 
     def decide(self, doc_id: str, data: dict[str, Any]) -> Decision:
         entry = self.entries[doc_id]
+        decision = self._undo(entry, data)
+        return replace(decision, repeat=True) if doc_id in self.repeats else decision
+
+    def _undo(self, entry: dict[str, Any], data: dict[str, Any]) -> Decision:
+        doc_id = entry["id"]
         if entry["landed"] is False:
             return Decision(doc_id, None)  # the run's write did not land: nothing to undo
         current = self.target.value(data)
@@ -169,10 +199,14 @@ class UndoRunJob:
         if has_field == entry["had_field"] and (
                 not has_field or fingerprint(current) == fingerprint(entry.get("before"))):
             return Decision(doc_id, None)  # as before the run already (undone, or unwritten)
-        if entry["landed"] is None:  # a kill between the write and its record
+        if entry.get("changed_since") and ours:
             return Decision(doc_id, None, problem=(
-                f"the run's write of {self.target.path} was never recorded as landed; it "
-                f"{'holds' if ours else 'does not hold'} the value the run wrote; left as is"))
+                f"the run's write of {self.target.path} was never recorded as landed; the "
+                "item holds the value the run wrote but changed later; left as is"))
+        if entry["landed"] is None:
+            return Decision(doc_id, None, problem=(
+                f"the run's write of {self.target.path} was never recorded as landed and "
+                "the item does not hold the value the run wrote; left as is"))
         return Decision(doc_id, None,
                         problem=f"{self.target.path} changed after the run; left as is")
 

@@ -44,6 +44,9 @@ FORMAT = 2  # previous values encoded (see encode)
 JOURNAL_DOCUMENT_BUDGET = 800_000
 MAX_JOURNALED_BYTES = 700_000
 _ENTRY_OVERHEAD = 80  # its ID's quotes, the fingerprint, the position key
+# How long after its journal document a batch's write may land: its commit's retries
+# (two budgets of the default 120 s) and a minute more.
+LANDING_WINDOW_SECONDS = 2 * 120 + 60
 
 
 def fingerprint(value: Any) -> str:

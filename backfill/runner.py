@@ -209,7 +209,9 @@ class Runner:
                 datas: list[dict[str, Any]], decisions: list[Decision],
                 part: int | None = None) -> BatchOutcome:
         """Write one page's decisions; re-read and decide again where the app got there first."""
-        outcome = BatchOutcome(number, page[0].id, checkpoint, processed=len(page), part=part)
+        repeats = sum(1 for d in decisions if d.repeat)
+        outcome = BatchOutcome(number, page[0].id, checkpoint, processed=len(page) - repeats,
+                               part=part)
         outcome.decisions = {decision.doc_id: decision for decision in decisions}
         existing = [(snap, data) for snap, data in zip(page, datas, strict=True) if snap.exists]
         outcome.vanished = len(page) - len(existing)
@@ -217,7 +219,8 @@ class Runner:
                     for (snap, data), decision in zip(existing, decisions, strict=True)
                     if decision.fields is not None]
         outcome.errors = [(d.doc_id, d.problem) for d in decisions if d.problem]
-        outcome.skipped = len(existing) - len(to_write) - len(outcome.errors)
+        outcome.skipped = sum(1 for d in decisions
+                              if d.fields is None and not d.problem and not d.repeat)
         if self.settings.written_by_run and not self.settings.dry_run:
             ours = sum(1 for d in decisions if d.fields is None and not d.problem
                        and d.doc_id in self.settings.written_by_run)
@@ -305,7 +308,7 @@ class Runner:
             if decision.problem:
                 outcome.errors.append((snap.id, decision.problem))
             elif decision.fields is None:
-                outcome.skipped += 1
+                outcome.skipped += 0 if decision.repeat else 1
             else:
                 to_write.append((snap, data, decision))
         return to_write
@@ -315,7 +318,7 @@ class Runner:
         for result in results:
             doc_id = result.write.reference.id
             if result.status is WriteStatus.OK:
-                outcome.written += 1
+                outcome.written += 0 if outcome.decisions[doc_id].repeat else 1
             elif result.status is WriteStatus.MISSING:
                 outcome.vanished += 1
             elif result.status is WriteStatus.CONFLICT:

@@ -7,6 +7,7 @@ from typing import Any
 
 from google.cloud.firestore_v1 import DELETE_FIELD
 
+from backfill.journal import written_at_ns
 from normalizer import NORMALIZED_VERSION
 from run_backfill_production import main as backfill
 from scripts.backfill_rollback import main as rollback
@@ -106,25 +107,51 @@ def test_list_runs(db: Database) -> None:
     assert rolled[4] == filled[4] != "sharded" and "@" in rolled[4]
 
 
-def test_a_write_never_recorded_as_landed_is_listed_and_left_alone(db: Database) -> None:
+def test_a_write_never_recorded_as_landed_is_undone_when_unchanged_since(
+        db: Database) -> None:
+    """Issue 31, case 8: a kill between a batch's write and the record of it leaves its
+    entries without an outcome. The undo restores such a write when the item holds
+    exactly what the run wrote and has not changed since (before: listed, left as is)."""
+    db.seed(items())
+    before = db.documents()
+    assert db.invoke(backfill, ["--batch-size", "10", "--job-id", "bf-nl",
+                                "--parallel-reads", "1"]).exit_code == 0
+    # As a kill leaves the journal: the newest batch (items i040 to i044) has its entries,
+    # and no outcome.
+    journal = db.client.collection("_backfill_runs").document("bf-nl").collection("journal")
+    newest = next(iter(journal.order_by("__name__").limit(1).stream()))
+    journal.document(newest.id).update({"landed": DELETE_FIELD})
+    result = db.invoke(rollback, ["--run-id", "bf-nl", "--json"])
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.stdout)
+    assert (stats["total_processed"], stats["total_updated"], stats["errors"]) == (45, 45, [])
+    assert db.documents() == before
+
+
+def test_a_write_never_recorded_as_landed_on_an_item_changed_since_is_left_alone(
+        db: Database) -> None:
     db.seed(items())
     before = db.documents()
     assert db.invoke(backfill, ["--batch-size", "10", "--job-id", "bf-nl",
                                 "--parallel-reads", "1"]).exit_code == 0
     written = db.documents()
-    # As a kill between a batch's write and the record of it leaves the journal: the
-    # newest batch (items i040 to i044) has its entries, and no outcome.
+    # The newest batch (i040 to i044), without its outcome, as if written an hour ago:
+    # its items changed (by the app, in other fields) long after the run's write.
     journal = db.client.collection("_backfill_runs").document("bf-nl").collection("journal")
     newest = next(iter(journal.order_by("__name__").limit(1).stream()))
-    journal.document(newest.id).update({"landed": DELETE_FIELD})
+    hour_ago = written_at_ns(newest.id) - 3600 * 10**9
+    fields = {k: v for k, v in (newest.to_dict() or {}).items() if k != "landed"}
+    journal.document(f"{2**63 - hour_ago:020d}-{newest.id.split('-', 1)[1]}").set(fields)
+    journal.document(newest.id).delete()
     times = db.update_times()
     result = db.invoke(rollback, ["--run-id", "bf-nl", "--json"])
     assert result.exit_code == 1, result.output
     stats = json.loads(result.stdout)
     unrecorded = [f"i{n:03d}" for n in range(40, 45)]
     assert {e["id"]: e["error"] for e in stats["errors"]} == {
-        doc_id: "the run's write of normalized was never recorded as landed; it holds the "
-                "value the run wrote; left as is" for doc_id in unrecorded}
+        doc_id: "the run's write of normalized was never recorded as landed; the item holds "
+                "the value the run wrote but changed later; left as is"
+        for doc_id in unrecorded}
     after, times_after = db.documents(), db.update_times()
     for doc_id in before:
         if doc_id in unrecorded:

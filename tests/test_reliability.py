@@ -17,6 +17,7 @@ from google.cloud.firestore_v1 import GeoPoint
 
 from normalizer import FACETS
 from run_backfill_production import main as backfill
+from scripts.backfill_rollback import main as undo_run
 from scripts.backfill_validation import main as validate
 from tests.conftest import Database
 from tests.helpers import Backend, eventually, ledger, start, via, wait_for
@@ -293,3 +294,24 @@ def test_the_ledger_records_who_what_and_how_far(db: Database) -> None:
     report = json.loads(result.stdout)
     assert report["recorded_run"]["counts"]["processed"] == 60
     assert f"Run {entry['run_id']}: backfill of wardrobe, completed" in result.stderr
+
+
+def test_the_exact_undo_of_a_run_killed_three_times_restores_every_item(
+        db: Database, proxy: TcpProxy) -> None:
+    """Issue 31, case 8: a kill between a batch's write and the record of its outcome
+    leaves journal entries with no outcome; an item journaled by one session and written
+    again by the resume has two entries. The undo gives back every item the run wrote,
+    and counts items, not entries. (Before: 28 of 2,490 left with the run's value, exit
+    1, `Processed: 3021`.)"""
+    items = make_wardrobe(1500, seed=12)
+    db.seed(items)
+    seeded = db.documents()
+    proxy.delay = 0.02
+    run_to_completion_with_kills(db, via(db, proxy), kills=3, rng=random.Random(9))
+    db.assert_normalized()
+    [entry] = ledger(db)
+    undo = db.invoke(undo_run, ["--run-id", entry["run_id"], "--json"])
+    assert undo.exit_code == 0, undo.output
+    stats = json.loads(undo.stdout)
+    assert db.documents() == seeded
+    assert stats["total_processed"] == stats["total_updated"] == entry["counts"]["updated"]
