@@ -73,10 +73,10 @@ class FiniteFloat(click.FloatRange):
 
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> Any:
-        number = super().convert(value, param, ctx)
-        if isinstance(number, float) and not math.isfinite(number):
+        number = click.FLOAT.convert(value, param, ctx)
+        if isinstance(number, float) and not math.isfinite(number):  # before the range
             self.fail(f"{value!r} is not a finite number.", param, ctx)
-        return number
+        return super().convert(value, param, ctx)
 
 
 class WriteRate(FiniteFloat):
