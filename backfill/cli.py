@@ -37,7 +37,7 @@ from backfill.names import check_database, check_id, check_output_dir, check_run
 from backfill.notify import NOTIFY_TIMEOUT_SECONDS, parse_notify_urls
 from backfill.options import RESUME_LATEST, RunOptions
 from backfill.plan import given_target_field
-from backfill.ratelimit import RAMP_START
+from backfill.ratelimit import MIN_WRITES_PER_SECOND, RAMP_START, workable_rate
 from backfill.recovery import recovery_line
 from backfill.runner import MAX_PARALLEL_BATCHES
 from backfill.shards import (
@@ -63,6 +63,9 @@ from backfill.writing_run import MakeJob, WritingRun
 from normalizer import NORMALIZED_VERSION
 
 F = TypeVar("F", bound=Callable[..., Any])
+# --max-retry-seconds: a day is longer than any outage worth waiting out in one run (and
+# 1e300 overflowed the time a resume counts back from).
+MAX_RETRY_SECONDS = 86_400.0
 
 
 class FiniteFloat(click.FloatRange):
@@ -70,14 +73,30 @@ class FiniteFloat(click.FloatRange):
 
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> Any:
-        number = super().convert(value, param, ctx)
-        if isinstance(number, float) and not math.isfinite(number):
+        number = click.FLOAT.convert(value, param, ctx)
+        if isinstance(number, float) and not math.isfinite(number):  # before the range
             self.fail(f"{value!r} is not a finite number.", param, ctx)
-        return number
+        return super().convert(value, param, ctx)
+
+
+class WriteRate(FiniteFloat):
+    """A write rate that can work: 0 (unpaced) or at least MIN_WRITES_PER_SECOND (a rate
+    of 1e-300 would make a batch wait longer than any clock can count)."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        rate = super().convert(value, param, ctx)
+        if not workable_rate(rate):
+            self.fail(f"{value!r} writes/s is too slow to work: 0 (unpaced) or at least "
+                      f"{MIN_WRITES_PER_SECOND:g}.", param, ctx)
+        return rate
 
 
 # A run's pace, as it starts and as backfill_control.py set changes it: the same limits.
-WRITES_PER_SECOND = FiniteFloat(0)
+WRITES_PER_SECOND = WriteRate()
 PARALLEL_BATCHES = click.IntRange(1, MAX_PARALLEL_BATCHES)
 CONFIRMATION_PROMPT = "⚠️  You are about to modify PRODUCTION data. Type 'YES' to continue: "
 
@@ -123,7 +142,8 @@ def output_options(command: F) -> F:
                      show_default=True,
                      help="Ranges of the collection read at once, each by a cursor of its "
                           "own (1: one cursor, in ID order)."),
-        click.option("--max-retry-seconds", type=FiniteFloat(0), default=120.0,
+        click.option("--max-retry-seconds", type=FiniteFloat(0, MAX_RETRY_SECONDS),
+                     default=120.0,
                      show_default=True,
                      help="How long to keep retrying a transient database error."),
     ]):
@@ -396,14 +416,24 @@ def writing_options(command: F) -> F:
 def stop_on_signals(stop: StopRequest,
                     flush: Callable[[], None] | None = None) -> Iterator[StopRequest]:
     """SIGINT/SIGTERM ask the run to stop at a clean point, with the signal's name as the
-    reason; a second one exits at once (the run log's buffer written first)."""
+    reason. A Ctrl-C after a signal (what the first one's line offers) exits at once
+    (the run log's buffer written first); SIGTERM never does: an engine or `kill` sends
+    it to a run that may be stopping already (a control's stop, a Ctrl-C), and the run
+    still ends with its final record, its lease given back and its resume command."""
+    signalled: list[str] = []
 
     def handler(signum: int, _frame: FrameType | None) -> None:
-        if stop.is_set():
+        name = signal.Signals(signum).name
+        if signum == signal.SIGINT and signalled:
             if flush is not None:
                 flush()
             os._exit(ExitCode.INTERRUPTED)
-        name = signal.Signals(signum).name
+        signalled.append(name)
+        if stop.is_set():
+            console.say(f"⏸  {name}: the run is stopping already ({stop.reason}), after "
+                        "the batches in flight (press Ctrl-C to exit at once, without a "
+                        "checkpoint)")
+            return
         stop.request(name)
         console.say(f"⏸  {name}: stopping after the batches in flight (press Ctrl-C again "
                     "to exit at once, without a checkpoint)")

@@ -37,6 +37,9 @@ class DatabaseError(BackfillError):
     exit_code = ExitCode.FATAL
 
 
+STOPPED_ON_REQUEST = "stopped on request"  # a run's stop, obeyed wherever it waited
+
+
 class RunInterrupted(BackfillError):
     """SIGINT or SIGTERM arrived; the run stopped at a clean point."""
 

@@ -343,7 +343,8 @@ class Ledger:
             lambda: list(query.stream(retry=NO_LIBRARY_RETRY,
                                       timeout=call_timeout(CALL_SECONDS))), self.policy,
             "reading the run ledger")
-        entries = [LedgerEntry(s.to_dict()) for s in snaps
+        # With the database's time of the read: what a status counts a spell up to.
+        entries = [LedgerEntry(s.to_dict(), s.read_time) for s in snaps
                    if (s.to_dict() or {}).get("kind") != "lease"]
         return sorted(entries, key=lambda e: str(e.data.get("started_at")), reverse=True)
 

@@ -13,8 +13,9 @@ from backfill.health_url import parse_health_urls
 from backfill.lease import HEARTBEAT_SECONDS, LEASE_TIMEOUT_SECONDS
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION, LedgerEntry
 from backfill.notify import NOTIFY_TIMEOUT_SECONDS, shown_urls
-from backfill.ratelimit import RAMP_START
+from backfill.ratelimit import RAMP_START, workable_rate
 from backfill.retry import RetryPolicy
+from backfill.runner import MAX_PARALLEL_BATCHES
 from backfill.where import Condition, parse_where
 
 RESUME_LATEST = "latest"
@@ -128,10 +129,21 @@ class RunOptions:
             if name in self.explicit and mine != value:
                 how = ("was set to" if name in PACE_SETTINGS and entry.data.get("pace_changes")
                        else "was started with")
+                # A pace is changed on the run itself, and the resume carries it on.
+                leave = (f"leave the option out; to change its pace first: "
+                         f"{_set_command(name, mine, entry.run_id)}"
+                         if name in PACE_SETTINGS else "leave the option out, or start a new run")
                 raise ConfigurationError(
                     f"run {entry.run_id} {how} {option_name(name)} "
                     f"{_shown(value)}; this resume says {_shown(mine)}: a resume carries the "
-                    "same run on (leave the option out, or start a new run)")
+                    f"same run on ({leave})")
+            unpaced = recorded.get("max_writes_per_second") == 0  # its start is moot
+            if name in PACE_SETTINGS and not _workable(name, value) and \
+                    not (unpaced and name == "initial_writes_per_second"):
+                raise ConfigurationError(
+                    f"run {entry.run_id} has {option_name(name)} {_shown(value)} recorded, "
+                    f"which cannot work: set a pace that can "
+                    f"({_set_command(name, None, entry.run_id)}), then resume")
             changes[name] = value
         gate = list(recorded.get(HEALTH_GATE) or [])
         if gate and not self.throttle_url and not self.no_throttle:
@@ -149,6 +161,23 @@ class RunOptions:
     @property
     def policy(self) -> RetryPolicy:
         return RetryPolicy(max_total_wait=self.max_retry_seconds)
+
+
+def _workable(name: str, value: Any) -> bool:
+    """Whether a pace read back from the ledger can work (an older version, or a hand,
+    may have recorded one that cannot): as the options' own limits say."""
+    if name == "parallel_batches":
+        return isinstance(value, int) and not isinstance(value, bool) and \
+            1 <= value <= MAX_PARALLEL_BATCHES
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    return workable_rate(value) and (value > 0 or name == "max_writes_per_second")
+
+
+def _set_command(name: str, value: Any, run_id: str) -> str:
+    """The control's command that changes `name` on a run (its resume carries it on)."""
+    option = "--parallel-batches" if name == "parallel_batches" else "--writes-per-second"
+    return f"backfill_control.py set {option} {'N' if value is None else _shown(value)} {run_id}"
 
 
 def _shown(value: Any) -> str:

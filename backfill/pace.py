@@ -9,12 +9,11 @@ tasks each take their share of the rate, as they do at the start.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Mapping
 from typing import Any
 
-from backfill.ratelimit import WriteRateLimiter
+from backfill.ratelimit import MIN_WRITES_PER_SECOND, WriteRateLimiter, workable_rate
 from backfill.runner import MAX_PARALLEL_BATCHES
 
 WRITES_PER_SECOND, PARALLEL_BATCHES = "writes_per_second", "parallel_batches"
@@ -25,9 +24,10 @@ def rate_shown(writes_per_second: float) -> str:
 
 
 def _rate(value: Any) -> float | None:
-    """A write rate as recorded, if it is one (the entry may have been edited by hand)."""
+    """A write rate as recorded, if it is one that can work (the entry may have been
+    edited by hand, or written by an older version that took 1e-300)."""
     if isinstance(value, int | float) and not isinstance(value, bool) and \
-            math.isfinite(value) and value >= 0:
+            workable_rate(value):
         return float(value)
     return None
 
@@ -55,7 +55,11 @@ class LivePace:
         """Apply the values of a `pace` as the control wrote it; returns what is now
         applied, said as a line (None: nothing in it to apply)."""
         said: list[str] = []
-        rate = _rate(pace.get(WRITES_PER_SECOND))
+        given = pace.get(WRITES_PER_SECOND)
+        rate = _rate(given)
+        if given is not None and rate is None:
+            said.append(f"write rate {given!r} ignored (it cannot work: 0, unpaced, or at "
+                        f"least {MIN_WRITES_PER_SECOND:g} writes/s)")
         if rate is not None:
             self.limiter.set_rate(rate / self.share)
             mine = f" (this task's share: {rate_shown(rate / self.share)})" \

@@ -4,7 +4,8 @@ Start at 500 operations per second and raise the rate by 50% every 5 minutes, up
 ceiling. Writes are paced evenly (each batch waits its share of a second after the last
 one), never let through in bursts after an idle spell. An operator may set a fixed rate
 while the run goes on (backfill_control.py set): the ramp-up stops, and writes waiting
-for their turn take it again at the new rate.
+for their turn take it again at the new rate. A write waiting for its turn gives it up
+when the run is asked to stop (RunInterrupted): a stop is not held back by a slow pace.
 """
 
 from __future__ import annotations
@@ -13,9 +14,22 @@ import threading
 import time
 from collections.abc import Callable
 
+from backfill.errors import STOPPED_ON_REQUEST, RunInterrupted
+
 RAMP_START = 500.0
 RAMP_FACTOR = 1.5
 RAMP_PERIOD_SECONDS = 300.0
+# The slowest rate that works: a batch of 500 waits at most 5,000 s for its turn (any
+# slower and a run would seem dead; 1e-300 overflowed the wait). 0 turns pacing off.
+MIN_WRITES_PER_SECOND = 0.1
+STOP_POLL_SECONDS = 0.1  # how soon a write waiting for its turn sees the run's stop
+
+
+def workable_rate(writes_per_second: float) -> bool:
+    """Whether a write rate (a ceiling, or a rate set live) can work: 0 (unpaced), or a
+    finite rate of at least MIN_WRITES_PER_SECOND."""
+    return writes_per_second == 0 or (
+        MIN_WRITES_PER_SECOND <= writes_per_second < float("inf"))
 
 
 class WriteRateLimiter:
@@ -23,15 +37,17 @@ class WriteRateLimiter:
 
     def __init__(self, *, initial: float = RAMP_START, ceiling: float = 0.0,
                  clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] | None = None) -> None:
+                 sleep: Callable[[float], None] | None = None,
+                 stop: threading.Event | None = None) -> None:
         """`sleep`: how a write waits its turn (a test's fake clock); by default, a wait
-        that a new rate (set_rate) ends early."""
+        that a new rate (set_rate) ends early, and `stop` (the run's) ends at once."""
         if initial <= 0:
             raise ValueError("the initial rate must be positive")
         self.initial = initial
         self.ceiling = ceiling
         self._clock = clock
         self._sleep = sleep
+        self._stop = stop
         self._lock = threading.Lock()
         self._rate_set = threading.Condition(self._lock)
         self._started = clock()
@@ -67,7 +83,8 @@ class WriteRateLimiter:
             self._rate_set.notify_all()
 
     def acquire(self, operations: int) -> float:
-        """Wait until `operations` writes may be sent; returns the seconds waited."""
+        """Wait until `operations` writes may be sent; returns the seconds waited. Raises
+        RunInterrupted when the run's stop comes first (nothing may be sent then)."""
         waited = 0.0
         while True:
             with self._lock:
@@ -80,6 +97,8 @@ class WriteRateLimiter:
             if start > now:
                 self._wait(start - now, changes)
                 waited += max(0.0, self._clock() - now)
+                if self._stop is not None and self._stop.is_set():
+                    raise RunInterrupted(STOPPED_ON_REQUEST)
             if changes == self._changes:
                 return waited
 
@@ -87,5 +106,11 @@ class WriteRateLimiter:
         if self._sleep is not None:
             self._sleep(seconds)
             return
+        # In short spells: a stop is an Event, which cannot wake this condition.
+        deadline = time.monotonic() + seconds
         with self._rate_set:
-            self._rate_set.wait_for(lambda: self._changes != changes, timeout=seconds)
+            while self._changes == changes and not (self._stop and self._stop.is_set()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._rate_set.wait(min(left, STOP_POLL_SECONDS))

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 import weakref
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
 
-from backfill.errors import DatabaseError
+from backfill.errors import STOPPED_ON_REQUEST, DatabaseError, RunInterrupted
 
 T = TypeVar("T")
 
@@ -75,11 +76,21 @@ def is_transient(error: BaseException) -> bool:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with full jitter, and a cap on the total time spent waiting."""
+    """Exponential backoff with full jitter, and a cap on the total time spent waiting.
+    With `stop` (a run's, for what the run does while it goes on, not for its closing
+    steps), a wait between tries ends when the run is asked to stop: RunInterrupted."""
 
     initial_delay: float = 0.25
     max_delay: float = 16.0
     max_total_wait: float = 120.0
+    stop: threading.Event | None = field(default=None, compare=False, repr=False)
+
+    def pause(self, delay: float) -> None:
+        """Wait `delay` seconds between tries, or until the stop."""
+        if self.stop is None:
+            time.sleep(delay)
+        elif self.stop.wait(delay):
+            raise RunInterrupted(STOPPED_ON_REQUEST)
 
     def delays(self, rng: random.Random | None = None) -> Callable[[], float | None]:
         """A function that gives the next delay, or None once the total cap is reached."""
@@ -131,7 +142,7 @@ def call_timeout(limit: float) -> float:
 
 
 def call_with_retry(action: Callable[[], T], policy: RetryPolicy, what: str,
-                    sleep: Callable[[float], None] = time.sleep) -> T:
+                    sleep: Callable[[float], None] | None = None) -> T:
     """Run `action`; retry transient errors; raise DatabaseError when it cannot succeed.
     The budget (policy.max_total_wait) counts the calls' own waits as well as the sleeps
     between them: an action's calls take their timeout from call_timeout()."""
@@ -139,7 +150,7 @@ def call_with_retry(action: Callable[[], T], policy: RetryPolicy, what: str,
     deadline = time.monotonic() + policy.max_total_wait
     token = _deadline.set(deadline)
     try:
-        return _retrying(action, policy, what, sleep, next_delay, deadline)
+        return _retrying(action, policy, what, sleep or policy.pause, next_delay, deadline)
     finally:
         _deadline.reset(token)
 

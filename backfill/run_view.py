@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from backfill.control import STOP
 from backfill.lease import LeaseState
 from backfill.ledger import LedgerEntry
 from backfill.pace import rate_shown
@@ -67,6 +68,13 @@ def _seconds_held(part: LedgerEntry, name: str, state: GateState) -> float:
     return seconds
 
 
+def stopping_by(part: LedgerEntry, run: dict[str, Any]) -> str | None:
+    """While a run (or shard) is running with a stop standing on its run: who stopped it."""
+    if part.status != RunStatus.RUNNING or run.get("control") != STOP:
+        return None
+    return str(run.get("control_by") or "someone")
+
+
 def where_it_stands(data: dict[str, Any]) -> str:
     """The checkpoint: one ID for one cursor; for parallel reads, how much of the key
     space the parts have read (no single ID says that)."""
@@ -85,6 +93,8 @@ def progress_line(part: LedgerEntry, run: dict[str, Any], task: str | None = Non
     counts = dict(data.get("counts") or {})
     held = _held(part)
     state = f"{part.status}, {held}" if held else part.status
+    if stopping_by(part, run):  # it goes on only to end at a clean point
+        state += ", stopping"
     label = f"shard {data['shard']}: " if "shard" in data else ""
     processed = int(counts.get("processed", 0))
     active = float(data.get("active_seconds") or 0.0)
@@ -144,6 +154,18 @@ class Outlook:
     per_second: float | None  # over the last minute; None: not running
     waiting: str | None = None  # throttled (why) or paused (by whom)
     parts: tuple[Outlook, ...] = ()  # a sharded run's: its shards'
+    # Items/s the pace in force allows (a fixed rate, set or started with); None: a
+    # ramp or unpaced, which the last minute's rate tells.
+    paced: float | None = None
+    stopping: str | None = None  # a stop stands: by whom (it ends, no ETA)
+
+    @property
+    def eta_rate(self) -> float | None:
+        """Items/s the ETA counts with: the last minute's, but no more than the pace in
+        force allows (right after a cut, the last minute is still the old pace's)."""
+        if self.paced is None:
+            return self.per_second
+        return min(self.per_second, self.paced) if self.per_second else self.paced
 
     @property
     def percent(self) -> float | None:
@@ -158,9 +180,10 @@ class Outlook:
         if self.parts:
             etas = [part.eta_seconds for part in self.parts if part.per_second is not None]
             return None if not etas or None in etas else max(e or 0.0 for e in etas)
-        if self.total is None or not self.per_second or self.waiting:
+        rate = self.eta_rate
+        if self.total is None or not rate or self.waiting or self.stopping:
             return None
-        return max(0, self.total - self.processed) / self.per_second
+        return max(0, self.total - self.processed) / rate
 
 
 def _moment(value: Any) -> datetime | None:
@@ -183,8 +206,37 @@ def last_minute_rate(recent: Sequence[dict[str, Any]], now: datetime) -> float:
     return max(0.0, points[-1][1] - processed_then) / elapsed if elapsed > 0 else 0.0
 
 
-def outlook_of(part: LedgerEntry) -> Outlook:
+def fixed_pace(run: dict[str, Any]) -> float | None:
+    """The run's write rate in force when it is a fixed one (set, or started with a
+    ceiling no higher than its start); None: unpaced, or a ramp."""
+    settings = dict(run.get("settings") or {})
+    rate, initial = settings.get("max_writes_per_second"), settings.get("initial_writes_per_second")
+    if not isinstance(rate, int | float) or rate <= 0:
+        return None
+    fixed = "writes_per_second" in dict(run.get("pace") or {}) or (
+        isinstance(initial, int | float) and initial >= rate)
+    return float(rate) if fixed else None
+
+
+def _paced_items(data: dict[str, Any], run: dict[str, Any]) -> float | None:
+    """Items/s a part may go through at the run's fixed pace (its share of it, for a
+    shard): each item costs the writes its items so far have cost."""
+    rate = fixed_pace(run)
+    if rate is None:
+        return None
+    counts = dict(data.get("counts") or {})
+    processed, written = int(counts.get("processed", 0)), int(counts.get("updated", 0))
+    if processed and not written:
+        return None  # nothing written so far: the pace holds nothing back
+    per_item = written / processed if processed else 1.0
+    return rate / int(run.get("shard_count") or 1) / per_item
+
+
+def outlook_of(part: LedgerEntry, run: dict[str, Any] | None = None) -> Outlook:
+    """`run`: the run's own entry (a shard's run), which holds its pace and its control;
+    by default the part's own."""
     data = part.data
+    run = data if run is None else run
     processed = int(dict(data.get("counts") or {}).get("processed", 0))
     total = data.get("total")
     total = int(total) if isinstance(total, int) else None
@@ -195,7 +247,8 @@ def outlook_of(part: LedgerEntry) -> Outlook:
     if held is not None:  # a pause's reason says it: "paused by ops@host"
         waiting = why if why.startswith(held) else f"{held}: {why}" if why else held
     rate = last_minute_rate(list(data.get("recent") or []), part.read_at or utc_now())
-    return Outlook(processed, total, rate, waiting)
+    return Outlook(processed, total, rate, waiting, paced=_paced_items(data, run),
+                   stopping=stopping_by(part, run))
 
 
 def whole_run(outlooks: Sequence[Outlook]) -> Outlook:
@@ -204,9 +257,10 @@ def whole_run(outlooks: Sequence[Outlook]) -> Outlook:
     running = [o for o in outlooks if o.per_second is not None]
     waiting = sorted({o.waiting for o in running if o.waiting})
     rate = sum(o.per_second or 0.0 for o in running) if running else None
+    stopping = next((o.stopping for o in running if o.stopping), None)
     return Outlook(sum(o.processed for o in outlooks),
                    sum(o.total or 0 for o in known) if known else None, rate,
-                   "; ".join(waiting) or None, tuple(outlooks))
+                   "; ".join(waiting) or None, tuple(outlooks), stopping=stopping)
 
 
 def duration_shown(seconds: float) -> str:
@@ -220,7 +274,7 @@ def duration_shown(seconds: float) -> str:
 
 def outlook_line(outlook: Outlook) -> str:
     """Done so far of the count; while running: the last minute's pace, the ETA at that
-    pace, and what the run waits on."""
+    pace (or at the pace in force, when that is slower), and what the run waits on."""
     percent = outlook.percent
     line = (f"{percent:.1f}% of {outlook.total:,}" if percent is not None and outlook.total
             else f"{outlook.processed:,} processed (no count recorded yet)")
@@ -228,7 +282,10 @@ def outlook_line(outlook: Outlook) -> str:
         return line
     line += f"; {outlook.per_second:,.1f} items/s over the last minute"
     eta = outlook.eta_seconds
-    if outlook.waiting:
+    if outlook.stopping:
+        line += (f"; stopping: a stop by {outlook.stopping} stands, it ends after the "
+                 "batches in flight (no ETA)")
+    elif outlook.waiting:
         line += f"; waiting on: {outlook.waiting} (no ETA while held)"
     elif eta is not None:
         line += f"; ETA {duration_shown(eta)} at this pace"

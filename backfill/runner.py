@@ -19,7 +19,7 @@ from google.cloud.firestore_v1 import DELETE_FIELD
 from google.cloud.firestore_v1.document import DocumentReference, DocumentSnapshot
 
 from backfill.cost import WriteVolume, index_entries, storage_bytes
-from backfill.errors import RunInterrupted
+from backfill.errors import STOPPED_ON_REQUEST, RunInterrupted
 from backfill.jobs import Decision, Job
 from backfill.journal import Journal, journal_entry, too_large_to_journal
 from backfill.lease import Fence
@@ -196,7 +196,7 @@ class Runner:
         if failure is not None:
             raise failure
         if self.stop.is_set():
-            raise RunInterrupted("stopped on request")
+            raise RunInterrupted(STOPPED_ON_REQUEST)
 
     def _data(self, snaps: Sequence[DocumentSnapshot],
               fields: Sequence[str] | None = None) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from backfill.errors import BackfillError, ExitCode
 from backfill.health_url import HealthUrl, call
-from backfill.ratelimit import WriteRateLimiter
+from backfill.ratelimit import STOP_POLL_SECONDS, WriteRateLimiter
 from backfill.status import GateState
 
 HEALTHY_PROBES_TO_REOPEN = 3
@@ -40,9 +40,10 @@ class HealthCheck:
     _waiting: dict[HealthUrl, threading.Thread] = field(default_factory=dict, compare=False,
                                                   repr=False)
 
-    def probe(self, url: HealthUrl) -> str | None:
-        """Why `url` is unhealthy now, or None when it is healthy. The whole answer (status,
-        headers, body) must come within the latency limit."""
+    def probe(self, url: HealthUrl, stop: threading.Event | None = None) -> str | None:
+        """Why `url` is unhealthy now, or None when it is healthy (or when `stop`, the
+        run's, comes first: a stopping run waits for no answer). The whole answer
+        (status, headers, body) must come within the latency limit."""
         limit = self.max_latency_ms / 1000
         earlier = self._waiting.get(url)
         if earlier is not None and earlier.is_alive():
@@ -53,7 +54,10 @@ class HealthCheck:
                                   name="health-probe", daemon=True)
         self._waiting[url] = worker
         worker.start()
-        worker.join(limit)
+        while worker.is_alive() and time.monotonic() - started < limit:
+            if stop is not None and stop.is_set():
+                return None
+            worker.join(min(STOP_POLL_SECONDS, max(0.0, limit - (time.monotonic() - started))))
         if not answer:
             return (f"{url.shown} did not answer within {self.max_latency_ms:.0f} ms "
                     f"(--throttle-max-latency-ms)")
@@ -70,9 +74,9 @@ class HealthCheck:
         problem = call(url.url, url.authorization, timeout=max(1.0, 2 * limit))
         return None if problem is None else f"{url.shown} {problem}"
 
-    def unhealthy(self) -> str | None:
+    def unhealthy(self, stop: threading.Event | None = None) -> str | None:
         for url in self.urls:
-            reason = self.probe(url)
+            reason = self.probe(url, stop)
             if reason is not None:
                 return reason
         return None
@@ -167,14 +171,18 @@ class Gate:
 class HealthWatch:
     """Probes the health check every interval in a thread, and throttles the gate."""
 
-    def __init__(self, check: HealthCheck, gate: Gate) -> None:
-        self.check, self.gate = check, gate
+    def __init__(self, check: HealthCheck, gate: Gate,
+                 stop: threading.Event | None = None) -> None:
+        """`stop`: the run's; a probe in progress then ends without a verdict."""
+        self.check, self.gate, self.stop = check, gate, stop
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="health", daemon=True)
         self._healthy_in_a_row = 0
 
     def probe_once(self) -> None:
-        reason = self.check.unhealthy()
+        reason = self.check.unhealthy(self.stop)
+        if self.stop is not None and self.stop.is_set():
+            return  # no verdict: the run is stopping
         if reason is not None:
             self._healthy_in_a_row = 0
             self.gate.throttle(reason)

@@ -11,7 +11,6 @@ who re-reads the item and decides again.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -79,7 +78,7 @@ def request_chunks(writes: Sequence[Write]) -> list[list[int]]:
 
 def commit_writes(client: firestore.Client, writes: Sequence[Write], policy: RetryPolicy,
                   limiter: WriteRateLimiter | None = None,
-                  sleep: Callable[[float], None] = time.sleep) -> list[WriteResult]:
+                  sleep: Callable[[float], None] | None = None) -> list[WriteResult]:
     """Apply `writes` (one per document); a result per write, in order. They go in as
     few requests as the count and size limits allow.
 
@@ -88,7 +87,8 @@ def commit_writes(client: firestore.Client, writes: Sequence[Write], policy: Ret
     """
     results: dict[int, WriteResult] = {}
     for chunk in request_chunks(writes):
-        answers = _commit_request(client, [writes[i] for i in chunk], policy, limiter, sleep)
+        answers = _commit_request(client, [writes[i] for i in chunk], policy, limiter,
+                                  sleep or policy.pause)
         results.update(zip(chunk, answers, strict=True))
     return [results[index] for index in range(len(writes))]
 

@@ -89,9 +89,12 @@ ResumeCommand = Callable[[RunOptions, str, Shard | None], str]
 
 def run_settings(job: Job, options: RunOptions, client: firestore.Client, collection: str,
                  stats: RunStats, from_id: str | None, before_id: str | None,
-                 journal: Journal | None, fence: Fence | None = None) -> RunSettings:
+                 journal: Journal | None, fence: Fence | None = None,
+                 stop: threading.Event | None = None) -> RunSettings:
     """What a run reads and how fast it writes, built from its options and where it
-    stands (pure: nothing is written into the stats; the parts are in the settings)."""
+    stands (pure: nothing is written into the stats; the parts are in the settings).
+    `stop`: the run's; a write waiting for its turn, or a read or write waiting to be
+    tried again, gives up when it is set."""
     source = job.page_source(client, collection, options.policy)
     parts = None
     if source is None and options.limit is None:
@@ -109,11 +112,18 @@ def run_settings(job: Job, options: RunOptions, client: firestore.Client, collec
         # A resumed canary run: the limit is the whole run's.
         limit=None if options.limit is None else max(0, options.limit - stats.processed),
         after_id=stats.checkpoint, from_id=from_id, before_id=before_id,
-        max_in_flight=options.parallel_batches, policy=options.policy, journal=journal,
+        max_in_flight=options.parallel_batches, policy=replace(options.policy, stop=stop),
+        journal=journal,
         fence=fence,
         source=source, read_ahead=source is None, parts=parts,
         limiter=WriteRateLimiter(initial=initial / share,
-                                 ceiling=options.max_writes_per_second / share))
+                                 ceiling=options.max_writes_per_second / share, stop=stop))
+
+
+def planned(counted: int, limit: int | None) -> int:
+    """The items a run goes through, as a status shares and times them: its count (of
+    its subset, or of its shard's range), or its --limit, the whole run's, if smaller."""
+    return counted if limit is None else min(counted, limit)
 
 
 def uncounted_since_ns(entry: LedgerEntry, options: RunOptions) -> int:
@@ -145,6 +155,7 @@ class WritingRun:
         self.stop = StopRequest()
         self.plan: RunPlan | None = None
         self.total = 0
+        self.counted_items = 0  # what the run's count read (its range's, for a shard)
         self.lease: Lease | None = None
         self.stats: RunStats | None = None
         self.log: logging.Logger | None = None
@@ -355,7 +366,8 @@ class WritingRun:
             written = journal.written_since(uncounted_since_ns(resumed, options))
         built = replace(run_settings(job, options, self.client, target.collection, stats,
                                      from_id, before_id, journal,
-                                     fence=self.lease if ledger is not None else None),
+                                     fence=self.lease if ledger is not None else None,
+                                     stop=self.stop),
                         written_by_run=written)
         if built.parts is not None:
             stats.parts = built.parts
@@ -420,7 +432,8 @@ class WritingRun:
                             self.total if total is None else total,
                             stats.processed - outcome.processed)))
                     count_gate_time()
-                    stats.total = self.total if total is None else total
+                    self.counted_items = self.total if total is None else total
+                    stats.total = planned(self.counted_items, options.limit)
                     stats.note_progress()
                     if ledger is not None and not outcome.last:  # the final record follows
                         ledger.record(stats)
@@ -543,7 +556,7 @@ class WritingRun:
             if options.throttle_url:
                 stack.enter_context(HealthWatch(HealthCheck(
                     parse_health_urls(options.throttle_url), options.throttle_interval,
-                    options.throttle_max_latency_ms), gate))
+                    options.throttle_max_latency_ms), gate, self.stop))
             if ledger is not None:
                 stack.enter_context(RunControl(ledger, run_id, gate, self.stop,
                                                self.reporter.said,
@@ -633,7 +646,7 @@ class WritingRun:
                          control_poll_seconds=options.control_poll_seconds,
                          heartbeat_seconds=options.heartbeat_seconds)
         return estimate(shape, scanned=stats.processed,
-                        counted=self.total if stats.total is None else stats.total,
+                        counted=self.counted_items if stats.total is not None else self.total,
                         items_written=stats.would_update, volume=stats.volume,
                         dry_run_seconds=stats.duration_seconds)
 

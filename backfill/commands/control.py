@@ -7,13 +7,16 @@
     python3 scripts/backfill_control.py set --writes-per-second 200 [RUN_ID]
     python3 scripts/backfill_control.py set --parallel-batches 2 [RUN_ID]
 
-RUN_ID defaults to the newest running run of the collection. Every task of the run (all
+RUN_ID defaults to the newest running run of the collection (for `status`, when none
+is running, the newest run of the collection, however it ended). Every task of the run (all
 shards of a sharded run) obeys within 10 seconds. `set` changes a running run's pace: a
 fixed write rate from then on (0: unpaced; the ramp-up stops; a sharded run's tasks each
 take their share), or how many batches each task has in flight; a resume carries them on.
+On an interrupted or failed run, `set` records the pace its resume goes on with: how an
+operator changes a recorded pace (a --resume that says another pace is refused).
 A run that is not running (interrupted, failed) can be paused or stopped too: a task the
 engine starts again obeys; `continue` clears what stands. Exit codes: 0 done, 2 usage or
-configuration (no such run, a bad value, a run not running for `set`), 3 fatal.
+configuration (no such run, a bad value, a completed run for `set`), 3 fatal.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import click
 
 from backfill.cli import (
     COMMAND_SETTINGS,
+    MAX_RETRY_SECONDS,
     PARALLEL_BATCHES,
     WRITES_PER_SECOND,
     FiniteFloat,
@@ -65,7 +69,7 @@ ACTIONS = {"pause": PAUSE, "continue": CONTINUE, "stop": STOP}
 @target_options
 @click.option("--ledger-collection", default=DEFAULT_LEDGER_COLLECTION, show_default=True,
               help="Where runs record themselves.")
-@click.option("--max-retry-seconds", type=FiniteFloat(0), default=30.0,
+@click.option("--max-retry-seconds", type=FiniteFloat(0, MAX_RETRY_SECONDS), default=30.0,
               show_default=True, help="How long to keep retrying a transient database error.")
 @log_format_option
 @version_option
@@ -85,7 +89,7 @@ def main(action: str, run_id: str | None, writes_per_second: float | None,
         raise ConfigurationError("--writes-per-second and --parallel-batches go with set")
     target, client = connect_target(**options)
     ledger = Ledger(client, ledger_collection, RetryPolicy(max_total_wait=max_retry_seconds))
-    entry = find_run(ledger, target.collection, run_id)
+    entry = find_run(ledger, target.collection, run_id, latest=action == "status")
     if action == "status":
         lease = None
         try:
@@ -125,7 +129,10 @@ def main(action: str, run_id: str | None, writes_per_second: float | None,
 
 def set_pace(ledger: Ledger, entry: LedgerEntry, writes_per_second: float | None,
              parallel_batches: int | None) -> int:
-    if entry.status not in CONTROLLABLE:
+    """A running run applies the pace within a control poll; an unfinished one that is
+    not running (interrupted, failed) has it recorded, and its resume carries it on: how
+    an operator changes the pace a run resumes with."""
+    if entry.status not in (*CONTROLLABLE, *UNFINISHED):
         raise ConfigurationError(
             f"run {entry.run_id} is {entry.status}, not running: a pace is set on a running "
             "run (a resume carries on the pace it had)")
@@ -138,21 +145,33 @@ def set_pace(ledger: Ledger, entry: LedgerEntry, writes_per_second: float | None
             what[-1] += f", shared by its {entry.data['shard_count']} shards"
     if parallel_batches is not None:
         what.append(f"{parallel_batches} batches in flight per task")
-    click.echo(f"Run {entry.run_id}: pace set: {', '.join(what)}. Every task applies it "
-               "within 10 seconds.")
+    if entry.status in CONTROLLABLE:
+        click.echo(f"Run {entry.run_id}: pace set: {', '.join(what)}. Every task applies it "
+                   "within 10 seconds.")
+    else:
+        click.echo(f"Run {entry.run_id} ({entry.status}): pace set: {', '.join(what)}. Its "
+                   "resume carries it on.")
     return ExitCode.OK
 
 
-def find_run(ledger: Ledger, collection: str, run_id: str | None) -> LedgerEntry:
-    """The run named, or the newest running one of the collection."""
+def find_run(ledger: Ledger, collection: str, run_id: str | None,
+             latest: bool = False) -> LedgerEntry:
+    """The run named, or the newest running one of the collection; with `latest` (a
+    status), when none is running, the newest of the collection however it ended."""
     if run_id is not None:
         entry = ledger.get(run_id)
         if entry is None:
             raise ConfigurationError(f"no run {run_id!r} in the ledger {ledger.collection.id!r}")
         return entry
-    for entry in ledger.runs():
-        if entry.data.get("collection") == collection and entry.status in CONTROLLABLE:
+    runs = [entry for entry in ledger.runs() if entry.data.get("collection") == collection]
+    for entry in runs:
+        if entry.status in CONTROLLABLE:
             return entry
+    if latest and runs:
+        return runs[0]
+    if latest:
+        raise ConfigurationError(f"no run of collection {collection!r} in the ledger "
+                                 f"{ledger.collection.id!r}")
     raise ConfigurationError(f"no running run of collection {collection!r} in the ledger "
                              f"{ledger.collection.id!r}")
 
@@ -165,7 +184,7 @@ def show(ledger: Ledger, entry: LedgerEntry, lease: LeaseState | None) -> None:
                    f"{data.get('control_at')})")
     click.echo("  " + pace_line(data))
     parts = ledger.shards(entry.run_id) if "shard_count" in data else [entry]
-    outlooks = [outlook_of(part) for part in parts]
+    outlooks = [outlook_of(part, data) for part in parts]
     if "shard_count" in data:
         click.echo(f"  {data.get('status')}: {len(parts)} of {data['shard_count']} shards "
                    "started")

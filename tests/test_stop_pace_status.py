@@ -1,0 +1,181 @@
+"""A stop obeyed at once whatever the pace, SIGTERM ending like Ctrl-C, paces that cannot
+work refused (and a recorded one never blocking a resume), and a status that tells what
+the run will do: each run a real process on the emulator, the control typed beside it."""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+
+import pytest
+
+from backfill.errors import ExitCode
+from backfill.ledger import DEFAULT_LEDGER_COLLECTION
+from run_backfill_production import main as backfill
+from tests.conftest import Database
+from tests.helpers import control, eventually, start, wait_for
+from tools.sample_data import make_wardrobe
+
+SLOW = ("--batch-size", "20", "--parallel-reads", "1", "--initial-writes-per-second", "40",
+        "--max-writes-per-second", "40")
+
+
+def entry(db: Database, run_id: str) -> dict:
+    return db.documents(DEFAULT_LEDGER_COLLECTION)[run_id]
+
+
+def leases(db: Database) -> list[dict]:
+    return [e for e in db.documents(DEFAULT_LEDGER_COLLECTION).values()
+            if e.get("kind") == "lease"]
+
+
+def test_a_stop_after_the_pace_was_cut_is_obeyed_within_the_poll_and_status_says_so(
+        db: Database) -> None:
+    """Before: at 0.5 writes/s the batches in flight kept waiting for their rate slot
+    (40 s each), the run went on long after the stop, and status said `ETA`."""
+    db.seed(make_wardrobe(400))
+    process, log = start(db, db.env, "--job-id", "bf-cut", *SLOW,
+                         "--control-poll-seconds", "3")
+    wait_for(log, "Batch 2:")
+    assert control(db, "set", "--writes-per-second", "0.5", "bf-cut").exit_code == 0
+    wait_for(log, "🎚  Pace set by ")
+    assert control(db, "stop", "bf-cut").exit_code == 0
+    stopped = time.monotonic()
+    shown = control(db, "status", "bf-cut").stdout
+    assert "running, stopping by " in shown, shown
+    assert "; stopping: a stop by " in shown and " at this pace" not in shown, shown
+    assert process.wait(timeout=60) == ExitCode.INTERRUPTED, log.read_text()
+    # The control's poll (3 s) and one batch's commit, not the slots' 40 s.
+    assert time.monotonic() - stopped < 10, log.read_text()
+    recorded = entry(db, "bf-cut")
+    assert recorded["status"] == "interrupted"
+    assert recorded["stopped_because"].startswith("stopped by ")
+    assert leases(db) == []
+
+
+def test_sigterm_while_a_stop_stands_still_ends_with_the_final_record(db: Database) -> None:
+    """Before: a SIGTERM after a Ctrl-C was taken for a second Ctrl-C: exit at once, the
+    ledger left `running`, the lease held, no summary, no resume command."""
+    db.seed(make_wardrobe(400))
+    process, log = start(db, db.env, "--job-id", "bf-term", *SLOW)
+    wait_for(log, "Batch 2:")
+    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == ExitCode.INTERRUPTED, log.read_text()
+    text = log.read_text()
+    assert "SIGTERM: the run is stopping already (SIGINT)" in text, text
+    assert "To continue from the checkpoint:" in text and "--resume bf-term" in text, text
+    recorded = entry(db, "bf-term")
+    assert recorded["status"] == "interrupted" and recorded["stopped_because"] == "SIGINT"
+    assert leases(db) == []
+
+
+@pytest.mark.parametrize("tool, args, message", [
+    ("control", ["set", "--writes-per-second", "1e-300", "bf-none"],
+     "Invalid value for '--writes-per-second': '1e-300' writes/s is too slow to work: "
+     "0 (unpaced) or at least 0.1."),
+    ("control", ["set", "--writes-per-second", "0.01", "bf-none"], "too slow to work"),
+    ("backfill", ["--max-writes-per-second", "1e-300"],
+     "Invalid value for '--max-writes-per-second': '1e-300' writes/s is too slow to work"),
+    ("backfill", ["--max-retry-seconds", "1e300"],
+     "Invalid value for '--max-retry-seconds': 1e+300 is not in the range 0<=x<=86400."),
+])
+def test_a_number_that_cannot_work_is_one_line_and_exit_2(
+        db: Database, tool: str, args: list[str], message: str) -> None:
+    """Before: `set --writes-per-second 1e-300` was taken, and the run died at its next
+    batch with an OverflowError; a retry budget of 1e300 s overflowed on resume."""
+    db.seed(make_wardrobe(5))
+    done = control(db, *args) if tool == "control" else db.invoke(backfill, [*args, "--yes"])
+    assert done.exit_code == 2, done.output
+    lines = done.output.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.output
+    assert db.documents(DEFAULT_LEDGER_COLLECTION) == {}
+    assert db.count_where_map() == 0
+
+
+def test_a_recorded_rate_that_cannot_work_never_blocks_a_resume(db: Database) -> None:
+    """Before: the resume crashed (OverflowError, exit 1) every time, `set` on the
+    interrupted run was refused and a resume with another rate was refused too."""
+    db.seed(make_wardrobe(200))
+    process, log = start(db, db.env, "--job-id", "bf-tiny", *SLOW)
+    wait_for(log, "Batch 1:")
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == ExitCode.INTERRUPTED, log.read_text()
+    # What an older version recorded after `set --writes-per-second 1e-300`.
+    db.client.collection(DEFAULT_LEDGER_COLLECTION).document("bf-tiny").update({
+        "pace.writes_per_second": 1e-300, "settings.max_writes_per_second": 1e-300,
+        "settings.initial_writes_per_second": 1e-300})
+    refused = db.invoke(backfill, ["--resume", "bf-tiny", "--yes"])
+    assert refused.exit_code == 2, refused.output
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "❌ run bf-tiny has --max-writes-per-second 1e-300 recorded, which cannot work: set "
+        "a pace that can (backfill_control.py set --writes-per-second N bf-tiny), then resume")
+    other = db.invoke(backfill, ["--resume", "bf-tiny", "--yes", "--max-writes-per-second",
+                                 "100"])
+    assert other.exit_code == 2
+    assert "to change its pace first: backfill_control.py set --writes-per-second 100.0 " \
+           "bf-tiny)" in other.stderr, other.stderr
+    done = control(db, "set", "--writes-per-second", "0", "bf-tiny")
+    assert done.exit_code == 0, done.output
+    assert done.stdout.startswith("Run bf-tiny (interrupted): pace set: write rate unpaced. "
+                                  "Its resume carries it on.")
+    resumed = db.invoke(backfill, ["--resume", "bf-tiny", "--yes"])
+    assert resumed.exit_code == 0, resumed.output
+    db.assert_normalized()
+    assert entry(db, "bf-tiny")["status"] == "completed"
+
+
+def test_status_shares_and_times_what_the_run_will_do_at_the_pace_in_force(
+        db: Database) -> None:
+    """Before: `% of 600` for a run limited to 200, and right after `set` cut the pace to
+    2 writes/s an ETA of seconds, at the last minute's 40 items/s."""
+    db.seed(make_wardrobe(600))
+    process, log = start(db, db.env, "--job-id", "bf-lim", "--limit", "200", *SLOW,
+                         "--control-poll-seconds", "0.2")
+    wait_for(log, "Batch 2:")
+    shown = eventually(lambda: (s := control(db, "status", "bf-lim").stdout) and
+                       "% of " in s and s, "a status with a share")
+    assert re.search(r" \d+\.\d% of 200;", shown), shown
+    assert control(db, "set", "--writes-per-second", "2", "bf-lim").exit_code == 0
+    wait_for(log, "🎚  Pace set by ")
+    shown = control(db, "status", "bf-lim").stdout
+    found = re.search(r"(\d+\.\d)% of 200; [\d.]+ items/s over the last minute; ETA (\d+)m"
+                      r"(\d+)s at this pace", shown)
+    assert found is not None, shown
+    left = 200 * (1 - float(found.group(1)) / 100)
+    eta = 60 * int(found.group(2)) + int(found.group(3))
+    assert left / 2 * 0.9 <= eta <= left / 2 * 1.1, shown
+    assert control(db, "set", "--writes-per-second", "0", "bf-lim").exit_code == 0
+    assert process.wait(timeout=60) == 0, log.read_text()
+    assert entry(db, "bf-lim")["total"] == 200
+
+
+def test_status_without_a_run_id_counts_the_pause_going_on(db: Database) -> None:
+    """Before: `paused 0.0s` 3 s into a pause, when no RUN_ID was given."""
+    db.seed(make_wardrobe(400))
+    process, log = start(db, db.env, "--job-id", "bf-held", *SLOW,
+                         "--control-poll-seconds", "0.2")
+    wait_for(log, "Batch 2:")
+    assert control(db, "pause").exit_code == 0
+    wait_for(log, "⏸  Paused (paused by ")
+    time.sleep(3.0)
+    shown = control(db, "status").stdout
+    paused = re.search(r"paused (\d+\.\d)s$", shown, re.MULTILINE)
+    assert paused is not None and float(paused.group(1)) >= 2.5, shown
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == ExitCode.INTERRUPTED, log.read_text()
+
+
+def test_status_with_no_run_running_shows_the_latest_run(db: Database) -> None:
+    """Before: exit 2, "no running run of collection ..." after a run completed."""
+    db.seed(make_wardrobe(30))
+    assert db.invoke(backfill, ["--job-id", "bf-old", "--yes"]).exit_code == 0
+    assert db.invoke(backfill, ["--job-id", "bf-new", "--yes"]).exit_code == 0
+    shown = control(db, "status")
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout.startswith(f"Run bf-new: backfill of {db.collection}, completed, ")
+    assert "30 processed, 0 written, 0 errors" in shown.stdout
+    nothing = control(db, "status", "--collection", "other")
+    assert nothing.exit_code == 2
+    assert "no run of collection 'other' in the ledger" in nothing.output
