@@ -431,7 +431,7 @@ def execute_writing_run(tool: str, make_job: MakeJob, options: RunOptions,
         checking.shutdown(wait=False)
     run = WritingRun(tool, make_job, options, shard, target, client,
                      console.ConsoleReporter(labels, options.quiet, options.as_json,
-                                             console.secret_gate_note(options)),
+                                             console.resume_notes(options)),
                      labels.resume_command, stats_prefix, engine=engine_task(os.environ),
                      recovery=recovery)
     run.open(wait_for_count=False)  # without a prompt, the count goes on while it reads
