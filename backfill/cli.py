@@ -28,6 +28,7 @@ from backfill.errors import (
     BackfillError,
     ConfigurationError,
     ExitCode,
+    RunInterrupted,
 )
 from backfill.health_url import parse_health_urls
 from backfill.lease import HEARTBEAT_SECONDS, LEASE_TIMEOUT_SECONDS, engine_task
@@ -236,6 +237,10 @@ def run_boundary(body: Callable[..., int]) -> Callable[..., NoReturn]:
                 set_context(tool=body.__module__.rsplit(".", 1)[-1])
                 try:
                     code = body(*args, **kwargs)
+                except RunInterrupted as error:
+                    if not error.said:
+                        click.echo(f"❌ {error}", err=True)
+                    code = error.exit_code
                 except BackfillError as error:
                     click.echo(f"❌ {error}", err=True)
                     code = error.exit_code
@@ -273,6 +278,9 @@ def confirm_production(target: Target, dry_run: bool, yes: bool) -> None:
         typed = sys.stdin is not None and sys.stdin.isatty()
     except (OSError, ValueError):  # closed, or not readable
         answer, typed = "", False
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: its line goes under the prompt's
+        click.echo(err=True)
+        raise
     if not typed:
         click.echo(err=True)  # the typed answer did not end the prompt's line
     if answer.rstrip("\r\n") != "YES":

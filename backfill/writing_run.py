@@ -443,7 +443,9 @@ class WritingRun:
         except BackfillError as error:
             status, reason, failure = RunStatus.FAILED, str(error), error
         except KeyboardInterrupt as error:  # a signal before the run's own handlers
-            status, reason, failure = RunStatus.INTERRUPTED, "SIGINT", error
+            status, reason = RunStatus.INTERRUPTED, "SIGINT"
+            failure = RunInterrupted("SIGINT")
+            failure.__cause__ = error
         except Exception as error:  # a defect: said, recorded, and raised as it is
             status, reason = RunStatus.FAILED, f"unexpected {type(error).__name__}: {error}"
             failure = error
@@ -468,6 +470,8 @@ class WritingRun:
         count_gate_time()
         self._end(stats, status, reason, ledger, log, extra, journal,
                   database_failed=isinstance(failure, DatabaseError))
+        if isinstance(failure, RunInterrupted):
+            failure.said = True  # one line per early end: the summary's
         if failure is not None:
             raise failure
         return ExitCode.ITEM_ERRORS if stats.error_count else ExitCode.OK
