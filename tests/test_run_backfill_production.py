@@ -304,3 +304,26 @@ def test_version_and_help() -> None:
     shown = CliRunner().invoke(main, ["--help"])
     assert shown.exit_code == 0
     assert "--dry-run  " in shown.output and "Read everything, write nothing." in shown.output
+
+
+def test_no_usable_credentials_says_where_it_looked_and_what_to_set(
+        db: Database, tmp_path: Path) -> None:
+    """Before: `❌ the credentials from application default credentials could not be used
+    (DefaultCredentialsError)`, and nothing more."""
+    env = {k: v for k, v in db.env.items() if k != "FIRESTORE_EMULATOR_HOST"}
+    gcloud = tmp_path / "gcloud"
+    env.update(CLOUDSDK_CONFIG=str(gcloud), GCE_METADATA_HOST=dead_address(),
+               GCE_METADATA_IP=dead_address())
+    done = db.run_script("run_backfill_production.py", ["--yes"], env=env)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "❌ the credentials from application default credentials could not be used "
+        "(DefaultCredentialsError): looked for, in order, FIRESTORE_EMULATOR_HOST (the "
+        "emulator), GOOGLE_APPLICATION_CREDENTIALS (the path of a service-account key file), "
+        "FIRESTORE_CREDENTIALS_JSON (the key's JSON itself), FIREBASE_PRIVATE_KEY and "
+        "FIREBASE_CLIENT_EMAIL (the app's service account split over variables, with "
+        "FIREBASE_PRIVATE_KEY_ID, FIREBASE_CLIENT_ID, FIREBASE_CLIENT_X509_CERT_URL when it "
+        "has them): none is set; then gcloud's application default credentials "
+        f"({gcloud}/application_default_credentials.json: not there) and the metadata server "
+        "of Cloud Run, GKE or Compute Engine (none answered). Set one of those variables, or "
+        "run `gcloud auth application-default login`")
