@@ -681,7 +681,11 @@ class WritingRun:
 def _log_items(outcome: BatchOutcome, log: logging.Logger) -> None:
     for doc_id, message in outcome.errors:
         log.error("item %s: %s", doc_id, message)
+    # Per item, a dropped value is detail (DEBUG, below the run log's level): its count is
+    # in the summary and the stats, and at INFO a run over many items grew the log by MBs.
+    if not log.isEnabledFor(logging.DEBUG):
+        return
     for decision in outcome.decisions.values():
         for dropped in decision.report.dropped if decision.report else []:
-            log.info("item %s: dropped %s value %s (%s)", decision.doc_id,
-                     dropped.facet, dropped.value, dropped.reason)
+            log.debug("item %s: dropped %s value %s (%s)", decision.doc_id,
+                      dropped.facet, dropped.value, dropped.reason)
