@@ -442,10 +442,8 @@ class WritingRun:
                                            self.stop.reason or "stopped on request", error)
         except BackfillError as error:
             status, reason, failure = RunStatus.FAILED, str(error), error
-        except KeyboardInterrupt as error:  # a signal before the run's own handlers
-            status, reason = RunStatus.INTERRUPTED, "SIGINT"
-            failure = RunInterrupted("SIGINT")
-            failure.__cause__ = error
+        except KeyboardInterrupt:  # a signal before the run's own handlers: said as one
+            status, reason, failure = RunStatus.INTERRUPTED, "SIGINT", RunInterrupted("SIGINT")
         except Exception as error:  # a defect: said, recorded, and raised as it is
             status, reason = RunStatus.FAILED, f"unexpected {type(error).__name__}: {error}"
             failure = error
