@@ -28,6 +28,7 @@ from backfill.errors import (
     BackfillError,
     ConfigurationError,
     ExitCode,
+    RunInterrupted,
 )
 from backfill.health_url import parse_health_urls
 from backfill.lease import HEARTBEAT_SECONDS, LEASE_TIMEOUT_SECONDS, engine_task
@@ -256,6 +257,10 @@ def run_boundary(body: Callable[..., int]) -> Callable[..., NoReturn]:
                 set_context(tool=body.__module__.rsplit(".", 1)[-1])
                 try:
                     code = body(*args, **kwargs)
+                except RunInterrupted as error:
+                    if not error.said:
+                        click.echo(f"❌ {error}", err=True)
+                    code = error.exit_code
                 except BackfillError as error:
                     click.echo(f"❌ {error}", err=True)
                     code = error.exit_code
@@ -293,6 +298,9 @@ def confirm_production(target: Target, dry_run: bool, yes: bool) -> None:
         typed = sys.stdin is not None and sys.stdin.isatty()
     except (OSError, ValueError):  # closed, or not readable
         answer, typed = "", False
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: its line goes under the prompt's
+        click.echo(err=True)
+        raise
     if not typed:
         click.echo(err=True)  # the typed answer did not end the prompt's line
     if answer.rstrip("\r\n") != "YES":
@@ -461,7 +469,7 @@ def execute_writing_run(tool: str, make_job: MakeJob, options: RunOptions,
         checking.shutdown(wait=False)
     run = WritingRun(tool, make_job, options, shard, target, client,
                      console.ConsoleReporter(labels, options.quiet, options.as_json,
-                                             console.secret_gate_note(options)),
+                                             console.resume_notes(options)),
                      labels.resume_command, stats_prefix, engine=engine_task(os.environ),
                      recovery=recovery)
     run.open(wait_for_count=False)  # without a prompt, the count goes on while it reads

@@ -17,6 +17,7 @@ from backfill.health_url import parse_health_urls
 from backfill.invocation import typed
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION
 from backfill.log_format import fields_for_next_line, record
+from backfill.notify import shown_urls
 from backfill.options import RunOptions, option_name
 from backfill.runner import BatchOutcome
 from backfill.stats import RunStats
@@ -75,6 +76,24 @@ def secret_gate_note(options: RunOptions) -> str | None:
         return None
     return ("   (add the query string or credentials of each --throttle-url that had them: "
             "they are not shown, as they may hold a secret)")
+
+
+def webhook_note(options: RunOptions) -> str | None:
+    """What a resume typed as printed would lack: the webhooks. They are not carried (a
+    webhook's URL is its secret) nor recorded whole; a variable is there again in the
+    same console."""
+    if not options.notify_url or "notify_url" in options.from_environment:
+        return None
+    hosts = ", ".join(shown_urls(options.notify_url))
+    return (f"   (add --notify-url for each webhook this run tells ({hosts}): its URL is not "
+            "shown, as it may hold a secret; typed as printed, the resumed run tells no "
+            "webhook)")
+
+
+def resume_notes(options: RunOptions) -> tuple[str, ...]:
+    """The lines said under a printed resume command: what to add to it."""
+    return tuple(note for note in (secret_gate_note(options), webhook_note(options))
+                 if note is not None)
 
 
 def say(message: str = "") -> None:
@@ -162,9 +181,9 @@ class ConsoleReporter:
     Reporter)."""
 
     def __init__(self, labels: Labels, quiet: bool, as_json: bool,
-                 resume_note: str | None = None) -> None:
+                 resume_notes: tuple[str, ...] = ()) -> None:
         self.labels, self.quiet, self.as_json = labels, quiet, as_json
-        self.resume_note = resume_note  # said under a resume command (secret_gate_note)
+        self.resume_notes = resume_notes  # said under a resume command (resume_notes)
 
     def said(self, line: str) -> None:
         say(line)
@@ -208,5 +227,5 @@ class ConsoleReporter:
         summary(stats, self.labels, extra, self.as_json)
         if resume_command is not None:
             say(f"↩️  To continue from the checkpoint: {resume_command}")
-            if self.resume_note is not None:
-                say(self.resume_note)
+            for note in self.resume_notes:
+                say(note)

@@ -44,3 +44,6 @@ class RunInterrupted(BackfillError):
     """SIGINT or SIGTERM arrived; the run stopped at a clean point."""
 
     exit_code = ExitCode.INTERRUPTED
+    # Set once the run's end was said (its cause when it came, its end in the summary,
+    # the resume command): the CLI boundary then adds no line of its own.
+    said = False

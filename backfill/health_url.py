@@ -2,7 +2,9 @@
 
 Only http and https, with a valid host and port, and no #fragment (a `#` in a password
 must be written %23, or the rest of the URL becomes the fragment). Credentials in the
-URL (`https://user:password@host/health`) are sent as HTTP basic auth, as curl does. A
+URL (`https://user:password@host/health`) are sent as HTTP basic auth, as curl does, and
+never leave the URL's origin: a redirect is followed only within it (scheme, host, port),
+and only for a probe (a GET); a webhook's POST is never redirected. A
 refusal is one line that never repeats the URL: a bad URL may hold a secret in any of
 its parts. A good URL is shown and recorded as scheme, host, port and path only: its
 query string and credentials may hold a token.
@@ -17,6 +19,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from typing import Any
 
 from backfill.errors import ConfigurationError
 
@@ -100,20 +103,74 @@ def parse_health_urls(texts: tuple[str, ...]) -> tuple[HealthUrl, ...]:
     return tuple(parse_health_url(text, i) for i, text in enumerate(texts, start=1))
 
 
+class NotFollowed(Exception):
+    """A redirect that is not followed: to another origin, or of a POST."""
+
+    def __init__(self, code: int, elsewhere: str | None) -> None:
+        super().__init__(code, elsewhere)
+        self.code, self.elsewhere = code, elsewhere  # elsewhere: the origin, as shown
+
+    def __str__(self) -> str:
+        if self.elsewhere is not None:
+            return (f"answered {self.code}, a redirect to another origin ({self.elsewhere}), "
+                    "not followed")
+        return f"answered {self.code}, a redirect, not followed (a webhook is posted to its URL)"
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    except ValueError:
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def _shown_origin(url: str) -> str:
+    """scheme://host[:port]: never a redirect target's path, query or credentials."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
+
+
+class _WithinOrigin(urllib.request.HTTPRedirectHandler):
+    """Follows a GET's redirect within its origin only: the Authorization header (which
+    urllib copies onto the redirected request) never reaches another host."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str,
+                         headers: Any, newurl: str) -> urllib.request.Request | None:
+        fp.close()  # not followed, or followed with a request of its own
+        if _origin(newurl) != _origin(req.full_url):
+            raise NotFollowed(code, _shown_origin(newurl))
+        if req.get_method() != "GET":  # a POST redirected becomes a GET without its body
+            raise NotFollowed(code, None)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 def call(url: str, authorization: str | None, timeout: float, body: bytes | None = None,
          ) -> str | None:
     """One request (a GET, or a JSON POST of `body`), its answer read whole: None when
     it answered 2xx, else what went wrong, without the URL ("answered 503", "did not
-    answer (TimeoutError)"): the caller names the URL as it may be shown."""
+    answer (TimeoutError)"): the caller names the URL as it may be shown. A redirect is
+    followed only for a GET within the URL's origin; any other is what went wrong."""
     headers = {} if body is None else {"Content-Type": "application/json"}
     request = urllib.request.Request(url, data=body, headers=headers,
                                      method="GET" if body is None else "POST")
     if authorization is not None:
         request.add_header("Authorization", authorization)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
+        with urllib.request.build_opener(_WithinOrigin).open(request, timeout=timeout) \
+                as answer:
             status = answer.status
             answer.read(MAX_ANSWER_BYTES)
+    except NotFollowed as redirect:
+        return str(redirect)
     except urllib.error.HTTPError as error:
         return f"answered {error.code}"
     except Exception as error:  # refused, reset, timed out, bad name: no answer

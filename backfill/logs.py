@@ -1,4 +1,7 @@
-"""The run log: one file, appended by every tool, timestamped in UTC, errors in full."""
+"""The run log: one file, appended by every tool, timestamped in UTC, errors in full; a
+line per batch, not per item (an item's detail is DEBUG, below its level). A log over
+LOG_ROTATE_BYTES is rotated when a run opens it (LOG_FILE_NAME.1, .2, ... up to
+LOG_BACKUPS): the log a run writes to always has the same name."""
 
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ from pathlib import Path
 from typing import TextIO
 
 LOG_FILE_NAME = "backfill_production.log"
+LOG_ROTATE_BYTES = 5 * 1024 * 1024
+LOG_BACKUPS = 5
 _deferred_warnings: list[str] = []
 
 
@@ -29,9 +34,27 @@ def _write_deferred_warnings(logger: logging.Logger) -> None:
         logger.warning("python warning: %s", _deferred_warnings.pop(0))
 
 
+def rotate(path: Path) -> None:
+    """`path` moved to .1 (.1 to .2, ...; the oldest dropped) when it is over
+    LOG_ROTATE_BYTES. At a run's start only: never under a run writing to it (a tool that
+    opened it just before keeps appending to the moved file, and loses nothing)."""
+    try:
+        if path.stat().st_size < LOG_ROTATE_BYTES:
+            return
+        for number in range(LOG_BACKUPS - 1, 0, -1):
+            older = path.with_name(f"{path.name}.{number}")
+            if older.exists():
+                older.replace(path.with_name(f"{path.name}.{number + 1}"))
+        path.replace(path.with_name(f"{path.name}.1"))
+    except OSError:  # not there yet, or another tool rotated it just now
+        return
+
+
 def open_run_log(output_dir: Path, tool: str, run_id: str) -> logging.Logger:
-    """A logger for one run that appends to LOG_FILE_NAME in output_dir."""
+    """A logger for one run that appends to LOG_FILE_NAME in output_dir (rotated first
+    when it is over LOG_ROTATE_BYTES)."""
     output_dir.mkdir(parents=True, exist_ok=True)
+    rotate(output_dir / LOG_FILE_NAME)
     logger = logging.getLogger(f"backfill.run.{run_id}")
     logger.setLevel(logging.INFO)
     logger.propagate = False
@@ -40,7 +63,7 @@ def open_run_log(output_dir: Path, tool: str, run_id: str) -> logging.Logger:
         f"%(asctime)s %(levelname)s {tool} {run_id}: %(message)s", "%Y-%m-%dT%H:%M:%SZ")
     formatter.converter = time.gmtime
     file_handler.setFormatter(formatter)
-    # Buffered: a flush per line (every dropped value is logged) was measurable CPU.
+    # Buffered: a flush per line was measurable CPU when every item's detail was logged.
     # Warnings and errors, and every 200 lines, go to the file at once.
     logger.addHandler(logging.handlers.MemoryHandler(
         capacity=200, flushLevel=logging.WARNING, target=file_handler))

@@ -4,7 +4,8 @@ and `run` (what happened, for a machine).
 
 A webhook never changes how the run ends: each POST has a short timeout and at most
 NOTIFY_TRIES tries, all URLs at once, and the exit waits for them no longer than that.
-A URL is shown as its scheme and host only: Slack's webhook secret is its path.
+A URL is shown as its scheme and host only: Slack's webhook secret is its path. A POST
+is never redirected (backfill.health_url.call): a redirect is not a delivery.
 Standard library HTTP only.
 """
 
@@ -97,8 +98,8 @@ def notify(texts: Sequence[str], message: dict[str, Any],
                     failures.pop(url, None)
                     return
                 failures[url] = problem
-            if problem.startswith("it answered 4"):
-                return  # refused: the same request again is refused again
+            if problem.startswith(("it answered 3", "it answered 4")):
+                return  # refused or redirected: the same request again gets the same
 
     threads = [threading.Thread(target=deliver, args=(url,), name="notify", daemon=True)
                for url in urls]

@@ -7,7 +7,8 @@ Credentials, in order (the first that is set wins):
 4. FIREBASE_PRIVATE_KEY and FIREBASE_CLIENT_EMAIL (with FIREBASE_PRIVATE_KEY_ID,
    FIREBASE_CLIENT_ID, FIREBASE_CLIENT_X509_CERT_URL when set): the key split over
    variables, as firebase-admin apps keep it on Railway, Vercel or Heroku.
-5. Application Default Credentials (Cloud Run, GKE, gcloud).
+5. Application Default Credentials (Cloud Run, GKE, gcloud). When none can be used, the
+   error says where it looked and what to set (where_it_looked).
 
 The project, in order: --project, GOOGLE_CLOUD_PROJECT, GCLOUD_PROJECT,
 FIREBASE_PROJECT_ID, FIREBASE_CONFIG's projectId (JSON, or the path of a JSON file), the
@@ -247,6 +248,33 @@ def make_client(target: Target) -> firestore.Client:
         return Client(project=target.project, database=target.database,
                       credentials=credentials_of(target))
     except Exception as error:  # google.auth raises several types; none may leak a secret
+        looked = "" if target.service_account is not None else f": {where_it_looked()}"
         raise ConfigurationError(
             f"the credentials from {target.credentials_source} could not be used "
-            f"({type(error).__name__})") from None
+            f"({type(error).__name__}){looked}") from None
+
+
+def gcloud_credentials_file(env: Mapping[str, str]) -> Path:
+    """Where `gcloud auth application-default login` leaves its credentials."""
+    config = env.get("CLOUDSDK_CONFIG") or str(Path(env.get("HOME") or Path.home())
+                                                / ".config" / "gcloud")
+    return Path(config) / "application_default_credentials.json"
+
+
+def where_it_looked(env: Mapping[str, str] | None = None) -> str:
+    """Where credentials were looked for, in order, and what to set: none was usable."""
+    env = os.environ if env is None else env
+    split = " and ".join(FIREBASE_REQUIRED)
+    optional = ", ".join(name for name in FIREBASE_KEY_VARIABLES if name not in FIREBASE_REQUIRED)
+    adc = gcloud_credentials_file(env)
+    last = (f"then gcloud's application default credentials ({adc}, which could not be used)"
+            if adc.is_file() else
+            f"then gcloud's application default credentials ({adc}: not there) and the "
+            "metadata server of Cloud Run, GKE or Compute Engine (none answered)")
+    return (
+        "looked for, in order, FIRESTORE_EMULATOR_HOST (the emulator), "
+        "GOOGLE_APPLICATION_CREDENTIALS (the path of a service-account key file), "
+        f"{CREDENTIALS_JSON_VARIABLE} (the key's JSON itself), {split} (the app's service "
+        f"account split over variables, with {optional} when it has them): none is set; "
+        f"{last}. Set one of those variables, or run `gcloud auth application-default "
+        "login`")

@@ -7,7 +7,9 @@ VALUE as a string; `FIELD:=JSON` equals a typed value (`count:=3`, `active:=true
 query the tool makes (pages, counts, samples), which Firestore serves from its automatic
 single-field indexes with the document-ID order and cursors the tools use (several
 equalities by merging those indexes): no composite index is needed. Checked before
-anything is read.
+anything is read, a value as a Firestore value too: an integer within 64 bits, text
+that is valid Unicode (a byte that is not UTF-8 comes from the command line as a lone
+surrogate), no array in an array, at most MAX_VALUE_DEPTH deep.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from backfill.target_field import MAX_DEPTH, PLAIN_SEGMENT
 from normalizer import ABSENT, stored_value
 
 Q = TypeVar("Q")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_VALUE_DEPTH = 20  # Firestore's limit on maps and arrays within each other
 
 
 @dataclass(frozen=True)
@@ -65,12 +69,46 @@ def _parse(text: str) -> Condition:
     if typed:
         try:
             parsed = json.loads(value)
+        except RecursionError:
+            raise refuse(f"it is nested more than {MAX_VALUE_DEPTH} deep") from None
         except ValueError:
             raise refuse(f"{value!r} is not JSON (a string is FIELD=VALUE, or "
                          "FIELD:='\"text\"')") from None
         if isinstance(parsed, float) and parsed != parsed:
             raise refuse("NaN equals nothing")
+    problem = _not_storable(parsed)
+    if problem is not None:
+        raise refuse(problem)
     return Condition(field, parsed, text)
+
+
+def _not_storable(value: Any, depth: int = 0) -> str | None:
+    """Why `value` is no Firestore value (which a query would find only while it is
+    encoded, after the tool began to read), or None."""
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return None
+    if isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            return (f"{value} is out of Firestore's integer range (a 64-bit integer, "
+                    f"{INT64_MIN} to {INT64_MAX})")
+        return None
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return ("it holds text that is not valid Unicode (a lone surrogate such as "
+                    "\\ud800, or a byte that is not UTF-8)")
+        return None
+    if depth >= MAX_VALUE_DEPTH:
+        return f"it is nested more than {MAX_VALUE_DEPTH} deep"
+    if isinstance(value, list):
+        if any(isinstance(item, list) for item in value):
+            return "an array in an array is no Firestore value"
+        items: list[Any] = value
+    else:  # a dict, as JSON gives it
+        items = [*value.keys(), *value.values()]
+    return next((problem for item in items
+                 if (problem := _not_storable(item, depth + 1)) is not None), None)
 
 
 def narrowed(query: Q, conditions: Sequence[Condition]) -> Q:

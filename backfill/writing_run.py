@@ -456,8 +456,8 @@ class WritingRun:
                                            self.stop.reason or "stopped on request", error)
         except BackfillError as error:
             status, reason, failure = RunStatus.FAILED, str(error), error
-        except KeyboardInterrupt as error:  # a signal before the run's own handlers
-            status, reason, failure = RunStatus.INTERRUPTED, "SIGINT", error
+        except KeyboardInterrupt:  # a signal before the run's own handlers: said as one
+            status, reason, failure = RunStatus.INTERRUPTED, "SIGINT", RunInterrupted("SIGINT")
         except Exception as error:  # a defect: said, recorded, and raised as it is
             status, reason = RunStatus.FAILED, f"unexpected {type(error).__name__}: {error}"
             failure = error
@@ -482,6 +482,8 @@ class WritingRun:
         count_gate_time()
         self._end(stats, status, reason, ledger, log, extra, journal,
                   database_failed=isinstance(failure, DatabaseError))
+        if isinstance(failure, RunInterrupted):
+            failure.said = True  # one line per early end: the summary's
         if failure is not None:
             raise failure
         return ExitCode.ITEM_ERRORS if stats.error_count else ExitCode.OK
@@ -691,7 +693,11 @@ class WritingRun:
 def _log_items(outcome: BatchOutcome, log: logging.Logger) -> None:
     for doc_id, message in outcome.errors:
         log.error("item %s: %s", doc_id, message)
+    # Per item, a dropped value is detail (DEBUG, below the run log's level): its count is
+    # in the summary and the stats, and at INFO a run over many items grew the log by MBs.
+    if not log.isEnabledFor(logging.DEBUG):
+        return
     for decision in outcome.decisions.values():
         for dropped in decision.report.dropped if decision.report else []:
-            log.info("item %s: dropped %s value %s (%s)", decision.doc_id,
-                     dropped.facet, dropped.value, dropped.reason)
+            log.debug("item %s: dropped %s value %s (%s)", decision.doc_id,
+                      dropped.facet, dropped.value, dropped.reason)

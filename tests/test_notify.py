@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import pytest
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION
 from backfill.logs import LOG_FILE_NAME
 from tests.conftest import Database
-from tests.helpers import SCRIPT, dead_address, start, wait_for
+from tests.helpers import REPO, SCRIPT, dead_address, printed_resume, start, wait_for
 from tools.sample_data import make_wardrobe
 
 SECRET_PATH = "/services/T0001/B0002/pathSECRETxyz"
@@ -165,3 +166,39 @@ def test_a_bad_webhook_url_is_exit_2_before_anything_is_read(
     assert done.returncode == 2, done.stderr
     assert (f"❌ the 1st --notify-url (or BACKFILL_NOTIFY_URL) is not a webhook URL this "
             f"tool can post to: {problem} (the URL is not shown") in done.stderr
+
+
+def test_the_printed_resume_says_the_webhook_it_lacks_and_never_its_secret(
+        db: Database, webhook: Webhook) -> None:
+    """Before: the resume command was printed with no word of the webhook; typed as
+    printed, the resumed run completed and told nobody."""
+    db.seed(make_wardrobe(400))
+    process, log = start(db, db.env, "--job-id", "bf-r", "--notify-url", webhook.url,
+                         "--batch-size", "20", "--max-writes-per-second", "100")
+    wait_for(log, "Batch 1:")
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130, log.read_text()
+    said = log.read_text().splitlines()
+    command = printed_resume(log)
+    resume_line = next(i for i, line in enumerate(said) if "To continue from" in line)
+    assert said[resume_line + 1] == (
+        f"   (add --notify-url for each webhook this run tells (http://{webhook.host}): its "
+        "URL is not shown, as it may hold a secret; typed as printed, the resumed run tells "
+        "no webhook)")
+    assert "SECRET" not in log.read_text()
+    # As the note says: added, the resumed run tells the webhook of its end.
+    done = subprocess.run([*command, "--yes", "--quiet", "--output-dir", str(db.output_dir),
+                           "--notify-url", webhook.url], cwd=REPO, env=db.env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert [message["run"]["status"] for _, message in webhook.posts] == [
+        "interrupted", "completed"]
+    # A webhook from the variable is there again in the same console: no note.
+    db.seed(make_wardrobe(400))
+    process, log = start(db, {**db.env, "BACKFILL_NOTIFY_URL": webhook.url}, "--job-id",
+                         "bf-e", "--force", "--batch-size", "20",
+                         "--max-writes-per-second", "100")
+    wait_for(log, "Batch 1:")
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130, log.read_text()
+    assert printed_resume(log) and "--notify-url" not in log.read_text()

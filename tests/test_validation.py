@@ -102,3 +102,20 @@ def test_run_id_checks_the_field_that_run_wrote(db: Database, field: str) -> Non
     other = "normalized" if field != "normalized" else "metadata.normalized"
     code, found = report(db, "--all", "--target-field", other)
     assert code == 1 and found["invalid_by_reason"] == {"missing": 12}
+
+
+def test_validation_says_the_environment_it_read_not_its_default(db: Database) -> None:
+    """Before: `🔎 Validating wardrobe [development] (read-only)` right after a production
+    run, and `"environment": "development"` in the report."""
+    db.seed({f"item{i}": {"style": ["Goth"]} for i in range(12)})
+    unknown = db.invoke(validate, ["--all"])
+    assert "🔎 Validating wardrobe [environment not given (--environment)] (read-only)" in \
+        unknown.stderr
+    ran = db.invoke(backfill, ["--environment", "production", "--yes", "--job-id", "bf-p"])
+    assert ran.exit_code == 0, ran.output
+    code, found = report(db, "--all")
+    assert (code, found["environment"]) == (0, "production")
+    shown = db.invoke(validate, ["--all"]).stderr
+    assert "🔎 Validating wardrobe [production, as run bf-p recorded it] (read-only)" in shown
+    given = db.invoke(validate, ["--all", "--environment", "staging"]).stderr
+    assert "🔎 Validating wardrobe [staging] (read-only)" in given

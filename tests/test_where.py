@@ -4,6 +4,7 @@ each tool as an operator types it, on the emulator, checked by what the database
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 from typing import Any
@@ -219,3 +220,25 @@ def test_an_item_the_app_moves_out_of_the_subset_mid_run_is_not_written(
             assert item == seeded[doc_id], doc_id
     assert (stats.conflicts_retried, stats.left_subset, stats.updated) == (
         len(moved), len(moved), len(u1) - len(moved))
+
+
+UNICODE = "it holds text that is not valid Unicode (a lone surrogate such as \\ud800, or a " \
+          "byte that is not UTF-8)"
+
+
+@pytest.mark.parametrize("where, problem", [
+    ("count:=99999999999999999999", "99999999999999999999 is out of Firestore's integer "
+     "range (a 64-bit integer, -9223372036854775808 to 9223372036854775807)"),
+    ('userId:="\\ud800"', UNICODE),
+    (os.fsdecode(b"userId=caf\xe9"), UNICODE),  # Latin-1 typed in a UTF-8 console
+])
+@pytest.mark.parametrize("script", [SCRIPT, ROLLBACK, VALIDATION, VOCABULARY])
+def test_a_where_value_that_is_no_firestore_value_is_one_line_and_exit_2(
+        db: Database, script: str, where: str, problem: str) -> None:
+    """Before: about 50 lines of traceback (ValueError: Value out of range,
+    UnicodeEncodeError) and exit 1, once the tool had begun to read."""
+    env = {**db.env, "FIRESTORE_EMULATOR_HOST": dead_address()}
+    done = db.run_script(script, ["--yes"] * (script in (SCRIPT, ROLLBACK)) +
+                         ["--where", where], env=env, timeout=30)
+    assert (done.returncode, done.stderr.strip()) == (2, (
+        f"❌ --where {where!r}: {problem} (FIELD=VALUE, or FIELD:=JSON for a typed value)"))

@@ -77,7 +77,7 @@ def main(sample_size: int, check_all: bool, seed: int | None, exact_sample: bool
          **options: Any) -> int:
     """Check that items carry a valid, current normalized map (the field `normalized`, or
     --target-field; with --run-id, the field that run wrote)."""
-    run = RunOptions(**options)
+    run = RunOptions.from_click(options)
     if check_all and click.get_current_context().get_parameter_source(
             "sample_size") is click.core.ParameterSource.COMMANDLINE:
         raise ConfigurationError("--all and --sample-size do not go together")
@@ -94,7 +94,9 @@ def main(sample_size: int, check_all: bool, seed: int | None, exact_sample: bool
     items_read = narrowed(collection, run.conditions)
     subset = described(run.conditions)
     started = utc_now()
-    console.say(f"🔎 Validating {target.collection}{subset} [{target.environment}] "
+    environment, shown_environment = environment_read(
+        run, Ledger(client, ledger_collection, run.policy), run_id, target.collection)
+    console.say(f"🔎 Validating {target.collection}{subset} [{shown_environment}] "
                 "(read-only)")
     console.say(f"🎯 Target: {target.describe()}")
     recorded = None
@@ -152,7 +154,7 @@ def main(sample_size: int, check_all: bool, seed: int | None, exact_sample: bool
     report_id = new_run_id("validation")
     report = {
         "run_id": report_id, "recorded_run": recorded, "tool": "validation",
-        "environment": target.environment,
+        "environment": environment,
         "project": target.project, "database": target.database,
         "collection": target.collection, "where": list(run.where),
         "target_field": field.path,
@@ -197,6 +199,23 @@ def main(sample_size: int, check_all: bool, seed: int | None, exact_sample: bool
     if run.as_json:
         click.echo(json.dumps(report, ensure_ascii=False, default=str))
     return ExitCode.ITEM_ERRORS if result.invalid else ExitCode.OK
+
+
+def environment_read(run: RunOptions, ledger: Ledger, run_id: str | None,
+                     collection: str) -> tuple[str | None, str]:
+    """The environment this validation read, and how it is shown: the one given
+    (--environment, BACKFILL_ENVIRONMENT), else the one the ledger recorded for the run
+    (--run-id) or for the collection's latest run; never the option's default, which says
+    nothing of the database read."""
+    if "environment" in run.explicit:
+        return run.environment, run.environment
+    entries = ([ledger.get(run_id)] if run_id is not None else
+               [entry for entry in ledger.runs() if entry.data.get("collection") == collection])
+    for entry in entries:
+        if entry is not None and entry.data.get("environment"):
+            found = str(entry.data["environment"])
+            return found, f"{found}, as run {entry.run_id} recorded it"
+    return None, "environment not given (--environment)"
 
 
 def what_the_sample_shows(result: ValidationResult, total: int) -> tuple[Estimate | None, str]:
