@@ -221,8 +221,9 @@ def test_hostile_data_at_scale(db: Database) -> None:
     stats = json.loads(done.stdout)
     assert stats["total_processed"] == 2000 and stats["total_errors"] == 0
     assert stats["dropped_values"] > 1000
-    log = (db.output_dir / "backfill_production.log").read_text()
-    assert log.count(": dropped ") == stats["dropped_values"]
+    # Said once, as a count (the summary, the stats), not item by item in the log.
+    assert f"Dropped values:     {stats['dropped_values']}" in done.stderr
+    assert ": dropped " not in (db.output_dir / "backfill_production.log").read_text()
     db.assert_normalized()
 
 
