@@ -145,7 +145,7 @@ def summary(stats: RunStats, labels: Labels, extra: dict[str, str], as_json: boo
     if stats.vanished:
         rows.append(("Deleted meanwhile", str(stats.vanished)))
     if stats.left_subset:
-        rows.append(("Moved out of --where meanwhile", str(stats.left_subset)))
+        rows.append(("Left the subset", str(stats.left_subset)))
     if stats.dropped_values:
         rows.append(("Dropped values", str(stats.dropped_values)))
     if stats.throttle_spells:

@@ -184,8 +184,19 @@ class UndoRunJob:
 
     def decide(self, doc_id: str, data: dict[str, Any]) -> Decision:
         entry = self.entries[doc_id]
-        decision = self._undo(entry, data)
-        return replace(decision, repeat=True) if doc_id in self.repeats else decision
+        if doc_id in self.repeats:
+            return replace(self._undo_again(entry, data), repeat=True)
+        return self._undo(entry, data)
+
+    def _undo_again(self, entry: dict[str, Any], data: dict[str, Any]) -> Decision:
+        """An older entry of an item a newer one already gave back (or reported): it
+        matters only when the item holds what this older write put there (the run wrote
+        the item twice, the newer write over its own older one)."""
+        current = self.target.value(data)
+        if entry["landed"] is not False and current is not ABSENT and \
+                fingerprint(current) == entry["after"]:
+            return Decision(entry["id"], self._restore(entry, data))
+        return Decision(entry["id"], None)
 
     def _undo(self, entry: dict[str, Any], data: dict[str, Any]) -> Decision:
         doc_id = entry["id"]

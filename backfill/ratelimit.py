@@ -10,6 +10,7 @@ when the run is asked to stop (RunInterrupted): a stop is not held back by a slo
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +31,13 @@ def workable_rate(writes_per_second: float) -> bool:
     finite rate of at least MIN_WRITES_PER_SECOND."""
     return writes_per_second == 0 or (
         MIN_WRITES_PER_SECOND <= writes_per_second < float("inf"))
+
+
+def _steps_to(initial: float, ceiling: float) -> int:
+    """How many ramp-up steps take `initial` to `ceiling` (or past it)."""
+    if ceiling <= initial:
+        return 0
+    return math.ceil(math.log(ceiling / initial, RAMP_FACTOR))
 
 
 class WriteRateLimiter:
@@ -61,8 +69,11 @@ class WriteRateLimiter:
     def rate(self, now: float | None = None) -> float:
         """Operations per second allowed at `now`."""
         elapsed = (self._clock() if now is None else now) - self._started
-        ramped = self.initial * RAMP_FACTOR ** int(max(0.0, elapsed) // RAMP_PERIOD_SECONDS)
-        return min(ramped, self.ceiling)
+        steps = int(max(0.0, elapsed) // RAMP_PERIOD_SECONDS)
+        # The steps that can count before the ceiling is reached: a run of days at a low
+        # fixed rate does not raise 1.5 to a power no float holds.
+        steps = min(steps, _steps_to(self.initial, self.ceiling))
+        return min(self.initial * RAMP_FACTOR ** steps, self.ceiling)
 
     def hold(self, seconds: float) -> None:
         """The run wrote nothing for `seconds` (throttled, paused): the ramp-up takes up

@@ -102,7 +102,8 @@ class RetryPolicy:
             delay = rng.uniform(ceiling / 2, ceiling)
             if state["waited"] + delay > self.max_total_wait:
                 return None
-            state["attempt"] += 1
+            if ceiling < self.max_delay:  # once at the cap, the exponent grows no more
+                state["attempt"] += 1
             state["waited"] += delay
             return delay
 

@@ -29,7 +29,7 @@ from backfill.retry import RetryPolicy
 from backfill.stats import RunStats
 from backfill.target_field import with_parents
 from backfill.where import Condition, holds, narrowed
-from backfill.writer import Write, WriteResult, WriteStatus, commit_writes
+from backfill.writer import Write, WriteResult, WritesStopped, WriteStatus, commit_writes
 from normalizer import ABSENT
 
 T = TypeVar("T")
@@ -279,8 +279,14 @@ class Runner:
             parts = journal.record([e for i, e in enumerate(entries) if i not in refused])
         elif self.settings.fence is not None and writes:
             self.settings.fence.commit(lambda batch: None, "checking the collection's lease")
-        sent = commit_writes(self.client, [w for i, w in enumerate(writes) if i not in refused],
-                             self.settings.policy, self.settings.limiter)
+        try:
+            sent = commit_writes(self.client,
+                                 [w for i, w in enumerate(writes) if i not in refused],
+                                 self.settings.policy, self.settings.limiter)
+        except WritesStopped as stopped:  # journaled, and then not all sent
+            if journal is not None and parts:
+                journal.record_outcome(parts, stopped.landed)
+            raise
         if journal is not None and parts:
             # Which of the journaled writes landed: an undo restores exactly those.
             journal.record_outcome(parts, [r.status is WriteStatus.OK for r in sent])

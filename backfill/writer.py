@@ -21,7 +21,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.bulk_batch import BulkWriteBatch
 from google.cloud.firestore_v1.document import DocumentReference
 
-from backfill.errors import DatabaseError
+from backfill.errors import DatabaseError, RunInterrupted
 from backfill.ratelimit import WriteRateLimiter
 from backfill.retry import (
     FAILED_PRECONDITION,
@@ -64,6 +64,24 @@ class WriteResult:
     message: str = ""
 
 
+class WritesStopped(RunInterrupted):
+    """The run's stop came while writes waited to be sent (their rate slot, a pause
+    before sending again those that failed transiently): `landed` says, per write, in
+    order, whether it landed. Those not sent did not; the journal records it."""
+
+    def __init__(self, reason: str, landed: list[bool]) -> None:
+        super().__init__(reason)
+        self.landed = landed
+
+
+class _NotSent(Exception):
+    """Within one request's writes: the stop came before `pending` were sent."""
+
+    def __init__(self, stop: RunInterrupted, results: dict[int, WriteResult]) -> None:
+        super().__init__(str(stop))
+        self.stop, self.results = stop, results
+
+
 def write_bytes(write: Write) -> int:
     return (len(write.reference.path) + 200 + value_bytes(write.fields)
             + 8 * len(write.fields))
@@ -87,8 +105,14 @@ def commit_writes(client: firestore.Client, writes: Sequence[Write], policy: Ret
     """
     results: dict[int, WriteResult] = {}
     for chunk in request_chunks(writes):
-        answers = _commit_request(client, [writes[i] for i in chunk], policy, limiter,
-                                  sleep or policy.pause)
+        try:
+            answers = _commit_request(client, [writes[i] for i in chunk], policy, limiter,
+                                      sleep or policy.pause)
+        except _NotSent as unsent:
+            results.update((chunk[i], result) for i, result in unsent.results.items())
+            raise WritesStopped(str(unsent.stop), [
+                index in results and results[index].status is WriteStatus.OK
+                for index in range(len(writes))]) from unsent.stop
         results.update(zip(chunk, answers, strict=True))
     return [results[index] for index in range(len(writes))]
 
@@ -102,7 +126,7 @@ def _commit_request(client: firestore.Client, writes: Sequence[Write], policy: R
     next_delay = policy.delays()
     while pending:
         if limiter is not None:
-            limiter.acquire(len(pending))
+            _before_sending(partial(limiter.acquire, len(pending)), results)
         batch = BulkWriteBatch(client)
         for index in pending:
             write = writes[index]
@@ -130,9 +154,18 @@ def _commit_request(client: firestore.Client, writes: Sequence[Write], policy: R
             if delay is None:
                 raise DatabaseError(f"{len(again)} writes kept failing transiently after "
                                     f"retrying for {policy.max_total_wait:.0f}s")
-            sleep(delay)
+            _before_sending(partial(sleep, delay), results)
         pending = again
     return [results[index] for index in range(len(writes))]
+
+
+def _before_sending(wait: Callable[[], object], results: dict[int, WriteResult]) -> None:
+    """A wait before writes are sent, which the run's stop may end: what was not sent
+    then is known not to have landed (unlike a request whose answer never came)."""
+    try:
+        wait()
+    except RunInterrupted as stop:
+        raise _NotSent(stop, results) from None
 
 
 def _send(batch: BulkWriteBatch) -> Any:

@@ -429,7 +429,7 @@ class WritingRun:
                         opening.result()
                     if not advance:  # the stats count this batch already: the bar not yet
                         advance.append(shown.enter_context(self.reporter.progress(
-                            self.total if total is None else total,
+                            planned(self.total if total is None else total, options.limit),
                             stats.processed - outcome.processed)))
                     count_gate_time()
                     self.counted_items = self.total if total is None else total

@@ -4,6 +4,7 @@ the run will do: each run a real process on the emulator, the control typed besi
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import time
@@ -13,6 +14,7 @@ import pytest
 from backfill.errors import ExitCode
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION
 from run_backfill_production import main as backfill
+from scripts.backfill_rollback import main as rollback
 from tests.conftest import Database
 from tests.helpers import control, eventually, start, wait_for
 from tools.sample_data import make_wardrobe
@@ -179,3 +181,30 @@ def test_status_with_no_run_running_shows_the_latest_run(db: Database) -> None:
     nothing = control(db, "status", "--collection", "other")
     assert nothing.exit_code == 2
     assert "no run of collection 'other' in the ledger" in nothing.output
+
+
+def test_writes_a_stop_kept_from_being_sent_are_not_counted_nor_left_to_undo(
+        db: Database) -> None:
+    """Batches waiting for their rate slot when the stop comes were journaled but never
+    sent: the journal records that they did not land. Before: the run's resume, after
+    another run had written those items, counted them as its own updates (750 for 550
+    written), and the exact undo listed each as an error."""
+    db.seed(make_wardrobe(1000))
+    process, log = start(db, db.env, "--job-id", "bf-a", "--batch-size", "50",
+                         "--parallel-reads", "1", "--max-writes-per-second", "100",
+                         "--initial-writes-per-second", "100", "--control-poll-seconds",
+                         "0.2")
+    wait_for(log, "Batch 3:")
+    assert control(db, "stop", "bf-a").exit_code == 0
+    assert process.wait(timeout=60) == ExitCode.INTERRUPTED, log.read_text()
+    written_by_a = db.count_where_map()
+    other = db.invoke(backfill, ["--job-id", "bf-b", "--max-writes-per-second", "0"])
+    assert other.exit_code == 0, other.output
+    resumed = db.invoke(backfill, ["--resume", "bf-a", "--json"])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.stdout)["total_updated"] == written_by_a
+    # bf-a's exact undo would give back what bf-a wrote, and nothing of bf-b's.
+    undo = db.invoke(rollback, ["--run-id", "bf-a", "--dry-run", "--json"])
+    assert undo.exit_code == 0, undo.output
+    stats = json.loads(undo.stdout)
+    assert (stats["total_would_update"], stats["errors"]) == (written_by_a, [])

@@ -77,3 +77,15 @@ def test_the_bar_counts_each_item_once_and_a_resume_starts_where_it_stood(
     assert counts[0][0] == done_before and counts[0][1] == 3000, (done_before, counts[:3])
     assert all(done <= total for done, total in counts), counts
     assert counts[-1] == (3000, 3000), screen[-2000:]
+
+
+def test_a_canary_s_bar_ends_at_its_limit(db: Database) -> None:
+    """The bar's total is what the run will go through: --limit, if smaller than the
+    count. (Before: a run of --limit 600 on 1,500 items ended at `40%| 600/1500`.)"""
+    db.seed(make_wardrobe(1500))
+    code, screen = in_terminal(db, [sys.executable, SCRIPT, "--yes", "--batch-size", "100",
+                                    "--limit", "600", "--output-dir", str(db.output_dir)])
+    assert code == 0, screen
+    counts = bar_counts(screen)
+    assert counts and all(total == 600 for _, total in counts), screen[-2000:]
+    assert counts[-1] == (600, 600) and "100%" in screen

@@ -98,3 +98,13 @@ def test_a_write_waiting_its_turn_takes_it_again_at_a_new_rate() -> None:
     waiting.join(5)
     assert not waiting.is_alive() and time.monotonic() - started < 1.0
     assert waited and waited[0] < 1.0
+
+
+def test_a_run_of_weeks_at_a_low_rate_keeps_its_rate() -> None:
+    """Before: after about 6 days at a fixed rate, 1.5 to the power of the ramp's steps
+    overflowed, and every batch failed with OverflowError."""
+    clock = FakeClock()
+    pacer = limiter(clock, initial=500, ceiling=1)
+    assert pacer.rate(clock.now + 30 * 86_400) == 1
+    ramping = limiter(clock, initial=500, ceiling=1e308)
+    assert ramping.rate(clock.now + 365 * 86_400) == 1e308

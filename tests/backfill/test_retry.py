@@ -111,3 +111,11 @@ def test_a_refused_batch_stops_the_run_at_once_with_exit_3(
     assert calls == [1]  # refused once: not retried for the 120 s budget
     assert f"❌ writing a batch failed: {type(error).__name__}: " in result.stderr
     assert db.update_times() == before
+
+
+def test_an_outage_of_many_retries_keeps_its_backoff_at_the_cap() -> None:
+    """Before: after 1,024 tries (a budget of a day, an outage of hours), the doubling
+    overflowed (OverflowError) instead of the clean end of the budget."""
+    next_delay = RetryPolicy(max_total_wait=86_400).delays(random.Random(1))
+    delays = [next_delay() for _ in range(2000)]
+    assert all(d is not None and 8.0 <= d <= 16.0 for d in delays[10:])
