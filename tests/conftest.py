@@ -7,6 +7,7 @@ the variables of the console the suite runs in (tests/helpers.caller_free).
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
 import re
@@ -42,8 +43,56 @@ def no_caller_variables(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     kill_leftovers()
 
 
+# With parallel workers (pytest-xdist, as `make test` runs), one emulator serves the whole
+# session: the controller starts it before the workers, tells each its address (or why it
+# could not start), and stops it when the session ends, however it ends. Without workers,
+# the session fixture starts and stops it, as the first test that needs it asks.
+EMULATOR_HOST = "firestore_emulator_host"
+EMULATOR_ERROR = "firestore_emulator_error"
+_shared = pytest.StashKey[Emulator | str]()
+
+
+def _distributed(config: pytest.Config) -> bool:
+    """Whether this process is the controller of parallel workers."""
+    return not hasattr(config, "workerinput") and bool(
+        getattr(config.option, "numprocesses", None)) and config.getoption("dist") != "no"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not _distributed(session.config):
+        return
+    try:
+        started: Emulator | str = Emulator(env=caller_free()).start()
+    except EmulatorError as error:
+        started = str(error)
+    session.config.stash[_shared] = started
+    if isinstance(started, Emulator):
+        atexit.register(started.stop)  # should the session end before its last hook
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """(pytest-xdist, in the controller) What a worker is given: the emulator's address."""
+    shared = node.config.stash.get(_shared, "the controller started no emulator")
+    key, value = ((EMULATOR_HOST, shared.host) if isinstance(shared, Emulator)
+                  else (EMULATOR_ERROR, shared))
+    node.workerinput[key] = value
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    shared = session.config.stash.get(_shared, None)
+    if isinstance(shared, Emulator):
+        shared.stop()
+
+
 @pytest.fixture(scope="session")
-def emulator() -> Iterator[Emulator]:
+def emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
+    given: dict[str, str] | None = getattr(request.config, "workerinput", None)
+    if given is not None:  # a worker: the controller's emulator
+        if EMULATOR_ERROR in given:
+            pytest.fail(given[EMULATOR_ERROR], pytrace=False)
+        yield Emulator.running_at(given[EMULATOR_HOST])
+        return
     try:
         running = Emulator(env=caller_free()).start()
     except EmulatorError as error:
@@ -150,8 +199,11 @@ def private_key() -> str:
 @pytest.fixture
 def db(emulator: Emulator, request: pytest.FixtureRequest, tmp_path: Path,
        monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
-    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:24].strip("-")
-    project = f"t{next(_project_numbers)}-{name}"
+    # Unique across parallel workers too: the worker's name (gw0, gw1, ...) comes first.
+    # A project ID has at most 30 characters and ends with a letter or a digit.
+    prefix = f"t{os.environ.get('PYTEST_XDIST_WORKER', '')}-{next(_project_numbers)}-"
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())
+    project = (prefix + name)[:30].rstrip("-")
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", emulator.host)
     client = firestore.Client(project=project)
     yield Database(emulator, project, client, tmp_path / "out")

@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -56,9 +57,17 @@ class Emulator:
         self.env = env  # None: this process's environment
         self.host = f"127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
-        self._log = Path(tempfile.mkstemp(prefix="firestore-emulator-", suffix=".log")[1])
+        self._guard: subprocess.Popen[bytes] | None = None
+        self._log = Path(os.devnull)  # its output, once started
+
+    @classmethod
+    def running_at(cls, host: str) -> Emulator:
+        """An emulator another process started and will stop (a test session's workers
+        share the one their controller started): stop() leaves it running."""
+        return cls(port=int(host.rsplit(":", 1)[1]))
 
     def start(self, timeout: float = 90.0) -> Emulator:
+        self._log = Path(tempfile.mkstemp(prefix="firestore-emulator-", suffix=".log")[1])
         with self._log.open("wb") as log:
             try:
                 self._process = subprocess.Popen(
@@ -71,6 +80,7 @@ class Emulator:
                 )
             except OSError as error:
                 raise EmulatorError(f"{INSTALL_HINT} ({error})") from error
+        self._guard = _guard(self._process.pid)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -119,6 +129,9 @@ class Emulator:
         if _group_alive(process):
             _signal_group(process.pid, signal.SIGKILL)
         process.wait()
+        if self._guard is not None:
+            self._guard.communicate()  # its stdin closed: it exits
+            self._guard = None
         self._log.unlink(missing_ok=True)
 
     def __enter__(self) -> Emulator:
@@ -126,6 +139,28 @@ class Emulator:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# The guard: stops the emulator's process group once its owner is gone, however it went
+# (kill -9 included): the owner holds the write end of the guard's stdin, and the system
+# closes it when the owner exits.
+_GUARD = """
+import os, signal, sys, time
+sys.stdin.buffer.read()
+group = int(sys.argv[1])
+for sig in (signal.SIGTERM, signal.SIGKILL):
+    try:
+        os.killpg(group, sig)
+    except ProcessLookupError:
+        break
+    time.sleep(5)
+"""
+
+
+def _guard(pgid: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", _GUARD, str(pgid)], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
 
 
 def _signal_group(pgid: int, sig: int) -> None:
