@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 APP_VENV := .venv-app
 APP_INSTALLED := $(APP_VENV)/.installed
 
-.PHONY: venv test test-app lint demo bench bench-normalizer clean
+.PHONY: venv test test-fast test-app lint demo bench bench-normalizer clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,12 +27,20 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# Parallel workers (pytest-xdist) on one shared emulator; each test has its own project.
+TEST_WORKERS ?= 3
+PYTEST_ARGS := -n $(TEST_WORKERS) --dist worksteal
+
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The tests that take under a second each, for use while editing (make test is the suite).
+test-fast: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS) -m "not slow"
 
 # The whole suite again, with the exact versions installed in the app's backend.
 test-app: $(APP_INSTALLED)
-	$(APP_VENV)/bin/python -m pytest -p no:cacheprovider
+	$(APP_VENV)/bin/python -m pytest $(PYTEST_ARGS) -p no:cacheprovider
 
 demo: venv
 	$(BIN)/python -m tools.demo

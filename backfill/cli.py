@@ -370,8 +370,9 @@ def writing_options(command: F) -> F:
         click.option("--ledger-collection", default=DEFAULT_LEDGER_COLLECTION,
                      show_default=True, help="Where runs record themselves."),
         click.option("--max-writes-per-second", type=WRITES_PER_SECOND, default=10_000.0,
-                     show_default=True,
-                     help="Ceiling of the write rate; 0 turns pacing off."),
+                     envvar="BACKFILL_MAX_WRITES_PER_SECOND", show_default=True,
+                     help="Ceiling of the write rate; 0 turns pacing off (also "
+                          "BACKFILL_MAX_WRITES_PER_SECOND)."),
         click.option("--initial-writes-per-second", type=FiniteFloat(min=1),
                      default=RAMP_START, show_default=True,
                      help="Starting write rate, raised by 50% every 5 minutes (Firestore's "

@@ -23,12 +23,29 @@ from click.testing import CliRunner, Result
 from google.cloud import firestore
 
 from normalizer import FACETS, normalize_item
-from tests.helpers import REPO, Backend, caller_free, is_callers, kill_leftovers
+from run_backfill_production import main as backfill
+from scripts.backfill_rollback import main as rollback
+from scripts.backfill_validation import main as validate
+from scripts.vocabulary_report import main as vocabulary
+from tests.helpers import (
+    REPO,
+    ROLLBACK,
+    SCRIPT,
+    VALIDATION,
+    VOCABULARY,
+    Backend,
+    caller_free,
+    is_callers,
+    kill_leftovers,
+)
 from tools.emulator import Emulator, EmulatorError
 from tools.seed import seed
 from tools.tcp_proxy import TcpProxy
 
 __all__ = ["REPO", "Database"]
+# The runbook's scripts, by the path a test runs them by, and the command each runs.
+TOOLS = {SCRIPT: backfill, ROLLBACK: rollback, VALIDATION: validate,
+         VOCABULARY: vocabulary}
 _project_numbers = itertools.count(1)
 
 
@@ -110,13 +127,16 @@ class Database:
     client: firestore.Client
     output_dir: Path
     collection: str = "wardrobe"
+    paced: bool = False  # the test is about pace: the tools keep their own
 
     @property
     def env(self) -> dict[str, str]:
-        """What a tool run as a subprocess sees: this project on the emulator, and none of
-        the console's own variables."""
+        """What a tool sees, in-process or as a subprocess: this project on the emulator,
+        and none of the console's own variables. Unpaced, unless the test is about pace
+        (marked `paced`): a test does not wait for what it does not test."""
+        unpaced = {} if self.paced else {"BACKFILL_MAX_WRITES_PER_SECOND": "0"}
         return caller_free(FIRESTORE_EMULATOR_HOST=self.emulator.host,
-                           GOOGLE_CLOUD_PROJECT=self.project)
+                           GOOGLE_CLOUD_PROJECT=self.project, **unpaced)
 
     def seed(self, items: dict[str, dict[str, Any]] | list[tuple[str, dict[str, Any]]],
              collection: str | None = None) -> None:
@@ -157,6 +177,15 @@ class Database:
             [sys.executable, script, *args, "--output-dir", str(self.output_dir)],
             cwd=REPO, env=env or self.env, input=input, capture_output=True, text=True,
             timeout=timeout)
+
+    def run_tool(self, script: str, args: list[str], input: str | None = None,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """What run_script gives, from the script's command run in-process: for a test that
+        checks what a tool does, prints and exits with, not that it is a process of its own
+        (a signal, a kill, a second process, the script file itself)."""
+        result = self.invoke(TOOLS[script], args, input=input, env=env)
+        return subprocess.CompletedProcess([script, *args], result.exit_code, result.stdout,
+                                           result.stderr)
 
     def stats_files(self, prefix: str) -> list[Path]:
         return sorted(self.output_dir.glob(f"{prefix}_*.json"))
@@ -206,6 +235,7 @@ def db(emulator: Emulator, request: pytest.FixtureRequest, tmp_path: Path,
     project = (prefix + name)[:30].rstrip("-")
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", emulator.host)
     client = firestore.Client(project=project)
-    yield Database(emulator, project, client, tmp_path / "out")
+    yield Database(emulator, project, client, tmp_path / "out",
+                   paced=request.node.get_closest_marker("paced") is not None)
     client.close()
     emulator.reset(project)

@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 SCRIPT = "run_backfill_production.py"
 ROLLBACK = "scripts/backfill_rollback.py"
 VALIDATION = "scripts/backfill_validation.py"
+VOCABULARY = "scripts/vocabulary_report.py"
 T = TypeVar("T")
 
 # Variables of the console the suite runs in that the tools (or the libraries under

@@ -136,6 +136,7 @@ def test_the_ledger_cannot_be_the_collection(db: Database) -> None:
     assert db.update_times() == before
 
 
+@pytest.mark.slow
 def test_a_closed_stdin_at_the_prompt_aborts(db: Database) -> None:
     db.seed(make_wardrobe(20))
     before = db.update_times()
@@ -155,6 +156,7 @@ def test_a_closed_stdin_at_the_prompt_aborts(db: Database) -> None:
     assert db.update_times() == before
 
 
+@pytest.mark.slow
 def test_sigterm_at_the_prompt_exits_130(db: Database, tmp_path: Path) -> None:
     db.seed(make_wardrobe(20))
     before = db.update_times()

@@ -14,6 +14,8 @@ from tests.conftest import Database
 from tests.helpers import REPO, ROLLBACK, SCRIPT, ledger, start, via, wait_for
 from tools.tcp_proxy import TcpProxy
 
+pytestmark = pytest.mark.slow  # every test here takes a second or more
+
 BUDGET = 2
 MODES = ["refused", "black hole"]
 

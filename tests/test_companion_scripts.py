@@ -14,7 +14,7 @@ from run_backfill_production import main as backfill
 from scripts.backfill_rollback import main as rollback
 from scripts.backfill_validation import main as validate
 from tests.conftest import Database
-from tests.helpers import auto_ids
+from tests.helpers import VALIDATION, auto_ids
 from tools.sample_data import make_wardrobe
 
 
@@ -22,6 +22,7 @@ def without_normalized(docs: dict[str, dict[str, Any]]) -> dict[str, dict[str, A
     return {i: {k: v for k, v in d.items() if k != "normalized"} for i, d in docs.items()}
 
 
+@pytest.mark.slow
 def test_round_trip(db: Database) -> None:
     items = make_wardrobe(150)
     db.seed(items)
@@ -108,11 +109,11 @@ def test_rollback_in_production_needs_yes(db: Database) -> None:
     assert db.update_times() == before
 
 
+@pytest.mark.slow
 def test_validation_never_prompts_or_writes(db: Database) -> None:
     db.seed(make_wardrobe(40))
     before = db.update_times()
-    done = db.run_script("scripts/backfill_validation.py",
-                         ["--sample-size", "100", "--environment", "production"])
+    done = db.run_tool(VALIDATION, ["--sample-size", "100", "--environment", "production"])
     assert done.returncode == 1  # nothing is normalized yet
     assert "Coverage: 0 of 40 items" in done.stderr
     assert "Checked:            40 (sample)" in done.stdout
@@ -120,6 +121,7 @@ def test_validation_never_prompts_or_writes(db: Database) -> None:
     assert db.update_times() == before
 
 
+@pytest.mark.slow
 def test_rollback_as_a_real_process(db: Database) -> None:
     db.seed({"a": {"normalized": {"style": []}, "name": "tee"}})
     done = db.run_script("scripts/backfill_rollback.py", ["--environment", "production"],
@@ -133,6 +135,7 @@ def test_rollback_as_a_real_process(db: Database) -> None:
                                            "item"),
     (auto_ids(400, 5), "random windows of the ID key space (every item equally likely)"),
 ], ids=["sequential IDs", "auto IDs"])
+@pytest.mark.slow
 def test_samples_are_uniform_over_the_whole_id_range(
         db: Database, ids: list[str], method: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The collection counts as large here (the exact method's limit lowered), so that

@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from backfill.cli import CONFIRMATION_PROMPT
 from backfill.errors import ExitCode
 from tests.conftest import Database
@@ -15,6 +17,7 @@ from tests.helpers import REPO, SCRIPT, start, wait_for
 from tools.sample_data import make_wardrobe
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_a_run_is_one_line_and_the_resume_command_is_the_last(
         db: Database) -> None:
     """Before: `❌ Stopped: interrupted` in the summary, and `❌ stopped on request` after

@@ -19,16 +19,19 @@ from backfill.recovery import recovery_line
 from backfill.target import Target
 from normalizer import FACETS
 from tests.conftest import Database
-from tests.helpers import SCRIPT
+from tests.helpers import ROLLBACK, SCRIPT
 from tools.sample_data import make_wardrobe
+
+pytestmark = pytest.mark.paced  # the tools keep their own pace here
 
 
 def dry_estimate(db: Database, *args: str) -> tuple[dict[str, Any], str]:
-    done = db.run_script(SCRIPT, ["--dry-run", "--json", "--quiet", *args])
+    done = db.run_tool(SCRIPT, ["--dry-run", "--json", "--quiet", *args])
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)["estimate"], done.stderr
 
 
+@pytest.mark.slow
 def test_the_estimate_agrees_with_what_the_real_run_then_does(db: Database) -> None:
     db.seed(make_wardrobe(2000))
     pace = ["--max-writes-per-second", "100"]
@@ -40,7 +43,7 @@ def test_the_estimate_agrees_with_what_the_real_run_then_does(db: Database) -> N
     default, _ = dry_estimate(db)
     assert default["seconds"] < 10  # 500 writes/s: a few seconds
 
-    done = db.run_script(SCRIPT, ["--yes", "--json", "--quiet", "--job-id", "bf-est", *pace])
+    done = db.run_tool(SCRIPT, ["--yes", "--json", "--quiet", "--job-id", "bf-est", *pace])
     assert done.returncode == 0, done.stderr
     stats = json.loads(done.stdout)
     written = stats["total_updated"]
@@ -58,10 +61,11 @@ def test_the_estimate_agrees_with_what_the_real_run_then_does(db: Database) -> N
     assert estimate["index_entries"] == expected
 
 
+@pytest.mark.slow
 def test_a_rollback_s_field_deletes_are_writes(db: Database) -> None:
     db.seed(make_wardrobe(300))
-    assert db.run_script(SCRIPT, ["--yes", "--quiet"]).returncode == 0
-    done = db.run_script("scripts/backfill_rollback.py", ["--dry-run", "--json", "--quiet"])
+    assert db.run_tool(SCRIPT, ["--yes", "--quiet"]).returncode == 0
+    done = db.run_tool(ROLLBACK, ["--dry-run", "--json", "--quiet"])
     assert done.returncode == 0, done.stderr
     estimate = json.loads(done.stdout)["estimate"]
     assert estimate["items_written"] == 300 and estimate["journal_documents"] == 0
@@ -133,6 +137,7 @@ def test_the_recovery_line_in_its_three_forms() -> None:
         "🛟 Point-in-time recovery: could not be checked (ServiceUnavailable)"
 
 
+@pytest.mark.slow
 def test_an_admin_api_that_hangs_delays_nothing_much() -> None:
     started = datetime.now(UTC)
     assert line_for("hang", seconds=0.5) == \
@@ -140,17 +145,18 @@ def test_an_admin_api_that_hangs_delays_nothing_much() -> None:
     assert (datetime.now(UTC) - started).total_seconds() < 2
 
 
+@pytest.mark.slow
 def test_a_production_run_says_its_way_back_before_the_prompt_and_in_the_log(
         db: Database) -> None:
     db.seed(make_wardrobe(20))
     line = "🛟 Point-in-time recovery: could not be checked (the emulator does not serve " \
            "the Admin API)"
-    done = db.run_script(SCRIPT, ["--environment", "production", "--quiet"], input="no\n")
+    done = db.run_tool(SCRIPT, ["--environment", "production", "--quiet"], input="no\n")
     assert done.returncode == 1
     assert line in done.stderr
     assert done.stderr.index(line) < done.stderr.index("Type 'YES' to continue")
-    done = db.run_script(SCRIPT, ["--environment", "production", "--yes", "--quiet"])
+    done = db.run_tool(SCRIPT, ["--environment", "production", "--yes", "--quiet"])
     assert done.returncode == 0, done.stderr
     assert line in (db.output_dir / LOG_FILE_NAME).read_text()
-    dry = db.run_script(SCRIPT, ["--environment", "production", "--dry-run", "--quiet"])
+    dry = db.run_tool(SCRIPT, ["--environment", "production", "--dry-run", "--quiet"])
     assert dry.stderr.index("💰 Estimate of the real run:") < dry.stderr.index(line)

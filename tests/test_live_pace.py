@@ -14,6 +14,8 @@ from tests.conftest import Database
 from tests.helpers import control, eventually, start, wait_for
 from tools.sample_data import make_wardrobe
 
+pytestmark = pytest.mark.paced  # the tools keep their own pace here
+
 POLL = ("--control-poll-seconds", "0.2")
 
 
@@ -21,6 +23,7 @@ def entry(db: Database, run_id: str) -> dict:
     return db.documents(DEFAULT_LEDGER_COLLECTION)[run_id]
 
 
+@pytest.mark.slow
 def test_a_slow_run_sped_up_finishes_within_seconds_and_status_shows_its_eta(
         db: Database) -> None:
     db.seed(make_wardrobe(1000))
@@ -53,6 +56,7 @@ def test_a_slow_run_sped_up_finishes_within_seconds_and_status_shows_its_eta(
     assert recorded["total"] == 1000 and recorded["counts"]["processed"] == 1000
 
 
+@pytest.mark.slow
 def test_a_fast_run_slowed_down_writes_at_the_new_rate_and_a_resume_keeps_it(
         db: Database) -> None:
     db.seed(make_wardrobe(3000))
@@ -84,6 +88,7 @@ def test_a_fast_run_slowed_down_writes_at_the_new_rate_and_a_resume_keeps_it(
     assert [c.get("writes_per_second") for c in entry(db, "bf-fast")["pace_changes"]] == [60, 0]
 
 
+@pytest.mark.slow
 def test_a_sharded_run_s_tasks_each_take_their_share_of_a_new_rate(db: Database) -> None:
     db.seed(make_wardrobe(2000))
     tasks = [start(db, db.env, "--job-id", "job-p", "--shard", f"{i}/2", "--batch-size", "20",
@@ -118,6 +123,7 @@ def test_bad_pace_values_are_refused_and_nothing_is_written(
     assert db.documents(DEFAULT_LEDGER_COLLECTION) == {}
 
 
+@pytest.mark.slow
 def test_a_run_that_is_not_running_gets_no_pace(db: Database) -> None:
     db.seed(make_wardrobe(30))
     process, log = start(db, db.env, "--job-id", "bf-done")

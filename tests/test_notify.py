@@ -80,10 +80,11 @@ def everything_written(db: Database, *texts: str) -> str:
     return "\n".join([*texts, *files, json.dumps([ledger, nested], default=str)])
 
 
+@pytest.mark.slow
 def test_a_run_posts_exactly_once_with_its_status_and_counts_and_the_secret_is_nowhere(
         db: Database, webhook: Webhook) -> None:
     db.seed(make_wardrobe(120))
-    done = db.run_script(SCRIPT, ["--yes", "--quiet", "--job-id", "bf-n",
+    done = db.run_tool(SCRIPT, ["--yes", "--quiet", "--job-id", "bf-n",
                                   "--notify-url", webhook.url])
     assert done.returncode == 0, done.stderr
     [(path, message)] = webhook.posts
@@ -101,10 +102,11 @@ def test_a_run_posts_exactly_once_with_its_status_and_counts_and_the_secret_is_n
     assert f"http://{webhook.host}" in (db.output_dir / LOG_FILE_NAME).read_text()
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_posts_once_and_a_dry_run_posts_nothing(
         db: Database, webhook: Webhook) -> None:
     db.seed(make_wardrobe(3000))
-    dry = db.run_script(SCRIPT, ["--dry-run", "--quiet", "--notify-url", webhook.url])
+    dry = db.run_tool(SCRIPT, ["--dry-run", "--quiet", "--notify-url", webhook.url])
     assert dry.returncode == 0, dry.stderr
     assert webhook.posts == []
     process, log = start(db, {**db.env, "BACKFILL_NOTIFY_URL": webhook.url}, "--job-id",
@@ -121,7 +123,7 @@ def test_an_interrupted_run_posts_once_and_a_dry_run_posts_nothing(
 
 def run_time(db: Database, *args: str) -> tuple[float, Any]:
     started = time.monotonic()
-    done = db.run_script(SCRIPT, ["--yes", "--quiet", "--notify-timeout-seconds", "1",
+    done = db.run_tool(SCRIPT, ["--yes", "--quiet", "--notify-timeout-seconds", "1",
                                   *args])
     return time.monotonic() - started, done
 
@@ -131,6 +133,7 @@ def run_time(db: Database, *args: str) -> tuple[float, Any]:
     ("hang", "it did not answer"),
     ("absent", "it did not answer (ConnectionRefusedError)"),
 ])
+@pytest.mark.slow
 def test_a_webhook_that_fails_hangs_or_is_absent_changes_neither_the_exit_nor_much_time(
         db: Database, webhook: Webhook, mode: str, said: str) -> None:
     db.seed(make_wardrobe(60))
@@ -162,12 +165,14 @@ def test_a_webhook_that_fails_hangs_or_is_absent_changes_neither_the_exit_nor_mu
 def test_a_bad_webhook_url_is_exit_2_before_anything_is_read(
         db: Database, url: str, problem: str) -> None:
     env = {**db.env, "FIRESTORE_EMULATOR_HOST": dead_address()}
-    done = db.run_script(SCRIPT, ["--yes", "--notify-url", url], env=env)
+    done = db.run_tool(SCRIPT, ["--yes", "--notify-url", url], env=env)
     assert done.returncode == 2, done.stderr
     assert (f"❌ the 1st --notify-url (or BACKFILL_NOTIFY_URL) is not a webhook URL this "
             f"tool can post to: {problem} (the URL is not shown") in done.stderr
 
 
+@pytest.mark.paced  # its first run's own pace, which its resume carries on
+@pytest.mark.slow
 def test_the_printed_resume_says_the_webhook_it_lacks_and_never_its_secret(
         db: Database, webhook: Webhook) -> None:
     """Before: the resume command was printed with no word of the webhook; typed as

@@ -15,6 +15,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from backfill.jobs import BackfillJob, Decision
 from backfill.journal import Journal
 from backfill.lease import Lease
@@ -58,6 +60,7 @@ def interrupt_after(process: subprocess.Popen[str], log: Path, text: str) -> Non
     assert process.wait(timeout=60) == 130, log.read_text()
 
 
+@pytest.mark.slow
 def test_an_interrupted_undo_resumes_as_the_undo_and_leaves_the_apps_values(
         db: Database, proxy: TcpProxy) -> None:
     db.seed(make_wardrobe(1000))
@@ -87,6 +90,7 @@ def test_an_interrupted_undo_resumes_as_the_undo_and_leaves_the_apps_values(
     assert undo["counts"]["errors"] == 5
 
 
+@pytest.mark.slow
 def test_a_bare_resume_picks_an_interrupted_undo_up_as_an_undo(db: Database,
                                                                proxy: TcpProxy) -> None:
     db.seed(make_wardrobe(600))
@@ -106,6 +110,7 @@ def test_a_bare_resume_picks_an_interrupted_undo_up_as_an_undo(db: Database,
     assert db.documents() == before  # the app's value was the run's "before": restored
 
 
+@pytest.mark.slow
 def test_limit_applies_to_an_undo(db: Database) -> None:
     db.seed(make_wardrobe(300))
     assert db.invoke(backfill, ["--job-id", "bf-3", "--batch-size", "50"]).exit_code == 0
@@ -135,6 +140,7 @@ class AnotherRunGetsThereFirst(BackfillJob):
         return super().decide(doc_id, data)
 
 
+@pytest.mark.slow
 def test_an_undo_restores_exactly_its_runs_own_writes(db: Database) -> None:
     db.seed(make_wardrobe(200))
     seeded = db.documents()
@@ -161,6 +167,7 @@ def test_an_undo_restores_exactly_its_runs_own_writes(db: Database) -> None:
         seeded[d] != written[d] for d in written if d not in others)
 
 
+@pytest.mark.slow
 def test_two_writing_runs_at_once_the_second_is_refused(db: Database, proxy: TcpProxy) -> None:
     db.seed(make_wardrobe(1500))
     proxy.delay = 0.02
@@ -191,6 +198,7 @@ def test_two_writing_runs_at_once_the_second_is_refused(db: Database, proxy: Tcp
     assert db.count_where_map() > 0
 
 
+@pytest.mark.slow
 def test_a_lease_whose_heartbeat_went_stale_is_taken_over_and_said(
         db: Database, backend: Backend) -> None:
     """A holder frozen (SIGSTOP: a VM paused, a container cut off) past its takeover age
@@ -217,6 +225,7 @@ def test_a_lease_whose_heartbeat_went_stale_is_taken_over_and_said(
     db.assert_normalized()
 
 
+@pytest.mark.slow
 def test_the_printed_command_carries_the_runs_options(db: Database, proxy: TcpProxy) -> None:
     db.seed(make_wardrobe(400), collection="items2")
     proxy.delay = 0.02
@@ -232,6 +241,7 @@ def test_the_printed_command_carries_the_runs_options(db: Database, proxy: TcpPr
     assert all("normalized" in item for item in db.documents("items2").values())
 
 
+@pytest.mark.slow
 def test_a_forced_run_resumed_from_its_printed_command_rewrites_every_item(
         db: Database, proxy: TcpProxy) -> None:
     db.seed(make_wardrobe(1200))
@@ -286,6 +296,7 @@ def slow_run(db: Database, proxy: TcpProxy, items: int, wait: str,
     return env, process, log
 
 
+@pytest.mark.slow
 def test_counts_are_exact_after_a_double_ctrl_c(db: Database, proxy: TcpProxy) -> None:
     env, process, log = slow_run(db, proxy, 3000, "Batch 3:", "--batch-size", "50")
     process.send_signal(signal.SIGINT)
@@ -335,6 +346,7 @@ def test_a_resumed_run_says_what_it_did_not_look_at(db: Database) -> None:
             "its checkpoint") in result.stderr
 
 
+@pytest.mark.slow
 def test_kill_9_and_resume_keep_working_with_the_lease(db: Database, proxy: TcpProxy) -> None:
     env, process, log = slow_run(db, proxy, 1000, "Batch 2:", "--batch-size", "25")
     process.kill()
@@ -369,6 +381,7 @@ def test_a_run_whose_lease_was_taken_over_stops(db: Database) -> None:
     assert db.documents(DEFAULT_LEDGER_COLLECTION)["lease-wardrobe"]["run_id"] == "run-b"
 
 
+@pytest.mark.slow
 def test_a_cli_run_whose_lease_is_taken_over_stops_with_exit_3(db: Database,
                                                                backend: Backend) -> None:
     db.seed(make_wardrobe(300))
@@ -394,6 +407,7 @@ def test_a_cli_run_whose_lease_is_taken_over_stops_with_exit_3(db: Database,
         "stopped writing")
 
 
+@pytest.mark.slow
 def test_a_dry_run_takes_no_lease_and_works_beside_a_live_run(db: Database,
                                                               backend: Backend) -> None:
     db.seed(make_wardrobe(120))

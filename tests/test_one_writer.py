@@ -59,6 +59,7 @@ def run_in(prefix: tuple[str, ...], db: Database, *args: str,
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_a_live_holder_that_is_pid_1_of_another_container_with_the_same_host_name_keeps_its_lease(
         db: Database, backend: Backend) -> None:
     """Two containers that share the host name (docker --network host), each running the
@@ -78,6 +79,7 @@ def test_a_live_holder_that_is_pid_1_of_another_container_with_the_same_host_nam
     first.wait()
 
 
+@pytest.mark.slow
 def test_a_dead_holders_pid_taken_by_a_later_process_does_not_block(
         db: Database, backend: Backend) -> None:
     """kill -9, and the PID is soon someone else's (a container's PID 1 is): the process
@@ -100,6 +102,7 @@ def test_a_dead_holders_pid_taken_by_a_later_process_does_not_block(
     db.assert_normalized()
 
 
+@pytest.mark.slow
 def test_a_stale_heartbeat_is_gone_even_when_its_pid_is_a_live_process(
         db: Database, backend: Backend) -> None:
     """The process check never blocks a takeover whose heartbeat is stale: a holder whose
@@ -120,6 +123,7 @@ def test_a_stale_heartbeat_is_gone_even_when_its_pid_is_a_live_process(
 
 
 @pytest.mark.parametrize("skew", [+300.0, -300.0])
+@pytest.mark.slow
 def test_a_host_whose_clock_is_off_takes_no_live_lease_and_shows_no_negative_age(
         db: Database, backend: Backend, monkeypatch: pytest.MonkeyPatch, skew: float) -> None:
     """An injected clock: the wall clock this tool reads (utc_now, for every time it
@@ -180,6 +184,7 @@ def test_a_holder_that_lost_its_lease_writes_no_further_batch(db: Database, how:
     assert (entry["status"], entry["stopped_because"]) == ("failed", expected)
 
 
+@pytest.mark.slow
 def test_a_cli_run_whose_lease_is_deleted_exits_3_at_its_next_batch(db: Database) -> None:
     db.seed(make_wardrobe(600))
     process, log = start(db, db.env, "--batch-size", "20", "--parallel-batches", "1",
@@ -204,6 +209,7 @@ def test_a_cli_run_whose_lease_is_deleted_exits_3_at_its_next_batch(db: Database
      "holder '0' has no token str"),
     ({"run_id": None}, "its run_id is not a string"),
 ])
+@pytest.mark.slow
 def test_a_hand_edited_lease_is_one_clear_line_at_the_start(
         db: Database, backend: Backend, edit: dict[str, Any], problem: str) -> None:
     db.seed(make_wardrobe(30))
@@ -222,6 +228,7 @@ def test_a_hand_edited_lease_is_one_clear_line_at_the_start(
     assert db.update_times() == seeded
 
 
+@pytest.mark.slow
 def test_a_hand_edited_lease_mid_run_is_exit_3_with_the_reason(db: Database,
                                                                backend: Backend) -> None:
     db.seed(make_wardrobe(30))
@@ -234,6 +241,7 @@ def test_a_hand_edited_lease_mid_run_is_exit_3_with_the_reason(db: Database,
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_a_killed_shard_task_retried_by_the_engine_on_another_host_carries_on_at_once(
         db: Database) -> None:
     """Cloud Run retries a failed task at once, elsewhere, with the same index and
@@ -259,6 +267,7 @@ def test_a_killed_shard_task_retried_by_the_engine_on_another_host_carries_on_at
     assert shard.to_dict()["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_a_second_task_of_the_same_shard_without_an_engine_retry_is_refused(
         db: Database, backend: Backend) -> None:
     db.seed(make_wardrobe(40))

@@ -19,6 +19,8 @@ from backfill.throttle import Gate
 from run_backfill_production import main as backfill
 from tests.conftest import Database
 
+pytestmark = pytest.mark.paced  # the tools keep their own pace here
+
 
 class RecordedLimiter(WriteRateLimiter):
     """The run's own pacer, unchanged, remembered with what it waited."""
@@ -54,6 +56,7 @@ def write_span(db: Database) -> float:
     (["--max-writes-per-second", "100", "--initial-writes-per-second", "100"], 150, 100),
     (["--initial-writes-per-second", "50"], 100, 50),
 ], ids=["ceiling", "initial rate"])
+@pytest.mark.slow
 def test_writes_are_paced_at_the_rate_asked(db: Database, limiters: list[RecordedLimiter],
                                             args: list[str], items: int, rate: float) -> None:
     db.seed({f"i{n:03d}": {"style": ["Goth"]} for n in range(items)})
@@ -67,6 +70,7 @@ def test_writes_are_paced_at_the_rate_asked(db: Database, limiters: list[Recorde
     assert limiter.waited > 0
 
 
+@pytest.mark.slow
 def test_each_shard_paces_itself_at_its_share(db: Database,
                                               limiters: list[RecordedLimiter]) -> None:
     db.seed({f"i{n:03d}": {"style": ["Goth"]} for n in range(100)})

@@ -78,6 +78,8 @@ def test_the_wheel_declares_its_version_python_and_the_three_dependencies(
     assert [bounds(r) for r in required] == [bounds(w) for w in wanted]
 
 
+@pytest.mark.paced  # its first run's own pace, which its resume carries on
+@pytest.mark.slow
 def test_the_installed_commands_work_from_any_folder(installed: Path, db: Database,
                                                       tmp_path: Path) -> None:
     db.seed(make_wardrobe(40))
@@ -141,6 +143,7 @@ def structured_run(db: Database, *args: str, env: dict[str, str] | None = None,
         [json.loads(line) for line in done.stderr.splitlines()]
 
 
+@pytest.mark.slow
 def test_under_cloud_run_every_line_is_one_json_object(db: Database) -> None:
     db.seed([*make_wardrobe(60), ("hostile", {"style": ["goth"], "metadata": "a string"})])
     code, out, err = structured_run(db, "--yes", "--quiet", "--job-id", "bf-json",
@@ -167,6 +170,7 @@ def test_under_cloud_run_every_line_is_one_json_object(db: Database) -> None:
     assert usage == 2 and [e["severity"] for e in err] == ["ERROR"]
 
 
+@pytest.mark.slow
 def test_log_format_text_forces_the_console_and_json_is_never_unasked(db: Database) -> None:
     db.seed(make_wardrobe(30))
 

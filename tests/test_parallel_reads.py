@@ -28,6 +28,7 @@ def test_parts_cover_the_range_exactly() -> None:
     assert split_range(None, None, 1) == [pager.Part(None, None)]
 
 
+@pytest.mark.slow
 def test_kill_9_and_resume_with_parallel_reads(db: Database, proxy: TcpProxy) -> None:
     db.seed(make_wardrobe(3000))
     proxy.delay = 0.02
@@ -70,6 +71,7 @@ REAL_ITER_PAGES = pager.iter_pages
 
 
 @pytest.mark.parametrize("tool", ["dry run", "validation"])
+@pytest.mark.slow
 def test_validation_and_the_dry_run_read_in_parallel(db: Database, tool: str,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     db.seed(make_wardrobe(700))

@@ -73,6 +73,7 @@ def with_credentials(origin: str, path: str) -> str:
     return origin.replace("http://", f"http://{CREDENTIALS}@") + path
 
 
+@pytest.mark.slow
 def test_a_health_probe_redirected_to_another_origin_is_unhealthy_and_sends_it_nothing(
         db: Database, servers: tuple[Server, Server]) -> None:
     """Before: the redirect was followed with the Authorization header, the other host's

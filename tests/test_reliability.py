@@ -13,6 +13,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from google.cloud.firestore_v1 import GeoPoint
 
 from normalizer import FACETS
@@ -25,6 +26,7 @@ from tools.sample_data import make_wardrobe
 from tools.tcp_proxy import TcpProxy
 
 
+@pytest.mark.slow
 def test_concurrent_edits_are_never_lost(db: Database, proxy: TcpProxy) -> None:
     db.seed(make_wardrobe(800))
     ids = sorted(db.documents())
@@ -71,6 +73,7 @@ def run_to_completion_with_kills(db: Database, env: dict[str, str], kills: int,
     assert process.wait(timeout=300) == 0, log.read_text()
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_points_then_resume(db: Database, proxy: TcpProxy) -> None:
     items = make_wardrobe(1500, seed=11)
     db.seed(items)
@@ -85,6 +88,7 @@ def test_kill_9_at_random_points_then_resume(db: Database, proxy: TcpProxy) -> N
     assert entry["counts"]["updated"] + entry["counts"]["skipped"] == 1500
 
 
+@pytest.mark.slow
 def test_counts_are_exact_across_kills_the_runs_own_writes_are_its_updates(
         db: Database, proxy: TcpProxy) -> None:
     """Every item needs writing. The writes a kill left uncounted (after the last
@@ -101,6 +105,7 @@ def test_counts_are_exact_across_kills_the_runs_own_writes_are_its_updates(
     assert entry["status"] == "completed" and entry["resumed_at"]
 
 
+@pytest.mark.slow
 def test_the_database_going_away_is_fatal_then_resumable(db: Database,
                                                           proxy: TcpProxy) -> None:
     db.seed(make_wardrobe(1000))
@@ -138,6 +143,7 @@ def test_the_database_going_away_is_fatal_then_resumable(db: Database,
     assert entry["status"] == "completed" and entry["counts"]["processed"] == 1000
 
 
+@pytest.mark.slow
 def test_a_flaky_connection_is_survived(db: Database, proxy: TcpProxy) -> None:
     db.seed(make_wardrobe(1500))
     process, log = start(db, via(db, proxy), "--batch-size", "30", "--json",
@@ -166,6 +172,7 @@ def test_a_flaky_connection_is_survived(db: Database, proxy: TcpProxy) -> None:
     db.assert_normalized()
 
 
+@pytest.mark.slow
 def test_items_deleted_during_the_run_are_counted_honestly(db: Database,
                                                           backend: Backend) -> None:
     db.seed(make_wardrobe(1000))
@@ -207,6 +214,7 @@ def hostile_value(rng: random.Random, depth: int = 0, in_array: bool = False) ->
     ])
 
 
+@pytest.mark.slow
 def test_hostile_data_at_scale(db: Database) -> None:
     rng = random.Random(13)
     items: list[tuple[str, dict[str, Any]]] = []
@@ -227,6 +235,7 @@ def test_hostile_data_at_scale(db: Database) -> None:
     db.assert_normalized()
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_resume_completes(db: Database, proxy: TcpProxy) -> None:
     db.seed(make_wardrobe(1500))
     proxy.delay = 0.02
@@ -249,6 +258,7 @@ def test_ctrl_c_stops_cleanly_and_resume_completes(db: Database, proxy: TcpProxy
     db.assert_normalized()
 
 
+@pytest.mark.slow
 def test_sigterm_is_handled_like_ctrl_c(db: Database, proxy: TcpProxy) -> None:
     db.seed(make_wardrobe(800))
     proxy.delay = 0.02
@@ -297,6 +307,7 @@ def test_the_ledger_records_who_what_and_how_far(db: Database) -> None:
     assert f"Run {entry['run_id']}: backfill of wardrobe, completed" in result.stderr
 
 
+@pytest.mark.slow
 def test_the_exact_undo_of_a_run_killed_three_times_restores_every_item(
         db: Database, proxy: TcpProxy) -> None:
     """Issue 31, case 8: a kill between a batch's write and the record of its outcome

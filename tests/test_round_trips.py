@@ -12,11 +12,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION
 from backfill.status import RunStatus
 from tests.conftest import Database
 from tests.helpers import REPO, SCRIPT, ledger
 from tools.sample_data import make_wardrobe
+
+pytestmark = pytest.mark.slow  # every test here takes a second or more
 
 
 def traced(db: Database, *args: str) -> tuple[int, dict[str, Any]]:

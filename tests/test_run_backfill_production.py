@@ -127,6 +127,7 @@ def test_a_second_run_updates_nothing(db: Database) -> None:
     assert db.update_times() == before
 
 
+@pytest.mark.slow
 def test_force_rewrites_items_that_are_up_to_date(db: Database) -> None:
     db.seed(MESSY)
     assert db.invoke(main, []).exit_code == 0
@@ -208,6 +209,7 @@ def test_other_collections_are_untouched(db: Database) -> None:
         d: expected["style"] for d, expected in MESSY_EXPECTED.items()}
 
 
+@pytest.mark.slow
 def test_as_a_real_process(db: Database) -> None:
     db.seed(MESSY)
     done = db.run_script("run_backfill_production.py", ["--environment", "production"],
@@ -234,6 +236,7 @@ def test_python_warnings_go_to_the_log_not_the_console(tmp_path: Path,
             "google/auth/transport/grpc.py:43)") in (tmp_path / LOG_FILE_NAME).read_text()
 
 
+@pytest.mark.slow
 def test_the_database_being_down_is_fatal_not_zero_items(db: Database) -> None:
     env = {**db.env, "FIRESTORE_EMULATOR_HOST": dead_address()}
     done = db.run_script("run_backfill_production.py", ["--max-retry-seconds", "1"], env=env)
@@ -252,6 +255,7 @@ def test_missing_project_is_a_usage_error_before_any_read(db: Database) -> None:
         "GCLOUD_PROJECT, FIREBASE_PROJECT_ID, FIREBASE_CONFIG")
 
 
+@pytest.mark.slow
 def test_unreadable_credentials_are_a_usage_error_and_no_secret_is_shown(
         db: Database, tmp_path: Any) -> None:
     env = {k: v for k, v in db.env.items() if k != "FIRESTORE_EMULATOR_HOST"}
@@ -293,6 +297,7 @@ def test_bad_options_are_usage_errors(db: Database, args: list[str], message: st
     assert db.update_times() == before
 
 
+@pytest.mark.slow
 def test_environment_comes_from_the_environment_variable(db: Database) -> None:
     db.seed(MESSY)
     env = {**db.env, "BACKFILL_ENVIRONMENT": "production"}
@@ -311,6 +316,7 @@ def test_version_and_help() -> None:
     assert "--dry-run  " in shown.output and "Read everything, write nothing." in shown.output
 
 
+@pytest.mark.slow
 def test_no_usable_credentials_says_where_it_looked_and_what_to_set(
         db: Database, tmp_path: Path) -> None:
     """Before: `❌ the credentials from application default credentials could not be used

@@ -36,6 +36,7 @@ def large(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sampling, "EXACT_LIMIT", 100)
 
 
+@pytest.mark.slow
 def test_sequential_ids_of_a_small_collection_fill_the_sample_at_a_bounded_cost(
         db: Database) -> None:
     """Sequential 20-character IDs: before, they passed for auto IDs and a sample of 100
@@ -49,6 +50,7 @@ def test_sequential_ids_of_a_small_collection_fill_the_sample_at_a_bounded_cost(
     assert "🎲 Sample of 100 (asked 100): exact" in result.stderr
 
 
+@pytest.mark.slow
 def test_random_windows_find_broken_items_all_over_the_key_range(db: Database,
                                                                   large: None) -> None:
     ids = auto_ids(3000, 1)
@@ -96,6 +98,7 @@ def test_half_auto_ids_half_slugs_are_both_sampled_in_proportion(db: Database,
     assert len(sample.ids) == 200 and 70 <= from_slugs <= 130  # half, give or take 4 SD
 
 
+@pytest.mark.slow
 def test_every_auto_id_item_is_equally_likely(db: Database, monkeypatch: pytest.MonkeyPatch,
                                               ) -> None:
     """Over 60 samples of 40 from 400 items, how often each item is drawn spreads as a

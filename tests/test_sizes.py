@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from google.cloud.firestore_v1.bulk_batch import BulkWriteBatch
 
 from backfill.writer import MAX_REQUEST_BYTES, Write, request_chunks
@@ -21,6 +22,7 @@ def seed_in_small_commits(db: Database, items: list[tuple[str, dict[str, Any]]],
         db.seed(items[start:start + per_commit])
 
 
+@pytest.mark.slow
 def test_a_journal_of_large_previous_values_is_split_and_undone_exactly(db: Database) -> None:
     old = {"style": [f"old-style-term-{n:04d}" for n in range(150)], "occasion": [],
            "mood": [], "season": ["all"], "normalized_version": "0.9", "note": "x" * 100}
@@ -40,6 +42,7 @@ def test_a_journal_of_large_previous_values_is_split_and_undone_exactly(db: Data
     assert db.documents() == before
 
 
+@pytest.mark.slow
 def test_items_with_a_thousand_terms_are_written_in_requests_that_fit(db: Database) -> None:
     terms = [f"Style Term Number {n:04d}" for n in range(1000)]
     # 300 items of about 22 kB of tags each: one page, several requests of 3 MiB at most.

@@ -19,6 +19,8 @@ from tests.conftest import Database
 from tests.helpers import control, eventually, start, wait_for
 from tools.sample_data import make_wardrobe
 
+pytestmark = pytest.mark.paced  # the tools keep their own pace here
+
 SLOW = ("--batch-size", "20", "--parallel-reads", "1", "--initial-writes-per-second", "40",
         "--max-writes-per-second", "40")
 
@@ -32,6 +34,7 @@ def leases(db: Database) -> list[dict]:
             if e.get("kind") == "lease"]
 
 
+@pytest.mark.slow
 def test_a_stop_after_the_pace_was_cut_is_obeyed_within_the_poll_and_status_says_so(
         db: Database) -> None:
     """Before: at 0.5 writes/s the batches in flight kept waiting for their rate slot
@@ -56,6 +59,7 @@ def test_a_stop_after_the_pace_was_cut_is_obeyed_within_the_poll_and_status_says
     assert leases(db) == []
 
 
+@pytest.mark.slow
 def test_sigterm_while_a_stop_stands_still_ends_with_the_final_record(db: Database) -> None:
     """Before: a SIGTERM after a Ctrl-C was taken for a second Ctrl-C: exit at once, the
     ledger left `running`, the lease held, no summary, no resume command."""
@@ -96,6 +100,7 @@ def test_a_number_that_cannot_work_is_one_line_and_exit_2(
     assert db.count_where_map() == 0
 
 
+@pytest.mark.slow
 def test_a_recorded_rate_that_cannot_work_never_blocks_a_resume(db: Database) -> None:
     """Before: the resume crashed (OverflowError, exit 1) every time, `set` on the
     interrupted run was refused and a resume with another rate was refused too."""
@@ -128,6 +133,7 @@ def test_a_recorded_rate_that_cannot_work_never_blocks_a_resume(db: Database) ->
     assert entry(db, "bf-tiny")["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_status_shares_and_times_what_the_run_will_do_at_the_pace_in_force(
         db: Database) -> None:
     """Before: `% of 600` for a run limited to 200, and right after `set` cut the pace to
@@ -153,6 +159,7 @@ def test_status_shares_and_times_what_the_run_will_do_at_the_pace_in_force(
     assert entry(db, "bf-lim")["total"] == 200
 
 
+@pytest.mark.slow
 def test_status_without_a_run_id_counts_the_pause_going_on(db: Database) -> None:
     """Before: `paused 0.0s` 3 s into a pause, when no RUN_ID was given."""
     db.seed(make_wardrobe(400))

@@ -34,6 +34,10 @@ from tests.helpers import (
 )
 from tools.sample_data import make_wardrobe
 
+# Stops, pauses, gates and the throttle, on runs slow enough to catch: the tools keep
+# their own pace here.
+pytestmark = pytest.mark.paced
+
 SLOW = ("--batch-size", "20", "--max-writes-per-second", "60", "--initial-writes-per-second",
         "60", "--control-poll-seconds", "0.2")
 
@@ -45,6 +49,7 @@ def entry_of(db: Database, run_id: str, shard: str | None) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("shard", [None, "0/2"])
+@pytest.mark.slow
 def test_a_stop_survives_an_engine_restart_and_an_operators_resume_clears_it(
         db: Database, shard: str | None) -> None:
     db.seed(make_wardrobe(1000))
@@ -74,6 +79,7 @@ def test_a_stop_survives_an_engine_restart_and_an_operators_resume_clears_it(
     assert entry_of(db, "job-s", None).get("control") is None
 
 
+@pytest.mark.slow
 def test_continue_clears_a_pause_that_outlived_its_run(db: Database) -> None:
     """Paused, then Ctrl-C: the pause stands on the interrupted run (its resume would
     start paused); `continue` clears it."""
@@ -98,6 +104,7 @@ def test_continue_clears_a_pause_that_outlived_its_run(db: Database) -> None:
     assert nothing.stderr.strip() == "❌ run bf-p is completed: there is nothing to continue"
 
 
+@pytest.mark.slow
 def test_continue_on_an_interrupted_run_with_nothing_standing_is_refused(
         db: Database) -> None:
     db.seed(make_wardrobe(300))
@@ -112,6 +119,7 @@ def test_continue_on_an_interrupted_run_with_nothing_standing_is_refused(
         "continue (resume it with --resume)")
 
 
+@pytest.mark.slow
 def test_status_shows_each_tasks_heartbeat_and_a_killed_task_as_gone(
         db: Database, backend: Backend) -> None:
     db.seed(make_wardrobe(50))
@@ -137,6 +145,7 @@ def test_status_shows_each_tasks_heartbeat_and_a_killed_task_as_gone(
 
 
 @pytest.mark.parametrize("secret", [True, False])
+@pytest.mark.slow
 def test_a_throttled_out_run_s_printed_resume_keeps_the_health_gate(
         db: Database, backend: Backend, secret: bool) -> None:
     db.seed(make_wardrobe(200))
@@ -176,6 +185,7 @@ def test_a_throttled_out_run_s_printed_resume_keeps_the_health_gate(
     db.assert_normalized()
 
 
+@pytest.mark.slow
 def test_a_health_url_in_the_environment_counts_as_given_on_resume(
         db: Database, backend: Backend) -> None:
     db.seed(make_wardrobe(100))
@@ -204,6 +214,7 @@ def test_a_health_url_in_the_environment_counts_as_given_on_resume(
     ("http://h/he alth", "it holds a space or a control character"),
     ("", "it is empty"),
 ])
+@pytest.mark.slow
 def test_a_bad_health_url_is_one_line_and_exit_2_with_no_secret(
         db: Database, url: str, problem: str) -> None:
     """Checked before anything is read: the database's address here is dead. (In the
@@ -239,6 +250,7 @@ def test_credentials_in_a_health_url_are_sent_as_basic_auth_and_never_shown(
     db.assert_normalized()
 
 
+@pytest.mark.slow
 def test_status_counts_a_live_pause_and_shows_how_far_parallel_reads_are(
         db: Database) -> None:
     """Before: 12 s into a pause, `paused 0.0s`; a single checkpoint ID that meant

@@ -13,9 +13,13 @@ import subprocess
 import sys
 import termios
 
+import pytest
+
 from tests.conftest import REPO, Database
 from tests.helpers import SCRIPT, printed_resume, start, wait_for
 from tools.sample_data import make_wardrobe
+
+pytestmark = pytest.mark.slow  # every test here takes a second or more
 
 # tqdm's counter, as it draws it: "1234/2000 [" (with a total).
 BAR_COUNT = re.compile(r"(\d+)/(\d+) \[")
@@ -49,6 +53,7 @@ def bar_counts(screen: str) -> list[tuple[int, int]]:
     return [(int(done), int(total)) for done, total in BAR_COUNT.findall(screen)]
 
 
+@pytest.mark.paced  # its first run's own pace, which its resume carries on
 def test_the_bar_counts_each_item_once_and_a_resume_starts_where_it_stood(
         db: Database) -> None:
     """Issue 31, case 9: the bar never passes its total, ends at it, and a resumed run's

@@ -9,6 +9,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION
 from run_backfill_production import main as backfill
 from scripts.backfill_rollback import main as rollback
@@ -25,6 +27,10 @@ from tests.helpers import (
 )
 from tools.sample_data import make_wardrobe
 from tools.tcp_proxy import TcpProxy
+
+# Stops, pauses, gates and the throttle, on runs slow enough to catch: the tools keep
+# their own pace here.
+pytestmark = [pytest.mark.paced, pytest.mark.slow]
 
 
 def test_a_failing_backend_holds_the_run_back_until_it_is_healthy(

@@ -72,6 +72,7 @@ def test_the_sampling_method_follows_the_collections_size_and_the_option(
     assert found["checked"] == 40
 
 
+@pytest.mark.slow
 def test_a_uniform_sample_says_what_it_shows_about_the_whole_collection(
         db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     db.seed([(doc_id, {"style": ["Goth"]}) for doc_id in auto_ids(300, 5)])

@@ -24,14 +24,13 @@ from tests.helpers import (
     ROLLBACK,
     SCRIPT,
     VALIDATION,
+    VOCABULARY,
     control,
     dead_address,
     start,
     wait_for,
 )
 from tools.sample_data import make_wardrobe
-
-VOCABULARY = "scripts/vocabulary_report.py"
 
 
 def seed_users(db: Database, count: int = 600) -> dict[str, str]:
@@ -47,12 +46,13 @@ def normalized_ids(db: Database) -> set[str]:
             if isinstance(item.get("normalized"), dict)}
 
 
+@pytest.mark.slow
 def test_a_canary_on_one_user_then_the_full_run_then_the_canary_s_exact_undo(
         db: Database) -> None:
     users = seed_users(db)
     u5 = {doc_id for doc_id, user in users.items() if user == "u5"}
     seeded = db.documents()
-    canary = db.run_script(SCRIPT, ["--yes", "--json", "--job-id", "canary",
+    canary = db.run_tool(SCRIPT, ["--yes", "--json", "--job-id", "canary",
                                     "--where", "userId=u5"])
     assert canary.returncode == 0, canary.stderr
     assert f"📊 Items in wardrobe where userId = u5: {len(u5)}" in canary.stderr
@@ -61,29 +61,31 @@ def test_a_canary_on_one_user_then_the_full_run_then_the_canary_s_exact_undo(
     assert db.documents(DEFAULT_LEDGER_COLLECTION)["canary"]["settings"]["where"] == [
         "userId=u5"]
 
-    checked = db.run_script(VALIDATION, ["--where", "userId=u5", "--all"])
+    checked = db.run_tool(VALIDATION, ["--where", "userId=u5", "--all"])
     assert checked.returncode == 0, checked.stderr
     assert f"📊 Coverage: {len(u5)} of {len(u5)} items where userId = u5 carry a " \
            "`normalized` map (100.0%)" in checked.stderr
-    sampled = db.run_script(VALIDATION, ["--where", "userId=u5", "--sample-size", "20"])
+    sampled = db.run_tool(VALIDATION, ["--where", "userId=u5", "--sample-size", "20"])
     assert sampled.returncode == 0, sampled.stderr
     assert "Checked:            20 (sample)" in sampled.stdout
-    whole = db.run_script(VALIDATION, ["--all"])
+    whole = db.run_tool(VALIDATION, ["--all"])
     assert whole.returncode == 1 and f"{len(u5)} of 600 items carry" in whole.stderr
 
-    full = db.run_script(SCRIPT, ["--yes", "--json"])
+    full = db.run_tool(SCRIPT, ["--yes", "--json"])
     assert full.returncode == 0, full.stderr
     stats = json.loads(full.stdout)
     assert (stats["total_updated"], stats["total_skipped"]) == (600 - len(u5), len(u5))
     db.assert_normalized()
 
-    undo = db.run_script(ROLLBACK, ["--yes", "--run-id", "canary"])
+    undo = db.run_tool(ROLLBACK, ["--yes", "--run-id", "canary"])
     assert undo.returncode == 0, undo.stderr
     assert normalized_ids(db) == set(users) - u5
     now = db.documents()
     assert {doc_id: now[doc_id] for doc_id in u5} == {doc_id: seeded[doc_id] for doc_id in u5}
 
 
+@pytest.mark.paced  # its first run's own pace, which its resume carries on
+@pytest.mark.slow
 def test_a_resume_keeps_the_subset_and_refuses_another(db: Database) -> None:
     users = seed_users(db, 1200)
     u3 = {doc_id for doc_id, user in users.items() if user == "u3"}
@@ -96,34 +98,35 @@ def test_a_resume_keeps_the_subset_and_refuses_another(db: Database) -> None:
     shown = control(db, "status", "bf-w")
     assert shown.stdout.startswith("Run bf-w: backfill of wardrobe where userId=u3, "
                                    "interrupted, ")
-    other = db.run_script(SCRIPT, ["--yes", "--resume", "bf-w", "--where", "userId=u4"])
+    other = db.run_tool(SCRIPT, ["--yes", "--resume", "bf-w", "--where", "userId=u4"])
     assert other.returncode == 2
     assert ("❌ run bf-w was started with --where userId=u3; this resume says userId=u4: a "
             "resume carries the same run on") in other.stderr
-    resumed = db.run_script(SCRIPT, ["--yes", "--resume", "bf-w"])
+    resumed = db.run_tool(SCRIPT, ["--yes", "--resume", "bf-w"])
     assert resumed.returncode == 0, resumed.stderr
     assert f"📊 Items in wardrobe where userId = u3: {len(u3)}" in resumed.stderr
     assert normalized_ids(db) == u3
 
 
+@pytest.mark.slow
 def test_typed_values_nested_paths_and_several_conditions(db: Database) -> None:
     db.seed([("a", {"style": ["goth"], "count": 3, "meta": {"owner": "u1"}}),
              ("b", {"style": ["goth"], "count": "3", "meta": {"owner": "u1"}}),
              ("c", {"style": ["goth"], "count": 3, "meta": {"owner": "u2"}}),
              ("d", {"style": ["goth"], "count": 3.0, "active": True}),
              ("e", {"style": ["goth"], "count": 1, "active": True})])
-    done = db.run_script(SCRIPT, ["--yes", "--where", "count:=3", "--where",
+    done = db.run_tool(SCRIPT, ["--yes", "--where", "count:=3", "--where",
                                   "meta.owner=u1"])
     assert done.returncode == 0, done.stderr
     assert "📊 Items in wardrobe where count = 3 and meta.owner = u1: 1" in done.stderr
     assert normalized_ids(db) == {"a"}
-    done = db.run_script(SCRIPT, ["--yes", "--where", "active:=true"])
+    done = db.run_tool(SCRIPT, ["--yes", "--where", "active:=true"])
     assert done.returncode == 0, done.stderr
     assert normalized_ids(db) == {"a", "d", "e"}
-    removed = db.run_script(ROLLBACK, ["--yes", "--where", "count:=3"])
+    removed = db.run_tool(ROLLBACK, ["--yes", "--where", "count:=3"])
     assert removed.returncode == 0, removed.stderr
     assert normalized_ids(db) == {"e"}
-    nobody = db.run_script(SCRIPT, ["--yes", "--where", "userId=nobody"])
+    nobody = db.run_tool(SCRIPT, ["--yes", "--where", "userId=nobody"])
     assert nobody.returncode == 0, nobody.stderr
     assert "⚠️  No item where userId = nobody. A value is compared as a string" in \
         nobody.stderr
@@ -131,10 +134,11 @@ def test_typed_values_nested_paths_and_several_conditions(db: Database) -> None:
                 if e.get("settings", {}).get("where") == ["userId=nobody"]]
 
 
+@pytest.mark.slow
 def test_the_vocabulary_report_and_a_sharded_run_on_a_subset(db: Database) -> None:
     users = seed_users(db)
     u7 = {doc_id for doc_id, user in users.items() if user == "u7"}
-    report = db.run_script(VOCABULARY, ["--where", "userId=u7"])
+    report = db.run_tool(VOCABULARY, ["--where", "userId=u7"])
     assert report.returncode == 0, report.stderr
     assert f"Vocabulary of {len(u7)} items of wardrobe" in report.stdout
     tasks = [start(db, db.env, "--job-id", "job-w", "--shard", f"{i}/2", "--where",
@@ -163,11 +167,12 @@ def test_the_vocabulary_report_and_a_sharded_run_on_a_subset(db: Database) -> No
     ("count:=three", "'three' is not JSON"),
 ])
 @pytest.mark.parametrize("script", [SCRIPT, ROLLBACK, VALIDATION, VOCABULARY])
+@pytest.mark.slow
 def test_a_bad_where_is_exit_2_before_anything_is_read(
         db: Database, script: str, where: str, problem: str) -> None:
     env = {**db.env, "FIRESTORE_EMULATOR_HOST": dead_address()}
-    done = db.run_script(script, ["--yes"] * (script in (SCRIPT, ROLLBACK)) +
-                         ["--where", where], env=env, timeout=30)
+    done = db.run_tool(script, ["--yes"] * (script in (SCRIPT, ROLLBACK)) +
+                         ["--where", where], env=env)
     assert done.returncode == 2, done.stderr
     assert f"❌ --where {where!r}: {problem}" in done.stderr
 
@@ -233,12 +238,13 @@ UNICODE = "it holds text that is not valid Unicode (a lone surrogate such as \\u
     (os.fsdecode(b"userId=caf\xe9"), UNICODE),  # Latin-1 typed in a UTF-8 console
 ])
 @pytest.mark.parametrize("script", [SCRIPT, ROLLBACK, VALIDATION, VOCABULARY])
+@pytest.mark.slow
 def test_a_where_value_that_is_no_firestore_value_is_one_line_and_exit_2(
         db: Database, script: str, where: str, problem: str) -> None:
     """Before: about 50 lines of traceback (ValueError: Value out of range,
     UnicodeEncodeError) and exit 1, once the tool had begun to read."""
     env = {**db.env, "FIRESTORE_EMULATOR_HOST": dead_address()}
-    done = db.run_script(script, ["--yes"] * (script in (SCRIPT, ROLLBACK)) +
-                         ["--where", where], env=env, timeout=30)
+    done = db.run_tool(script, ["--yes"] * (script in (SCRIPT, ROLLBACK)) +
+                         ["--where", where], env=env)
     assert (done.returncode, done.stderr.strip()) == (2, (
         f"❌ --where {where!r}: {problem} (FIELD=VALUE, or FIELD:=JSON for a typed value)"))

@@ -166,6 +166,7 @@ def test_a_lease_taken_over_fails_the_run_with_its_reason(db: Database) -> None:
                                         "run bf-other: this run stopped writing")
 
 
+@pytest.mark.slow
 def test_a_throttle_timeout_fails_the_run_with_its_reason(db: Database) -> None:
     db.seed({f"i{n:02d}": {"style": ["Goth"]} for n in range(20)})
     address = dead_address()
@@ -181,6 +182,7 @@ def test_a_throttle_timeout_fails_the_run_with_its_reason(db: Database) -> None:
     assert all("normalized" not in item for item in db.documents().values())
 
 
+@pytest.mark.slow
 def test_the_database_going_away_fails_the_run_and_its_end_is_short(
         db: Database, proxy: TcpProxy, monkeypatch: pytest.MonkeyPatch) -> None:
     db.seed({f"i{n:03d}": {"style": ["Goth"]} for n in range(300)})

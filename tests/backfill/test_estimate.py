@@ -38,6 +38,7 @@ def test_all_invalid_or_nothing_sampled_bounds_nothing() -> None:
 
 
 @given(st.integers(1, 400), st.data())
+@pytest.mark.slow
 def test_the_bound_is_where_a_result_this_good_becomes_unlikely(sampled: int,
                                                                 data: st.DataObject) -> None:
     invalid = data.draw(st.integers(0, sampled - 1))

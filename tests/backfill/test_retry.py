@@ -93,6 +93,7 @@ def test_when_the_budget_is_spent_the_error_says_so() -> None:
                                                          "permissions."),
                                    gexc.InvalidArgument("invalid write")],
                          ids=["PERMISSION_DENIED", "INVALID_ARGUMENT"])
+@pytest.mark.slow
 def test_a_refused_batch_stops_the_run_at_once_with_exit_3(
         db: Database, monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
     db.seed({f"i{n:02d}": {"style": ["Goth"]} for n in range(30)})

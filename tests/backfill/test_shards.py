@@ -80,6 +80,7 @@ ID_STYLES = {
 
 
 @pytest.mark.parametrize("style", list(ID_STYLES))
+@pytest.mark.slow
 def test_shards_are_disjoint_complete_and_balanced(db: Database, style: str) -> None:
     ids = ID_STYLES[style](random.Random(4), 700)
     db.seed([(doc_id, {"n": 1}) for doc_id in ids])
@@ -167,6 +168,7 @@ def launch(db: Database, index: int, run_id: str, env: dict[str, str] | None = N
     return process, err
 
 
+@pytest.mark.slow
 def test_four_shards_at_once_then_one_killed_and_resumed(db: Database, proxy: TcpProxy,
                                                          backend: Backend) -> None:
     ids = random_ids(random.Random(9), 2000)
@@ -223,6 +225,7 @@ def test_four_shards_at_once_then_one_killed_and_resumed(db: Database, proxy: Tc
     assert [s["status"] for s in report["recorded_run"]["shards"]] == ["completed"] * 4
 
 
+@pytest.mark.slow
 def test_a_sharded_run_needs_a_run_id(db: Database) -> None:
     done = db.invoke(backfill, ["--shard", "0/2"])
     assert done.exit_code == 2

@@ -111,6 +111,7 @@ def offline(tmp_path: Path) -> Iterator[dict[str, str]]:
            "HTTPS_PROXY": closed, "grpc_proxy": closed, "no_proxy": "", "NO_PROXY": ""}
 
 
+@pytest.mark.slow
 def test_the_runbook_step_1_with_the_apps_variables_reaches_for_the_database(
         private_key: str, offline: dict[str, str], tmp_path: Path) -> None:
     out = tmp_path / "out"

@@ -46,6 +46,7 @@ def test_the_gate_opens_again_after_three_healthy_probes_in_a_row(backend: Backe
     assert gate.throttle_spells == 1
 
 
+@pytest.mark.slow
 def test_every_url_of_the_variable_is_probed(db: Database, backend: Backend) -> None:
     db.seed({"a": {"style": ["Goth"]}})
     failing = Backend()
@@ -115,6 +116,7 @@ def test_an_answer_that_trickles_in_is_unhealthy_at_the_limit(dribbler: Dribbler
                                  "this one")
 
 
+@pytest.mark.slow
 def test_a_trickling_backend_never_holds_a_run_past_its_limit(db: Database,
                                                               dribbler: Dribbler) -> None:
     db.seed({"a": {"style": ["Goth"]}, "b": {"style": ["Boho"]}})

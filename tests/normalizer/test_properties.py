@@ -7,6 +7,7 @@ import time
 import unicodedata
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -62,6 +63,7 @@ ITEMS = st.fixed_dictionaries(
 
 @settings(max_examples=400, deadline=None)
 @given(ITEMS)
+@pytest.mark.slow
 def test_never_raises_and_terms_are_canonical(item: dict[str, Any]) -> None:
     result, report = analyze_item(item)
     assert list(result) == list(FACETS)
@@ -79,6 +81,7 @@ def test_never_raises_and_terms_are_canonical(item: dict[str, Any]) -> None:
 
 @settings(max_examples=400, deadline=None)
 @given(ITEMS)
+@pytest.mark.slow
 def test_idempotent(item: dict[str, Any]) -> None:
     once = normalize_item(item)
     assert normalize_item({**item, **once}) == once
@@ -86,6 +89,7 @@ def test_idempotent(item: dict[str, Any]) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(ITEMS, st.sampled_from(["style", "occasion", "mood"]), TAG_WORDS)
+@pytest.mark.slow
 def test_up_to_date_until_a_source_tag_changes(item: dict[str, Any], facet: str,
                                                 new_tag: str) -> None:
     item = {**item, "normalized": build_normalized(normalize_item(item), NOW)}
@@ -96,6 +100,7 @@ def test_up_to_date_until_a_source_tag_changes(item: dict[str, Any], facet: str,
 
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(st.sampled_from([*FACETS, "metadata"]), VALUES, max_size=5))
+@pytest.mark.slow
 def test_no_stored_tag_holds_a_control_or_invisible_character(item: dict[str, Any]) -> None:
     for terms in normalize_item(item).values():
         for term in terms:
