@@ -3,7 +3,9 @@ from another folder; --help in sections; structured output for log collectors.""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import re
 import shlex
 import shutil
@@ -33,11 +35,27 @@ SECTIONS = ("Target:", "Run:", "Pacing:", "Backend health:", "Shards:",
             "Output and retries:")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The wheel built from the checkout's package files, installed into a fresh venv
-    (its dependencies seen from this interpreter's site-packages, not downloaded)."""
-    work = tmp_path_factory.mktemp("wheel")
+    (its dependencies seen from this interpreter's site-packages, not downloaded). Built
+    once per session: parallel workers share the session's folder, and the first to
+    come builds it while the others wait on the lock."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    with (shared / "wheel.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        venv = shared / "wheel" / "venv"
+        if not (venv / "installed").exists():
+            build_and_install(shared / "wheel")
+            (venv / "installed").touch()
+    return venv
+
+
+def build_and_install(work: Path) -> None:
+    if work.exists():  # a worker that died half-way through
+        shutil.rmtree(work)
+    work.mkdir()
     source = work / "source"
     for name in ("pyproject.toml", "README.md", "requirements.txt"):
         source.mkdir(exist_ok=True)
@@ -58,7 +76,6 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
                            "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           check=True, capture_output=True, text=True).stdout.strip()
     (Path(site) / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    return venv
 
 
 def test_the_wheel_declares_its_version_python_and_the_three_dependencies(
