@@ -315,6 +315,7 @@ def test_counts_are_exact_after_a_double_ctrl_c(db: Database, proxy: TcpProxy) -
     db.assert_normalized()
 
 
+@pytest.mark.slow
 def test_nan_as_a_previous_value_is_restored_once_and_then_found_as_before(
         db: Database) -> None:
     db.seed({f"n{i}": {"style": ["Goth"], "normalized": {"weird": math.nan, "style": []}}

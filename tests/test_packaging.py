@@ -78,6 +78,7 @@ def build_and_install(work: Path) -> None:
     (Path(site) / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
 
 
+@pytest.mark.slow
 def test_the_wheel_declares_its_version_python_and_the_three_dependencies(
         installed: Path) -> None:
     metadata = next(installed.glob("lib/python*/site-packages/wardrobe_backfill-*"
