@@ -11,6 +11,7 @@ import atexit
 import itertools
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Collection, Iterator
@@ -73,6 +74,14 @@ def _distributed(config: pytest.Config) -> bool:
     """Whether this process is the controller of parallel workers."""
     return not hasattr(config, "workerinput") and bool(
         getattr(config.option, "numprocesses", None)) and config.getoption("dist") != "no"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):
+        # A worker starts with SIGINT ignored (so that a Ctrl-C reaches the controller);
+        # the tools it starts would inherit that and never see the Ctrl-C a test sends.
+        # As in a console: Python's own handler here, the default in what it starts.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
