@@ -33,6 +33,7 @@ from backfill.errors import (
 from backfill.health_url import parse_health_urls
 from backfill.lease import HEARTBEAT_SECONDS, LEASE_TIMEOUT_SECONDS, engine_task
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION
+from backfill.lifecycle import Outcome
 from backfill.log_format import LOG_FORMATS, set_context, structured_streams, wants_json
 from backfill.names import check_database, check_id, check_output_dir, check_run_id
 from backfill.notify import NOTIFY_TIMEOUT_SECONDS, parse_notify_urls
@@ -483,7 +484,13 @@ def execute_writing_run(tool: str, make_job: MakeJob, options: RunOptions,
             console.say(run.recovery.result())
         confirm_production(run.target, run.options.dry_run, run.options.yes)
     with stop_on_signals(run.stop, flush=run.flush_log):
-        return run.execute()
+        return exit_code(run.execute())
+
+
+def exit_code(outcome: Outcome) -> ExitCode:
+    """A run that returned: 0 when clean (or not begun), 1 with item errors. A run that
+    ended early raised its typed error, which run_boundary maps."""
+    return ExitCode.OK if outcome.clean else ExitCode.ITEM_ERRORS
 
 
 def _check_options(options: RunOptions) -> tuple[RunOptions, Shard | None]:

@@ -9,6 +9,8 @@ import logging
 import logging.handlers
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
@@ -87,3 +89,13 @@ def close_run_log(logger: logging.Logger) -> None:
         if target is not None:
             target.close()
         logger.removeHandler(handler)
+
+
+@contextmanager
+def run_log(output_dir: Path, tool: str, run_id: str) -> Iterator[logging.Logger]:
+    """A run's log, open for as long as the run: closed however the run ends."""
+    logger = open_run_log(output_dir, tool, run_id)
+    try:
+        yield logger
+    finally:
+        close_run_log(logger)

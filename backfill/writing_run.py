@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,13 +28,14 @@ from google.cloud.firestore_v1.batch import WriteBatch
 
 from backfill.control import STOP, RunControl
 from backfill.cost import CostEstimate, RunShape, estimate
-from backfill.errors import BackfillError, DatabaseError, ExitCode, RunInterrupted
+from backfill.errors import BackfillError, DatabaseError, RunInterrupted
 from backfill.health_url import parse_health_urls
 from backfill.jobs import Job
 from backfill.journal import Journal
 from backfill.lease import Fence, Lease, LeaseLost
 from backfill.ledger import Ledger, LedgerEntry, restore
-from backfill.logs import LOG_FILE_NAME, close_run_log, flush_run_log, open_run_log
+from backfill.lifecycle import Outcome, RunLife, not_begun
+from backfill.logs import LOG_FILE_NAME, flush_run_log, run_log
 from backfill.notify import notify, run_message
 from backfill.options import RunOptions
 from backfill.pace import LivePace
@@ -138,6 +139,119 @@ def uncounted_since_ns(entry: LedgerEntry, options: RunOptions) -> int:
     return int((recorded.timestamp() - in_flight) * 1e9)
 
 
+@dataclass
+class StartingPoint:
+    """Where a run's session starts: the entry it carries on (a resume's, a shard's run
+    entry), and a shard's range of IDs and its own count."""
+
+    resumed: LedgerEntry | None
+    from_id: str | None = None
+    before_id: str | None = None
+    total: int | None = None  # a shard's own count; else the collection's, once counted
+
+
+class SessionClock:
+    """A session's time into the stats: throttled, paused and active, on top of what the
+    earlier sessions of the run recorded."""
+
+    def __init__(self, gate: Gate, stats: RunStats) -> None:
+        self.gate, self.stats = gate, stats
+        self.earlier = (stats.throttled_seconds, stats.throttle_spells, stats.paused_seconds,
+                        stats.active_seconds)
+        self.started = time.monotonic()
+        stats.note_progress()
+
+    def count(self) -> None:
+        throttled, spells, paused = self.gate.totals()
+        throttled_before, spells_before, paused_before, active_before = self.earlier
+        self.stats.throttled_seconds = throttled_before + throttled
+        self.stats.throttle_spells = spells_before + spells
+        self.stats.paused_seconds = paused_before + paused
+        self.stats.active_seconds = active_before + max(
+            0.0, time.monotonic() - self.started - throttled - paused)
+
+
+class PaceListener:
+    """Applies a pace an operator set (backfill_control.py set), and says it."""
+
+    def __init__(self, pace: LivePace, say: Callable[[str], None],
+                 log: logging.Logger) -> None:
+        self.pace, self.say, self.log = pace, say, log
+
+    def __call__(self, change: Mapping[str, Any]) -> None:
+        applied = self.pace.apply(change)
+        if applied is not None:
+            line = f"🎚  Pace set by {change.get('by', 'someone')}: {applied}"
+            self.say(line)
+            self.log.info("%s", line)
+
+
+class GateListener:
+    """Says and records that the run is held (throttled, paused) or going on again: once
+    the lease is held and the entry written (a run that did not begin says why at its
+    end instead)."""
+
+    def __init__(self, stats: RunStats, reporter: Reporter, ledger: Ledger | None,
+                 log: logging.Logger, opening: Future[None] | None) -> None:
+        self.stats, self.reporter, self.ledger = stats, reporter, ledger
+        self.log, self.opening = log, opening
+
+    def __call__(self, state: GateState, why: str | None) -> None:
+        if self.opening is not None and self.opening.exception() is not None:
+            return
+        self.stats.state, self.stats.held_because = state, why
+        self.log.warning("%s", self.reporter.gate_changed(state, why))
+        if self.ledger is not None:
+            with contextlib.suppress(BackfillError):
+                self.ledger.set_state(self.stats)
+
+
+@dataclass
+class Session:
+    """What one session of a run goes through its pages with."""
+
+    job: Job
+    journal: Journal | None
+    settings: RunSettings
+    gate: Gate
+    opening: Future[None] | None  # the lease and the first record, being taken
+    clock: SessionClock
+    on_pace: PaceListener
+
+
+class BatchListener:
+    """Each batch done: counted, recorded, shown. Nothing is said or recorded before the
+    count and the lease; the progress display starts with the first batch."""
+
+    def __init__(self, run: WritingRun, session: Session, ledger: Ledger | None,
+                 total: int | None, shown: contextlib.ExitStack, log: logging.Logger) -> None:
+        self.run, self.session, self.ledger = run, session, ledger
+        self.total, self.shown, self.log = total, shown, log
+        self.advance: Callable[[int], None] | None = None
+
+    def __call__(self, outcome: BatchOutcome) -> None:
+        run, stats, options = self.run, self.run.stats, self.run.options
+        assert stats is not None
+        run.counted()
+        if self.session.opening is not None:
+            self.session.opening.result()
+        counted = run.total if self.total is None else self.total
+        if self.advance is None:  # the stats count this batch already: the bar not yet
+            self.advance = self.shown.enter_context(run.reporter.progress(
+                planned(counted, options.limit), stats.processed - outcome.processed))
+        self.session.clock.count()
+        run.counted_items = counted
+        stats.total = planned(counted, options.limit)
+        stats.note_progress()
+        if self.ledger is not None and not outcome.last:  # the final record follows
+            self.ledger.record(stats)
+        self.advance(outcome.processed)
+        gate = self.session.gate
+        self.log.info("%s", run.reporter.batch_done(
+            outcome, options.dry_run, gate.paused_by or gate.throttled_because))
+        _log_items(outcome, self.log)
+
+
 class WritingRun:
     """One run of a writing tool (backfill, rollback), from its plan to its end."""
 
@@ -236,7 +350,7 @@ class WritingRun:
 
     # --- running -----------------------------------------------------------------------
 
-    def execute(self) -> ExitCode:
+    def execute(self) -> Outcome:
         """Run the plan: a dry run reads only; a real run takes the collection's lease,
         records itself in the ledger, writes, and ends. Raises the typed error of an
         early end (after the end is recorded and said)."""
@@ -252,7 +366,7 @@ class WritingRun:
                 "stop): this task writes nothing, and ends with exit 0 so that the engine "
                 "does not start it again. To carry the run on: "
                 f"{self.resume_command(options, plan.run_id, self.shard)}")
-            return ExitCode.OK
+            return not_begun(f"stopped by {stopped_by}")
         self.lease = Lease(self.client, options.ledger_collection,
                            self.target.collection, plan.run_id,
                            self.shard.key if self.shard else "0", self.tool,
@@ -309,184 +423,185 @@ class WritingRun:
                 raise
             return False  # the holder is gone by its heartbeat
 
-    def _run(self, ledger: Ledger | None, stopped_by: str | None) -> ExitCode:
-        plan, options, target, say = self.plan, self.options, self.target, self.reporter.said
+    def _run(self, ledger: Ledger | None, stopped_by: str | None) -> Outcome:
+        """Start or resume, iterate, end: the run's one loop (job-iteration's shape)."""
+        stats = self.stats = self._new_stats()
+        if self.shard is not None and not self.counted():
+            return not_begun("nothing to do: the collection is empty")
+        with run_log(self.options.output_dir, stats.tool, stats.run_id) as log:
+            self.log = log
+            start = self._starting_point(stats, ledger, stopped_by, log)
+            if start.resumed is not None and start.resumed.status == RunStatus.COMPLETED:
+                self.reporter.said(
+                    f"✅ {'Shard ' + str(self.shard) + ' of run' if self.shard else 'Run'} "
+                    f"{stats.run_id} is already completed: nothing to do")
+                return not_begun("already completed")
+            life = RunLife(None if start.resumed is None or ledger is None
+                           else start.resumed.status)
+            life.resume() if life.status is not None else life.begin()
+            session = self._session(stats, ledger, start, stopped_by, log)
+            failure, extra = self._iterate(session, ledger, start, stopped_by, log, life)
+            began = self._began(session.opening)
+            if isinstance(began, NothingToDo):
+                log.info("nothing to do: the collection is empty")
+                return not_begun("nothing to do: the collection is empty")
+            if began is not None:  # the run never began: nothing is recorded
+                log.error("%s", began)
+                raise began
+            session.clock.count()
+            self._end(stats, life, ledger, log, extra, session.journal,
+                      database_failed=isinstance(failure, DatabaseError))
+        if isinstance(failure, RunInterrupted):
+            failure.said = True  # one line per early end: the summary's
+        if failure is not None:
+            raise failure
+        return life.outcome(stats.error_count)
+
+    def _new_stats(self) -> RunStats:
+        plan, options, target = self.plan, self.options, self.target
         assert plan is not None
-        shard, resumed = self.shard, plan.resumed
-        stats = RunStats(run_id=plan.run_id, tool=plan.tool, environment=target.environment,
-                         dry_run=options.dry_run, project=target.project,
-                         database=target.database, collection=target.collection, shard=shard,
-                         target_field=plan.field.path)
-        self.stats = stats
-        settings_recorded = options.settings(plan.field.path)
-        from_id = before_id = None
-        if shard is not None and not self.counted():
-            return ExitCode.OK
-        total: int | None = None  # a shard's own; else the collection's, once counted
-        log = self.log = open_run_log(options.output_dir, plan.tool, stats.run_id)
+        return RunStats(run_id=plan.run_id, tool=plan.tool, environment=target.environment,
+                        dry_run=options.dry_run, project=target.project,
+                        database=target.database, collection=target.collection,
+                        shard=self.shard, target_field=plan.field.path)
+
+    def _starting_point(self, stats: RunStats, ledger: Ledger | None,
+                        stopped_by: str | None, log: logging.Logger) -> StartingPoint:
+        """Which entry the run carries on (a resume's, a shard's run), and a shard's range
+        and count; a resumed run's counts and checkpoint restored into `stats`."""
+        plan, options, shard = self.plan, self.options, self.shard
+        assert plan is not None
+        start = StartingPoint(resumed=plan.resumed)
         if shard is not None:
             if ledger is not None:  # a shard joins its run's entry behind the lease
                 try:
                     self._take_lease(None, stopped_by, log)
                 except BackfillError as error:
                     log.error("%s", error)
-                    close_run_log(log)
                     raise
-            boundaries, joined = self._join_shard(stats, ledger, settings_recorded)
-            resumed = joined if ledger is not None else resumed
-            from_id, before_id = shard_range(boundaries, shard)
-            total = count_documents(id_range(self._items(options), from_id, before_id),
-                                    options.policy)
-            say(f"🧩 Shard {shard}: IDs from {from_id or 'the start'} to before "
-                f"{before_id or 'the end'}: {total} items")
-        if resumed is not None and resumed.status == RunStatus.COMPLETED:
-            say(f"✅ {'Shard ' + str(shard) + ' of run' if shard else 'Run'} "
-                f"{plan.run_id} is already completed: nothing to do")
-            close_run_log(log)
-            return ExitCode.OK
-        if resumed is not None and ledger is not None:
+            boundaries, joined = self._join_shard(stats, ledger,
+                                                  options.settings(plan.field.path))
+            start.resumed = joined if ledger is not None else start.resumed
+            start.from_id, start.before_id = shard_range(boundaries, shard)
+            start.total = count_documents(id_range(self._items(options), start.from_id,
+                                                   start.before_id), options.policy)
+            self.reporter.said(f"🧩 Shard {shard}: IDs from {start.from_id or 'the start'} "
+                               f"to before {start.before_id or 'the end'}: {start.total} items")
+        resumed = start.resumed
+        if resumed is not None and ledger is not None and \
+                resumed.status != RunStatus.COMPLETED:
             restore(stats, resumed)
-            say("↩️  Continuing " + (f"each of its {len(stats.parts)} parts after its own "
-                                     f"checkpoint ({where_it_stands(resumed.data)})"
-                                     if stats.parts and len(stats.parts) > 1 else
-                                     f"after {stats.checkpoint or 'the beginning'}"))
-        log.info("%s %s (%s): %s, settings %s, options %s", "resume" if resumed else "start",
+            self.reporter.said("↩️  Continuing " + (
+                f"each of its {len(stats.parts)} parts after its own checkpoint "
+                f"({where_it_stands(resumed.data)})" if stats.parts and len(stats.parts) > 1
+                else f"after {stats.checkpoint or 'the beginning'}"))
+        return start
+
+    def _session(self, stats: RunStats, ledger: Ledger | None, start: StartingPoint,
+                 stopped_by: str | None, log: logging.Logger) -> Session:
+        """This session's job, journal, settings, gate and pace, and its opening (the lease
+        and the first record, taken while the first pages are read)."""
+        plan, options, target = self.plan, self.options, self.target
+        assert plan is not None
+        settings_recorded = options.settings(plan.field.path)
+        log.info("%s %s (%s): %s, settings %s, options %s",
+                 "resume" if start.resumed else "start",
                  "[DRY RUN]" if options.dry_run else f"[{target.environment.upper()}]",
                  plan.mode, target.describe(), settings_recorded, options.arguments())
         job = self.make_job(options, plan.field)
         self._journaled = job.journaled
         if self.recovery is not None:  # the production run's way back, as checked
             self.recovery.add_done_callback(lambda check: log.info("%s", check.result()))
-        journal = None
-        if ledger is not None and job.journaled:
-            journal = Journal(self.client, options.ledger_collection, stats.run_id,
-                              options.policy, shard.key if shard else "0", fence=self.lease)
-        written = frozenset[str]()
-        if journal is not None and resumed is not None:
-            written = journal.written_since(uncounted_since_ns(resumed, options))
+        journal = self._journal(job, stats, ledger, start.resumed)
         built = replace(run_settings(job, options, self.client, target.collection, stats,
-                                     from_id, before_id, journal,
+                                     start.from_id, start.before_id, journal,
                                      fence=self.lease if ledger is not None else None,
                                      stop=self.stop),
-                        written_by_run=written)
+                        written_by_run=self._written_by_run(journal, start.resumed))
         if built.parts is not None:
             stats.parts = built.parts
-        opening = self._open_writes(stats, ledger, resumed, settings_recorded, stopped_by,
-                                    log)
-        earlier = (stats.throttled_seconds, stats.throttle_spells, stats.paused_seconds,
-                   stats.active_seconds)
-        session_started = time.monotonic()
-        stats.note_progress()
+        opening = self._open_writes(stats, ledger, start.resumed, settings_recorded,
+                                    stopped_by, log)
         assert built.limiter is not None
-        pace = LivePace(built.limiter, options.parallel_batches, shard.count if shard else 1)
-
-        def on_pace(change: Mapping[str, Any]) -> None:
-            applied = pace.apply(change)
-            if applied is not None:
-                line = f"🎚  Pace set by {change.get('by', 'someone')}: {applied}"
-                say(line)
-                log.info("%s", line)
-
-        def on_gate_change(state: GateState, why: str | None) -> None:
-            # Said and recorded once the lease is held and the entry written.
-            if opening is not None and opening.exception() is not None:
-                return  # the run did not begin: the end says why
-            stats.state, stats.held_because = state, why
-            log.warning("%s", self.reporter.gate_changed(state, why))
-            if ledger is not None:
-                with contextlib.suppress(BackfillError):
-                    ledger.set_state(stats)
-
-        gate = Gate(max_throttle_seconds=options.max_throttle_seconds,
-                    limiter=built.limiter, on_change=on_gate_change)
+        pace = LivePace(built.limiter, options.parallel_batches,
+                        self.shard.count if self.shard else 1)
+        gate = Gate(max_throttle_seconds=options.max_throttle_seconds, limiter=built.limiter,
+                    on_change=GateListener(stats, self.reporter, ledger, log, opening))
         settings = replace(built, gate=gate.wait, batches_in_flight=pace.batches_in_flight,
                            ready=None if opening is None else opening.result)
+        return Session(job, journal, settings, gate, opening, SessionClock(gate, stats),
+                       PaceListener(pace, self.reporter.said, log))
 
-        def count_gate_time() -> None:
-            throttled, spells, paused = gate.totals()
-            stats.throttled_seconds = earlier[0] + throttled
-            stats.throttle_spells = earlier[1] + spells
-            stats.paused_seconds = earlier[2] + paused
-            held = throttled + paused
-            stats.active_seconds = earlier[3] + max(
-                0.0, time.monotonic() - session_started - held)
+    def _journal(self, job: Job, stats: RunStats, ledger: Ledger | None,
+                 resumed: LedgerEntry | None) -> Journal | None:
+        if ledger is None or not job.journaled:
+            return None
+        return Journal(self.client, self.options.ledger_collection, stats.run_id,
+                       self.options.policy, self.shard.key if self.shard else "0",
+                       fence=self.lease)
 
-        extra: dict[str, str] = {}
-        status, reason = RunStatus.FAILED, None
-        failure: BaseException | None = None
+    def _written_by_run(self, journal: Journal | None,
+                        resumed: LedgerEntry | None) -> frozenset[str]:
+        """A resumed run's own writes that its ledger never counted (a kill came first)."""
+        if journal is None or resumed is None:
+            return frozenset()
+        return journal.written_since(uncounted_since_ns(resumed, self.options))
+
+    def _iterate(self, session: Session, ledger: Ledger | None, start: StartingPoint,
+                 stopped_by: str | None, log: logging.Logger,
+                 life: RunLife) -> tuple[BaseException | None, dict[str, str]]:
+        """The run's pages, read, decided, written and counted, until the end or a stop;
+        the move that ends it made on `life`. Returns what to raise, and extra lines."""
+        plan, stats = self.plan, self.stats
+        assert plan is not None and stats is not None
         try:
             with contextlib.ExitStack() as shown, \
-                    self._watching(gate, ledger, stats.run_id,
-                                   None if opening is None else opening.result,
-                                   self._entry_at_start or resumed, stopped_by is not None,
-                                   on_pace):
-                advance: list[Callable[[int], None]] = []
+                    self._watching(session.gate, ledger, stats.run_id,
+                                   None if session.opening is None else session.opening.result,
+                                   self._entry_at_start or start.resumed,
+                                   stopped_by is not None, session.on_pace):
+                on_batch = BatchListener(self, session, ledger, start.total, shown, log)
+                Runner(self.client, self.target.collection, session.job, session.settings,
+                       self.stop).run(stats, on_batch)
+            life.complete()
+            if start.resumed is not None and plan.tool == "backfill" and self.shard is None:
+                return None, self._coverage_after_resume(log)
+            return None, {}
+        except BaseException as error:  # each is said, recorded and raised (_failed)
+            return self._failed(error, life), {}
 
-                def on_batch(outcome: BatchOutcome) -> None:
-                    # Nothing is said or recorded before the count and the lease.
-                    self.counted()
-                    if opening is not None:
-                        opening.result()
-                    if not advance:  # the stats count this batch already: the bar not yet
-                        advance.append(shown.enter_context(self.reporter.progress(
-                            planned(self.total if total is None else total, options.limit),
-                            stats.processed - outcome.processed)))
-                    count_gate_time()
-                    self.counted_items = self.total if total is None else total
-                    stats.total = planned(self.counted_items, options.limit)
-                    stats.note_progress()
-                    if ledger is not None and not outcome.last:  # the final record follows
-                        ledger.record(stats)
-                    advance[0](outcome.processed)
-                    log.info("%s", self.reporter.batch_done(
-                        outcome, options.dry_run, gate.paused_by or gate.throttled_because))
-                    _log_items(outcome, log)
-
-                Runner(self.client, target.collection, job, settings, self.stop).run(
-                    stats, on_batch)
-            status = RunStatus.COMPLETED
-            if resumed is not None and plan.tool == "backfill" and shard is None:
-                extra = self._coverage_after_resume(log)
-        except RunInterrupted as error:
+    def _failed(self, error: BaseException, life: RunLife) -> BaseException:
+        """The move an early end makes, and what the run then raises."""
+        if isinstance(error, RunInterrupted):
             lost = self.lease.lost if self.lease is not None else None
             if lost:  # the stop came from losing the lease, not from an operator
-                status, reason, failure = RunStatus.FAILED, lost, LeaseLost(lost)
-            else:
-                status, reason, failure = (RunStatus.INTERRUPTED,
-                                           self.stop.reason or "stopped on request", error)
-        except BackfillError as error:
-            status, reason, failure = RunStatus.FAILED, str(error), error
-        except KeyboardInterrupt:  # a signal before the run's own handlers: said as one
-            status, reason, failure = RunStatus.INTERRUPTED, "SIGINT", RunInterrupted("SIGINT")
-        except Exception as error:  # a defect: said, recorded, and raised as it is
-            status, reason = RunStatus.FAILED, f"unexpected {type(error).__name__}: {error}"
-            failure = error
-        # Whether the run began: its opening (waited for, within its retry budget) and
-        # its count. A count that failed is what is said, whatever else failed after it
-        # (with the database down, the reads, the count and the lease read all fail).
+                life.fail(lost)
+                return LeaseLost(lost)
+            life.interrupt(self.stop.reason or "stopped on request")
+            return error
+        if isinstance(error, BackfillError):
+            life.fail(str(error))
+            return error
+        if isinstance(error, KeyboardInterrupt):  # a signal before the run's own handlers
+            life.interrupt("SIGINT")
+            return RunInterrupted("SIGINT")
+        if not isinstance(error, Exception):
+            raise error  # SystemExit and the like: not the run's to record
+        life.fail(f"unexpected {type(error).__name__}: {error}")  # a defect: raised as is
+        return error
+
+    def _began(self, opening: Future[None] | None) -> BaseException | None:
+        """Whether the run began: its opening (waited for, within its retry budget) and
+        its count. A count that failed is what is said, whatever else failed after it
+        (with the database down, the reads, the count and the lease read all fail)."""
         began = opening.exception() if opening is not None else None
         if began is not None or opening is None:
             try:
                 if not self.counted():
-                    began = NothingToDo()
+                    return NothingToDo()
             except BackfillError as error:
-                began = error
-        if isinstance(began, NothingToDo):
-            log.info("nothing to do: the collection is empty")
-            close_run_log(log)
-            return ExitCode.OK
-        if began is not None:  # the run never began: nothing is recorded
-            log.error("%s", began)
-            close_run_log(log)
-            raise began
-        count_gate_time()
-        self._end(stats, status, reason, ledger, log, extra, journal,
-                  database_failed=isinstance(failure, DatabaseError))
-        if isinstance(failure, RunInterrupted):
-            failure.said = True  # one line per early end: the summary's
-        if failure is not None:
-            raise failure
-        return ExitCode.ITEM_ERRORS if stats.error_count else ExitCode.OK
+                return error
+        return began
 
     def _open_writes(self, stats: RunStats, ledger: Ledger | None,
                      resumed: LedgerEntry | None, settings_recorded: dict[str, Any],
@@ -589,12 +704,14 @@ class WritingRun:
 
     # --- ending ------------------------------------------------------------------------
 
-    def _end(self, stats: RunStats, status: RunStatus, reason: str | None,
-             ledger: Ledger | None, log: logging.Logger, extra: dict[str, str],
-             journal: Journal | None, database_failed: bool) -> None:
-        """The one place a run ends: its status and reason, the final ledger record (with
-        the lease given back), a shard's completion, the stats file, the log, what the
-        operator is told, the webhooks told (--notify-url)."""
+    def _end(self, stats: RunStats, life: RunLife, ledger: Ledger | None,
+             log: logging.Logger, extra: dict[str, str], journal: Journal | None,
+             database_failed: bool) -> None:
+        """The one place a run ends: its status and reason (as `life` moved), the final
+        ledger record (with the lease given back), a shard's completion, the stats file,
+        the log, what the operator is told, the webhooks told (--notify-url)."""
+        assert life.status is not None
+        status, reason = life.status, life.reason
         stats.status, stats.stopped_because = status, reason
         stats.finished_at = utc_now()
         stats.state, stats.held_because = GateState.RUNNING, None
@@ -635,7 +752,6 @@ class WritingRun:
                                   self.options.notify_timeout_seconds):
                 self.reporter.said(f"⚠️  {failure}")
                 log.warning("%s", failure)
-        close_run_log(log)
 
     def _estimate(self, stats: RunStats) -> CostEstimate:
         """What the real run will cost, from what this dry run read and would write."""

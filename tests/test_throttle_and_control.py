@@ -78,7 +78,7 @@ def test_a_slow_backend_past_the_limit_stops_the_run_and_it_resumes(
     db.assert_normalized()
 
 
-def wait_in_both(logs: list[Path], text: str, timeout: float = 30) -> None:
+def wait_in_both(logs: list[Path], text: str, timeout: float = 90) -> None:
     for log in logs:
         wait_for(log, text, timeout=timeout)
 

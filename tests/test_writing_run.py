@@ -17,6 +17,7 @@ from backfill.errors import DatabaseError, RunInterrupted
 from backfill.jobs import BackfillJob, Job
 from backfill.lease import LeaseLost
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger
+from backfill.lifecycle import Outcome
 from backfill.options import RESUME_LATEST, RunOptions
 from backfill.runner import BatchOutcome
 from backfill.stats import RunStats
@@ -93,7 +94,7 @@ def test_a_run_opens_runs_and_completes(db: Database) -> None:
     db.seed({f"i{n:02d}": {"style": ["Goth"]} for n in range(30)})
     told = Told()
     run = writing_run(db, told, job_id="bf-life")
-    assert run.execute() == 0
+    assert run.execute() == Outcome(RunStatus.COMPLETED, None, 0)
     [entry] = ledger(db)
     assert (entry["status"], entry["stopped_because"]) == (RunStatus.COMPLETED, None)
     assert told.batches == [1, 2, 3] and told.ended is not None
@@ -121,7 +122,8 @@ def test_a_stop_interrupts_with_its_reason_and_a_resume_completes(db: Database) 
     assert 20 <= entry["counts"]["processed"] < 50
     # The resume completes the run; the reason of its earlier end stays in resumed_at.
     again = Told()
-    assert writing_run(db, again, resume=RESUME_LATEST).execute() == 0
+    assert writing_run(db, again, resume=RESUME_LATEST).execute() == Outcome(
+        RunStatus.COMPLETED, None, 0)
     [entry] = ledger(db)
     assert (entry["status"], entry["stopped_because"]) == (RunStatus.COMPLETED, None)
     assert [r["after"] for r in entry["resumed_at"]] == ["SIGTERM"]
