@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 from google.cloud import firestore
@@ -101,6 +102,60 @@ class RunSettings:
     gate: Callable[[threading.Event], None] | None = None
 
 
+class BatchLimit:
+    """How many batches may be in flight now: the run's setting, or what an operator set
+    while it goes on (backfill_control.py set), at most MAX_PARALLEL_BATCHES."""
+
+    def __init__(self, settings: RunSettings) -> None:
+        self.live = settings.batches_in_flight
+        if settings.dry_run or not settings.read_ahead:
+            self.live, self.workers = None, 1
+        else:
+            # Threads start only when batches need them: a pool as large as the limit
+            # an operator may set costs nothing until then.
+            self.workers = (MAX_PARALLEL_BATCHES if self.live is not None
+                            else settings.max_in_flight)
+
+    def __call__(self) -> int:
+        if self.live is None:
+            return self.workers
+        return max(1, min(MAX_PARALLEL_BATCHES, self.live()))
+
+
+class InFlight:
+    """The batches being written, collected in the order their pages came: each counted
+    and told once done; after a failed one, none (the checkpoint stays before it, so a
+    resume does the batches behind it again: they are counted then, not now as well)."""
+
+    def __init__(self, stats: RunStats, on_batch: Callable[[BatchOutcome], None]) -> None:
+        self.stats, self.on_batch = stats, on_batch
+        self.batches: deque[Future[BatchOutcome]] = deque()
+        self.failure: BaseException | None = None
+        self.batch_failed = False
+
+    def add(self, batch: Future[BatchOutcome], limit: int) -> None:
+        """One more batch; then collect the oldest while too many are in flight, and
+        those already done."""
+        self.batches.append(batch)
+        while self.batches and (len(self.batches) >= limit or self.batches[0].done()):
+            self.collect()
+
+    def drain(self) -> None:
+        while self.batches:
+            self.collect(last=len(self.batches) == 1)
+
+    def collect(self, last: bool = False) -> None:
+        try:
+            outcome = self.batches.popleft().result()
+            outcome.last = last
+        except BaseException as error:
+            self.failure, self.batch_failed = self.failure or error, True
+            return
+        if not self.batch_failed:
+            _count(self.stats, outcome)
+            self.on_batch(outcome)
+
+
 class Runner:
     def __init__(self, client: firestore.Client, collection: str, job: Job,
                  settings: RunSettings, stop: threading.Event | None = None) -> None:
@@ -121,59 +176,15 @@ class Runner:
         is set; in both cases after the batches in flight have finished and been counted.
         """
         settings = self.settings
-        pages: Iterator[tuple[list[DocumentSnapshot], str, int | None]]
-        if settings.source:
-            pages = ((page, key, None) for page, key in _limited(
-                settings.source(settings.after_id), settings.limit))
-        elif settings.parts:
-            gate = settings.gate
-            pages = ((page, page[-1].id, part) for page, part in part_pages(
-                self.collection, settings.parts, fields=self.job.read_fields,
-                page_size=settings.batch_size, policy=settings.policy,
-                before_each=None if gate is None else lambda: gate(self.stop)))
-        else:
-            pages = ((page, page[-1].id, None) for page in iter_pages(
-                self.collection, fields=self.job.read_fields, page_size=settings.batch_size,
-                policy=settings.policy, after_id=settings.after_id, from_id=settings.from_id,
-                before_id=settings.before_id, limit=settings.limit))
-        if settings.gate is not None:
-            pages = _gated(pages, settings.gate, self.stop)
         # Parallel reads come from threads of their own already.
         read_ahead = settings.read_ahead and not settings.parts
-        in_flight: deque[Future[BatchOutcome]] = deque()
-        failure: BaseException | None = None
-        batch_failed = False
-
-        def collect(last: bool = False) -> None:
-            nonlocal failure, batch_failed
+        pages = prefetched(self._pages()) if read_ahead else self._pages()
+        limit = BatchLimit(settings)
+        in_flight = InFlight(stats, on_batch)
+        with ThreadPoolExecutor(max_workers=limit.workers, thread_name_prefix="batch") as pool:
             try:
-                outcome = in_flight.popleft().result()
-                outcome.last = last
-            except BaseException as error:
-                failure, batch_failed = failure or error, True
-                return
-            # After a failed batch the checkpoint stays before it, so a resume does the
-            # batches behind it again: they are counted then, not now as well.
-            if not batch_failed:
-                _count(stats, outcome)
-                on_batch(outcome)
-
-        live = settings.batches_in_flight
-        if settings.dry_run or not settings.read_ahead:
-            live = None
-            workers = 1
-        else:
-            # Threads start only when batches need them: a pool as large as the limit
-            # an operator may set costs nothing until then.
-            workers = MAX_PARALLEL_BATCHES if live is not None else settings.max_in_flight
-
-        def limit() -> int:
-            return workers if live is None else max(1, min(MAX_PARALLEL_BATCHES, live()))
-
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batch") as pool:
-            try:
-                for number, (page, checkpoint, part) in enumerate(
-                        prefetched(pages) if read_ahead else pages, start=stats.batches + 1):
+                for number, (page, checkpoint, part) in enumerate(pages,
+                                                                  start=stats.batches + 1):
                     if not page:
                         continue
                     datas = self._data(page)
@@ -183,20 +194,38 @@ class Runner:
                         settings.gate(self.stop)  # a page read may still wait to be written
                     if self.stop.is_set():
                         break
-                    in_flight.append(pool.submit(self._settle, number, page, checkpoint,
-                                                 datas, decisions, part))
-                    while in_flight and (len(in_flight) >= limit() or in_flight[0].done()):
-                        collect()
-                    if failure is not None or self.stop.is_set():
+                    in_flight.add(pool.submit(self._settle, number, page, checkpoint, datas,
+                                              decisions, part), limit())
+                    if in_flight.failure is not None or self.stop.is_set():
                         break
             except BaseException as error:  # a page that could not be read
-                failure = failure or error
-            while in_flight:
-                collect(last=len(in_flight) == 1)
-        if failure is not None:
-            raise failure
+                in_flight.failure = in_flight.failure or error
+            in_flight.drain()
+        if in_flight.failure is not None:
+            raise in_flight.failure
         if self.stop.is_set():
             raise RunInterrupted(STOPPED_ON_REQUEST)
+
+    def _pages(self) -> Iterator[tuple[list[DocumentSnapshot], str, int | None]]:
+        """The run's pages, each with its checkpoint and its part (parallel reads), each
+        read only once the gate is open."""
+        settings = self.settings
+        pages: Iterator[tuple[list[DocumentSnapshot], str, int | None]]
+        if settings.source:
+            pages = ((page, key, None) for page, key in _limited(
+                settings.source(settings.after_id), settings.limit))
+        elif settings.parts:
+            gate = settings.gate
+            pages = ((page, page[-1].id, part) for page, part in part_pages(
+                self.collection, settings.parts, fields=self.job.read_fields,
+                page_size=settings.batch_size, policy=settings.policy,
+                before_each=None if gate is None else partial(gate, self.stop)))
+        else:
+            pages = ((page, page[-1].id, None) for page in iter_pages(
+                self.collection, fields=self.job.read_fields, page_size=settings.batch_size,
+                policy=settings.policy, after_id=settings.after_id, from_id=settings.from_id,
+                before_id=settings.before_id, limit=settings.limit))
+        return pages if settings.gate is None else _gated(pages, settings.gate, self.stop)
 
     def _data(self, snaps: Sequence[DocumentSnapshot],
               fields: Sequence[str] | None = None) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 from google.cloud import firestore
+from hypothesis import settings
 
 from normalizer import FACETS, normalize_item
 from run_backfill_production import main as backfill
@@ -48,6 +49,10 @@ __all__ = ["REPO", "Database"]
 TOOLS = {SCRIPT: backfill, ROLLBACK: rollback, VALIDATION: validate,
          VOCABULARY: vocabulary}
 _project_numbers = itertools.count(1)
+# Hypothesis's per-example deadline would measure the machine's load (parallel workers
+# beside the emulator, a busy core), not the code: speed is `make bench`'s to measure.
+settings.register_profile("suite", deadline=None)
+settings.load_profile("suite")
 
 
 @pytest.fixture(autouse=True)
