@@ -28,12 +28,10 @@ live holder's lease.
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import socket
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, NoReturn, Protocol
@@ -255,6 +253,7 @@ class Lease:
         self.token = secrets.token_hex(12)  # this process's, and no other's
         self.identity = ProcessIdentity.current()
         self.lost: str | None = None
+        self.held = False  # taken by this run, and not given back yet
         self._seen: Any = None  # the lease document's update time, as this holder last saw it
         self._seen_holders: dict[str, Any] | None = None  # and its holders then
         self._beating: tuple[threading.Thread, threading.Event] | None = None
@@ -421,6 +420,7 @@ class Lease:
                 drop_beats=tuple(h.key for h, _ in gone if h.key != self.key), also=also)
 
         self._transact(decide, "taking the collection's lease")
+        self.held = True
         return "; ".join(taken_over) or None
 
     def _me(self) -> dict[str, Any]:
@@ -493,16 +493,19 @@ class Lease:
         thread.join(0.2)
         self._beating = None
 
-    @contextmanager
-    def kept(self, stop: StopRequest) -> Iterator[Lease]:
-        """The heartbeat while the block runs (see start_heartbeat); the lease given back
-        at the end."""
-        self.start_heartbeat(stop)
+    def give_back(self, also: Callable[[WriteBatch], None] | None = None) -> bool:
+        """The heartbeat stopped and the lease given back (once), with `also` in the same
+        commit. False when it was not held or not given back (lost, or the holder is gone
+        by its heartbeat): `also` was not written."""
+        if not self.held:
+            return False
+        self.stop_heartbeat()
+        self.held = False
+        if self.lost is not None:
+            return False
         try:
-            yield self
-        finally:
-            self.stop_heartbeat()
-            if self.lost is None:
-                # If this fails, the holder is gone by its heartbeat.
-                with contextlib.suppress(BackfillError):
-                    self.release()
+            return self.release(also=also)
+        except BackfillError:
+            if also is not None:
+                raise
+            return False

@@ -1,7 +1,7 @@
 """Which run this is, decided before anything is written: a new run, a resume (of the
 newest unfinished run or of a given one), a run named by --job-id that may exist already,
 a shard of a sharded run, an exact undo. Each start mode is a function of its own; the
-executor (backfill.cli) then runs the plan.
+run (backfill.writing_run.WritingRun) then carries the plan out.
 """
 
 from __future__ import annotations

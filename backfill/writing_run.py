@@ -276,7 +276,6 @@ class WritingRun:
         self._entry_at_start: LedgerEntry | None = None
         self._counting: Future[int] | None = None
         self._count_lock = threading.Lock()
-        self._lease_taken = False
         self._journaled = False
         self.recovery = recovery
 
@@ -397,7 +396,6 @@ class WritingRun:
         commit; clear the stop an operator's --resume overrides; start the heartbeat."""
         assert self.lease is not None and self.plan is not None
         takeover = self.lease.acquire(also=first_record, before_commit=before_commit)
-        self._lease_taken = True
         if takeover:
             self.reporter.said(f"⚠️  {takeover}")
             log.warning("%s", takeover)
@@ -407,21 +405,8 @@ class WritingRun:
         self.lease.start_heartbeat(self.stop)
 
     def _give_lease_back(self, also: Callable[[WriteBatch], None] | None = None) -> bool:
-        """Give the lease back (once), with `also` in the same commit. False when it was
-        not held or not given back: `also` was not written."""
-        lease = self.lease
-        if lease is None or not self._lease_taken:
-            return False
-        lease.stop_heartbeat()
-        self._lease_taken = False
-        if lease.lost is not None:
-            return False
-        try:
-            return lease.release(also=also)
-        except BackfillError:
-            if also is not None:
-                raise
-            return False  # the holder is gone by its heartbeat
+        """The lease given back (once), with `also` in the same commit (Lease.give_back)."""
+        return self.lease is not None and self.lease.give_back(also)
 
     def _run(self, ledger: Ledger | None, stopped_by: str | None) -> Outcome:
         """Start or resume, iterate, end: the run's one loop (job-iteration's shape)."""

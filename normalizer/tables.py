@@ -8,7 +8,7 @@ a canonical term the way it is stored (spaces as underscores).
 How to grow it: add a synonym to the list of its canonical term, or add a new
 line for a new canonical term (with an empty list if it has no synonyms yet).
 Any change that changes an output must also bump NORMALIZED_VERSION in
-``normalizer/__init__.py``, so that the backfill rewrites the affected items.
+``normalizer/item.py``, so that the backfill rewrites the affected items.
 """
 
 from __future__ import annotations

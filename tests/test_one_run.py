@@ -371,11 +371,12 @@ def test_a_run_whose_lease_was_taken_over_stops(db: Database) -> None:
                  policy, heartbeat_seconds=0.1)
     assert mine.acquire() is None
     stop = StopRequest()
-    with mine.kept(stop):
-        # Another console took the lease over (this run's heartbeat looked stale to it).
-        db.client.collection(DEFAULT_LEDGER_COLLECTION).document("lease-wardrobe").update(
-            {"run_id": "run-b"})
-        assert stop.wait(5)
+    mine.start_heartbeat(stop)
+    # Another console took the lease over (this run's heartbeat looked stale to it).
+    db.client.collection(DEFAULT_LEDGER_COLLECTION).document("lease-wardrobe").update(
+        {"run_id": "run-b"})
+    assert stop.wait(5)
+    assert mine.give_back() is False  # lost: not given back
     assert mine.lost == stop.reason == ("the lease of collection 'wardrobe' is now held by "
                                         "run run-b: this run stopped writing")
     # A lease taken over is not given back by its old holder: run-b keeps it.
