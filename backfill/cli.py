@@ -22,7 +22,6 @@ import click
 from google.cloud import firestore
 
 from backfill import __version__, console
-from backfill.control import CONTROL_POLL_SECONDS
 from backfill.errors import (
     Aborted,
     BackfillError,
@@ -34,19 +33,16 @@ from backfill.health_url import parse_health_urls
 from backfill.lease import HEARTBEAT_SECONDS, LEASE_TIMEOUT_SECONDS, engine_task
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION
 from backfill.lifecycle import Outcome
+from backfill.limits import CONTROL_POLL_SECONDS, MAX_PARALLEL_BATCHES
 from backfill.log_format import LOG_FORMATS, set_context, structured_streams, wants_json
 from backfill.names import check_database, check_id, check_output_dir, check_run_id
 from backfill.notify import NOTIFY_TIMEOUT_SECONDS, parse_notify_urls
 from backfill.options import RESUME_LATEST, RunOptions
 from backfill.plan import given_target_field
+from backfill.ranges import Shard
 from backfill.ratelimit import MIN_WRITES_PER_SECOND, RAMP_START, workable_rate
 from backfill.recovery import recovery_line
-from backfill.runner import MAX_PARALLEL_BATCHES
-from backfill.shards import (
-    MAX_SHARDS,
-    Shard,
-    shard_from,
-)
+from backfill.shards import MAX_SHARDS, shard_from
 from backfill.status import StopRequest
 from backfill.target import (
     DEFAULT_COLLECTION,

@@ -17,10 +17,10 @@ from typing import Any
 
 from backfill.errors import BackfillError
 from backfill.ledger import Ledger
+from backfill.limits import CONTROL_POLL_SECONDS
 from backfill.status import StopRequest
 from backfill.throttle import Gate
 
-CONTROL_POLL_SECONDS = 5.0
 JOIN_SECONDS = 2.0
 PAUSE, CONTINUE, STOP = "pause", "continue", "stop"
 

@@ -10,10 +10,10 @@ from typing import Any, Protocol
 from google.cloud import firestore
 from google.cloud.firestore_v1 import DELETE_FIELD
 
+from backfill.clock import utc_now
 from backfill.journal import LANDING_WINDOW_SECONDS, Journal, fingerprint, written_at_ns
 from backfill.pager import read_documents, snapshot_data
 from backfill.retry import RetryPolicy
-from backfill.stats import utc_now
 from backfill.target_field import Parent, TargetField
 from backfill.where import Condition, holds
 from normalizer import (

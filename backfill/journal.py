@@ -24,7 +24,7 @@ from google.cloud.firestore_v1 import _helpers
 from google.cloud.firestore_v1.batch import WriteBatch
 from google.cloud.firestore_v1.types import document
 
-from backfill.lease import Fence
+from backfill.fence import Fence
 from backfill.pager import iter_pages
 from backfill.retry import (
     CALL_SECONDS,

@@ -34,15 +34,16 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.batch import WriteBatch
 
+from backfill.clock import iso, utc_now
 from backfill.errors import BackfillError, DatabaseError, ExitCode
+from backfill.identity import who
 from backfill.invocation import typed
-from backfill.ledger import who
 from backfill.names import LEASE_PREFIX
 from backfill.process_identity import ProcessIdentity
 from backfill.retry import (
@@ -52,7 +53,6 @@ from backfill.retry import (
     call_timeout,
     call_with_retry,
 )
-from backfill.stats import iso, utc_now
 from backfill.status import StopRequest
 
 # A holder whose heartbeat is older than this is taken to be gone. It is several
@@ -80,12 +80,6 @@ class LeaseMalformed(BackfillError):
     """The lease document is not what this tool writes (found when a run starts)."""
 
     exit_code = ExitCode.USAGE
-
-
-class Fence(Protocol):
-    def commit(self, add: Callable[[WriteBatch], None], what: str) -> None:
-        """Commit the writes `add` puts in a batch, only if the run still holds its lease."""
-        ...
 
 
 def engine_task(env: Mapping[str, str]) -> str | None:

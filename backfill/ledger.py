@@ -8,9 +8,6 @@ fully done) and with what counts, updated after every batch. `--resume` reads it
 from __future__ import annotations
 
 import contextlib
-import getpass
-import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -24,8 +21,10 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.batch import WriteBatch
 
+from backfill.clock import iso, utc_now
 from backfill.errors import BackfillError, ConfigurationError
-from backfill.pager import Part
+from backfill.identity import signed_by, who
+from backfill.ranges import Part
 from backfill.retry import (
     CALL_SECONDS,
     NO_LIBRARY_RETRY,
@@ -33,7 +32,7 @@ from backfill.retry import (
     call_timeout,
     call_with_retry,
 )
-from backfill.stats import RunStats, iso, utc_now
+from backfill.stats import RunStats
 from backfill.status import UNFINISHED, RunStatus
 from normalizer import NORMALIZED_VERSION
 
@@ -46,18 +45,6 @@ COUNTS = ("batches", "processed", "updated", "skipped", "vanished", "left_subset
           "conflicts_retried", "dropped_values")
 
 
-def who() -> dict[str, str]:
-    try:
-        user = getpass.getuser()
-    except Exception:  # containers often run as a UID with no name
-        user = os.environ.get("USER", "unknown")
-    return {"user": user, "host": socket.gethostname()}
-
-
-def signed_by() -> str:
-    """Who an operator's change to a run is by: user@host."""
-    person = who()
-    return f"{person['user']}@{person['host']}"
 
 
 @dataclass(frozen=True)

@@ -7,15 +7,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from backfill.control import CONTROL_POLL_SECONDS
 from backfill.errors import ConfigurationError
 from backfill.health_url import parse_health_urls
 from backfill.lease import HEARTBEAT_SECONDS, LEASE_TIMEOUT_SECONDS
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION, LedgerEntry
+from backfill.limits import CONTROL_POLL_SECONDS, MAX_PARALLEL_BATCHES
 from backfill.notify import NOTIFY_TIMEOUT_SECONDS, shown_urls
 from backfill.ratelimit import RAMP_START, workable_rate
 from backfill.retry import RetryPolicy
-from backfill.runner import MAX_PARALLEL_BATCHES
 from backfill.where import Condition, parse_where
 
 RESUME_LATEST = "latest"

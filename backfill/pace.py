@@ -13,8 +13,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from backfill.limits import MAX_PARALLEL_BATCHES
 from backfill.ratelimit import MIN_WRITES_PER_SECOND, WriteRateLimiter, workable_rate
-from backfill.runner import MAX_PARALLEL_BATCHES
 
 WRITES_PER_SECOND, PARALLEL_BATCHES = "writes_per_second", "parallel_batches"
 

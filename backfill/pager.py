@@ -11,7 +11,6 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, Generic, TypeAlias, TypeVar
 
 from google.cloud.firestore_v1.base_query import BaseQuery
@@ -19,6 +18,7 @@ from google.cloud.firestore_v1.collection import CollectionReference
 from google.cloud.firestore_v1.document import DocumentSnapshot
 from google.cloud.firestore_v1.field_path import FieldPath
 
+from backfill.ranges import Part
 from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_timeout, call_with_retry
 
 T = TypeVar("T")
@@ -149,23 +149,6 @@ def merged(sources: Sequence[Iterator[T]], depth: int = 1) -> Iterator[T]:
         stop.set()
         for reader in readers:
             reader.join(timeout=1.0)  # daemons; a read in progress must not hold up a stop
-
-
-@dataclass
-class Part:
-    """One range of document IDs read by a cursor of its own (parallel reads), and how
-    far it is done: a resume reads each part after its own checkpoint."""
-
-    from_id: str | None  # included; None: the range's start
-    before_id: str | None  # excluded; None: the range's end
-    checkpoint: str | None = None  # the last ID fully done in this part
-
-    def to_dict(self) -> dict[str, str | None]:
-        return {"from": self.from_id, "before": self.before_id, "checkpoint": self.checkpoint}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Part:
-        return cls(data.get("from"), data.get("before"), data.get("checkpoint"))
 
 
 def part_pages(collection: Items, parts: Sequence[Part], *,

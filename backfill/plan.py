@@ -9,11 +9,11 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, replace
 
+from backfill.clock import utc_now
 from backfill.errors import ConfigurationError
 from backfill.ledger import Ledger, LedgerEntry
 from backfill.options import RESUME_LATEST, RunOptions
-from backfill.shards import Shard
-from backfill.stats import utc_now
+from backfill.ranges import Shard
 from backfill.target_field import (
     DEFAULT_TARGET_FIELD,
     TARGET_FIELD_VARIABLE,

@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from backfill.clock import utc_now
 from backfill.control import STOP
 from backfill.lease import LeaseState
 from backfill.ledger import LedgerEntry
 from backfill.pace import rate_shown
-from backfill.pager import Part
+from backfill.ranges import Part
 from backfill.shards import share_read
-from backfill.stats import RATE_WINDOW, utc_now
+from backfill.stats import RATE_WINDOW
 from backfill.status import GateState, RunStatus
 
 

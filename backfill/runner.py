@@ -21,10 +21,12 @@ from google.cloud.firestore_v1.document import DocumentReference, DocumentSnapsh
 
 from backfill.cost import WriteVolume, index_entries, storage_bytes
 from backfill.errors import STOPPED_ON_REQUEST, RunInterrupted
+from backfill.fence import Fence
 from backfill.jobs import Decision, Job
 from backfill.journal import Journal, journal_entry, too_large_to_journal
-from backfill.lease import Fence
-from backfill.pager import Part, iter_pages, part_pages, prefetched, read_documents
+from backfill.limits import MAX_PARALLEL_BATCHES
+from backfill.pager import iter_pages, part_pages, prefetched, read_documents
+from backfill.ranges import Part
 from backfill.ratelimit import WriteRateLimiter
 from backfill.retry import RetryPolicy
 from backfill.stats import RunStats
@@ -36,7 +38,6 @@ from normalizer import ABSENT
 T = TypeVar("T")
 # How often an item that the app keeps editing is re-read and written again.
 MAX_CONFLICT_ROUNDS = 3
-MAX_PARALLEL_BATCHES = 16  # --parallel-batches, at the start or set while running
 SAMPLES_PER_BATCH = 3
 JOURNAL_ENTRY_BYTES = 60  # of a journal entry, beside its ID and previous value
 # A document to write: as read, its data (parent included where needed), the decision.

@@ -16,13 +16,13 @@ import os
 import re
 import string
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from google.cloud import firestore
 
 from backfill.errors import ConfigurationError
-from backfill.pager import KEYS_ONLY, PAGE_TIMEOUT_SECONDS, Part, read_page
+from backfill.pager import KEYS_ONLY, PAGE_TIMEOUT_SECONDS, read_page
+from backfill.ranges import Part, Shard
 from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_timeout
 
 # The key-space split counts in the alphabet of Firestore's auto IDs, in sort order, so
@@ -32,19 +32,6 @@ AUTO_ID_ALPHABET = "".join(sorted(string.digits + string.ascii_letters))  # in k
 _DIGITS = 8  # precision of the interpolation, in characters after the common prefix
 PARTITION_QUERY = "partition_query"
 KEY_SPACE = "key_space"
-
-
-@dataclass(frozen=True)
-class Shard:
-    index: int
-    count: int
-
-    def __str__(self) -> str:
-        return f"{self.index}/{self.count}"
-
-    @property
-    def key(self) -> str:
-        return str(self.index)
 
 
 # The boundaries of a sharded run live in its ledger document (1 MiB at most), and each

@@ -5,30 +5,18 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from backfill.clock import file_stamp, iso, utc_now
 from backfill.cost import WriteVolume
-from backfill.pager import Part
-from backfill.shards import Shard
+from backfill.ranges import Part, Shard
 from backfill.status import GateState, RunStatus
 from normalizer import FACETS, NORMALIZED_VERSION, Report
 
 RATE_WINDOW = timedelta(minutes=1)
 RATE_STEP = timedelta(seconds=5)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(UTC).isoformat()
-
-
-def file_stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y%m%d_%H%M%S")
 
 
 @dataclass

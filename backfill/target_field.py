@@ -10,7 +10,6 @@ for their top-level parent only (see `with_parents`).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -20,15 +19,13 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.document import DocumentSnapshot
 
 from backfill.errors import ConfigurationError
+from backfill.names import MAX_DEPTH, PLAIN_SEGMENT
 from backfill.pager import read_documents, snapshot_data
 from backfill.retry import RetryPolicy
 from normalizer import SOURCE_FIELD_PATHS, stored_value
 
 DEFAULT_TARGET_FIELD = "normalized"
 TARGET_FIELD_VARIABLE = "BACKFILL_TARGET_FIELD"
-# A plain field name: no quoting needed in a field path, nothing Firestore reserves.
-PLAIN_SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
-MAX_DEPTH = 8
 
 
 class Parent(Enum):

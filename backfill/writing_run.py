@@ -26,13 +26,15 @@ from typing import Any, Protocol
 from google.cloud import firestore
 from google.cloud.firestore_v1.batch import WriteBatch
 
+from backfill.clock import utc_now
 from backfill.control import STOP, RunControl
 from backfill.cost import CostEstimate, RunShape, estimate
 from backfill.errors import BackfillError, DatabaseError, RunInterrupted
+from backfill.fence import Fence
 from backfill.health_url import parse_health_urls
 from backfill.jobs import Job
 from backfill.journal import Journal
-from backfill.lease import Fence, Lease, LeaseLost
+from backfill.lease import Lease, LeaseLost
 from backfill.ledger import Ledger, LedgerEntry, restore
 from backfill.lifecycle import Outcome, RunLife, not_begun
 from backfill.logs import LOG_FILE_NAME, flush_run_log, run_log
@@ -41,12 +43,13 @@ from backfill.options import RunOptions
 from backfill.pace import LivePace
 from backfill.pager import count_documents, empty_collection_message, id_range
 from backfill.plan import RunPlan, plan_run
+from backfill.ranges import Shard
 from backfill.ratelimit import WriteRateLimiter
 from backfill.retry import RetryPolicy
 from backfill.run_view import where_it_stands
 from backfill.runner import BatchOutcome, Runner, RunSettings
-from backfill.shards import Shard, compute_boundaries, shard_range, split_range
-from backfill.stats import RunStats, utc_now
+from backfill.shards import compute_boundaries, shard_range, split_range
+from backfill.stats import RunStats
 from backfill.status import GateState, RunStatus, StopRequest
 from backfill.target import Target
 from backfill.target_field import TargetField

@@ -17,13 +17,14 @@ from typing import Any
 
 import pytest
 
+from backfill.clock import utc_now
 from backfill.jobs import BackfillJob, Decision
 from backfill.journal import Journal
 from backfill.lease import Lease
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger
 from backfill.retry import RetryPolicy
 from backfill.runner import Runner, RunSettings
-from backfill.stats import RunStats, utc_now
+from backfill.stats import RunStats
 from backfill.status import StopRequest
 from backfill.target_field import TargetField
 from normalizer import build_normalized, normalize_item

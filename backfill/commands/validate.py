@@ -26,6 +26,7 @@ from backfill.cli import (
     version_option,
     where_option,
 )
+from backfill.clock import file_stamp, iso, utc_now
 from backfill.errors import ConfigurationError, ExitCode
 from backfill.estimate import Estimate
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger
@@ -38,7 +39,7 @@ from backfill.run_view import headline, progress_line
 from backfill.sampling import describe as describe_sample
 from backfill.sampling import draw_sample
 from backfill.shards import compute_boundaries, shard_from, shard_range
-from backfill.stats import file_stamp, iso, utc_now, write_json
+from backfill.stats import write_json
 from backfill.target_field import DEFAULT_TARGET_FIELD, TargetField
 from backfill.validation import (
     ValidationResult,

@@ -25,11 +25,12 @@ from backfill.cli import (
     version_option,
     where_option,
 )
+from backfill.clock import file_stamp, utc_now
 from backfill.errors import ExitCode
 from backfill.options import RunOptions
 from backfill.sampling import describe as describe_sample
 from backfill.sampling import draw_sample
-from backfill.stats import file_stamp, utc_now, write_json
+from backfill.stats import write_json
 from backfill.validation import fetch_items, scan_items
 from backfill.vocabulary import VocabularyReport, near_misses
 from backfill.where import described, narrowed
