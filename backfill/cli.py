@@ -472,7 +472,7 @@ def execute_writing_run(tool: str, make_job: MakeJob, options: RunOptions,
     options, shard = _check_options(options)
     given_target_field(options)  # a bad --target-field is refused before any read
     target, client = connect(options)
-    console.banner(target, labels, options.dry_run, options.batch_size)
+    console.banner(target, labels, options.dry_run)
     recovery = None
     if target.environment == "production":  # a way back, checked while the run opens
         checking = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recovery")

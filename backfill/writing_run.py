@@ -200,6 +200,7 @@ class WritingRun:
         if plan.undone is not None:
             say(f"⏪ Undoing exactly run {plan.undone.run_id} ({plan.undone.status}, "
                 f"started {plan.undone.data.get('started_at')}) from its journal")
+        say(f"📦 Batch size: {plan.options.batch_size}")  # a resumed run's, as recorded
         say(f"🏷  Field: {plan.field.path}")
         return self.counted() if wait_for_count else True
 
