@@ -44,6 +44,7 @@ from backfill.ratelimit import MIN_WRITES_PER_SECOND, RAMP_START, workable_rate
 from backfill.recovery import recovery_line
 from backfill.shards import MAX_SHARDS, shard_from
 from backfill.status import StopRequest
+from backfill.streams import surviving_console
 from backfill.target import (
     DEFAULT_COLLECTION,
     DEFAULT_DATABASE,
@@ -96,6 +97,10 @@ class WriteRate(FiniteFloat):
 # A run's pace, as it starts and as backfill_control.py set changes it: the same limits.
 WRITES_PER_SECOND = WriteRate()
 PARALLEL_BATCHES = click.IntRange(1, MAX_PARALLEL_BATCHES)
+# Signals that end a run as Ctrl-C does, at a clean point with its final record:
+# SIGTERM (an engine, `kill`) and SIGHUP (the terminal closed, the ssh session dropped:
+# its default, exit 129, would leave the ledger `running` and the lease held).
+ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 CONFIRMATION_PROMPT = "⚠️  You are about to modify PRODUCTION data. Type 'YES' to continue: "
 
 
@@ -246,11 +251,13 @@ def run_boundary(body: Callable[..., int]) -> Callable[..., NoReturn]:
 
     @wraps(body)
     def wrapper(*args: Any, **kwargs: Any) -> NoReturn:
-        # SIGTERM outside a run (at the prompt, during the count) is an interruption like
-        # Ctrl-C: exit 130 with a message, not 143 in silence. A run handles both itself.
-        previous = signal.signal(signal.SIGTERM, _interrupt)
+        # SIGTERM and SIGHUP outside a run (at the prompt, during the count) are an
+        # interruption like Ctrl-C: exit 130 with a message, not 143 or 129 in silence.
+        # A run handles them itself (stop_on_signals).
+        previous = {sig: signal.signal(sig, _interrupt) for sig in ENDING_SIGNALS}
         try:
-            with structured_streams(_structured(kwargs.pop("log_format", "auto"))):
+            with surviving_console(), \
+                    structured_streams(_structured(kwargs.pop("log_format", "auto"))):
                 set_context(tool=body.__module__.rsplit(".", 1)[-1])
                 try:
                     code = body(*args, **kwargs)
@@ -265,7 +272,8 @@ def run_boundary(body: Callable[..., int]) -> Callable[..., NoReturn]:
                     click.echo("❌ Interrupted.", err=True)
                     code = ExitCode.INTERRUPTED
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, old in previous.items():
+                signal.signal(sig, old)
         sys.exit(int(code))
 
     return wrapper
@@ -298,8 +306,10 @@ def confirm_production(target: Target, dry_run: bool, yes: bool) -> None:
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: its line goes under the prompt's
         click.echo(err=True)
         raise
-    if not typed:
-        click.echo(err=True)  # the typed answer did not end the prompt's line
+    if not typed or not answer.endswith("\n"):
+        # The answer did not end the prompt's line: it was not typed, or the input ended
+        # (Ctrl-D) without a newline.
+        click.echo(err=True)
     if answer.rstrip("\r\n") != "YES":
         raise Aborted("Aborted: nothing was written (the answer was not YES).")
 
@@ -421,11 +431,12 @@ def writing_options(command: F) -> F:
 @contextmanager
 def stop_on_signals(stop: StopRequest,
                     flush: Callable[[], None] | None = None) -> Iterator[StopRequest]:
-    """SIGINT/SIGTERM ask the run to stop at a clean point, with the signal's name as the
-    reason. A Ctrl-C after a signal (what the first one's line offers) exits at once
-    (the run log's buffer written first); SIGTERM never does: an engine or `kill` sends
-    it to a run that may be stopping already (a control's stop, a Ctrl-C), and the run
-    still ends with its final record, its lease given back and its resume command."""
+    """SIGINT, SIGTERM and SIGHUP ask the run to stop at a clean point, with the signal's
+    name as the reason. A Ctrl-C after a signal (what the first one's line offers) exits
+    at once (the run log flushed first); SIGTERM and SIGHUP never do: an engine, `kill`
+    or a closing terminal sends them to a run that may be stopping already (a control's
+    stop, a Ctrl-C), and the run still ends with its final record, its lease given back
+    and its resume command."""
     signalled: list[str] = []
 
     def handler(signum: int, _frame: FrameType | None) -> None:
@@ -444,7 +455,7 @@ def stop_on_signals(stop: StopRequest,
         console.say(f"⏸  {name}: stopping after the batches in flight (press Ctrl-C again "
                     "to exit at once, without a checkpoint)")
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, *ENDING_SIGNALS)}
     try:
         yield stop
     finally:
@@ -459,7 +470,7 @@ def execute_writing_run(tool: str, make_job: MakeJob, options: RunOptions,
     options, shard = _check_options(options)
     given_target_field(options)  # a bad --target-field is refused before any read
     target, client = connect(options)
-    console.banner(target, labels, options.dry_run, options.batch_size)
+    console.banner(target, labels, options.dry_run)
     recovery = None
     if target.environment == "production":  # a way back, checked while the run opens
         checking = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recovery")

@@ -105,11 +105,12 @@ def mode_tag(target: Target, dry_run: bool) -> str:
     return "[DRY RUN]" if dry_run else f"[{target.environment.upper()}]"
 
 
-def banner(target: Target, labels: Labels, dry_run: bool, batch_size: int) -> None:
+def banner(target: Target, labels: Labels, dry_run: bool) -> None:
+    """The first lines, before the run is known (its batch size, from a resumed run's
+    record, is said once it is: WritingRun.open)."""
     say(f"🌍 Environment: {target.environment}")
     say(f"🚀 Starting {labels.title} {mode_tag(target, dry_run)}")
     say(f"🎯 Target: {target.describe()}")
-    say(f"📦 Batch size: {batch_size}")
 
 
 @contextmanager

@@ -6,18 +6,20 @@ LOG_BACKUPS): the log a run writes to always has the same name."""
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
+
+from backfill.streams import when_gone
 
 LOG_FILE_NAME = "backfill_production.log"
 LOG_ROTATE_BYTES = 5 * 1024 * 1024
 LOG_BACKUPS = 5
 _deferred_warnings: list[str] = []
+_forget_console: dict[str, Callable[[], None]] = {}  # by logger name: streams.when_gone's
 
 
 def _keep_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
@@ -65,29 +67,30 @@ def open_run_log(output_dir: Path, tool: str, run_id: str) -> logging.Logger:
         f"%(asctime)s %(levelname)s {tool} {run_id}: %(message)s", "%Y-%m-%dT%H:%M:%SZ")
     formatter.converter = time.gmtime
     file_handler.setFormatter(formatter)
-    # Buffered: a flush per line was measurable CPU when every item's detail was logged.
-    # Warnings and errors, and every 200 lines, go to the file at once.
-    logger.addHandler(logging.handlers.MemoryHandler(
-        capacity=200, flushLevel=logging.WARNING, target=file_handler))
+    # Unbuffered: each line is in the file when it is logged (FileHandler flushes per
+    # record), for `tail -f` and for a run killed with -9. Lines are per batch, not per
+    # item (an item's detail is DEBUG, never formatted at INFO), so a flush costs nothing
+    # per item.
+    logger.addHandler(file_handler)
     _write_deferred_warnings(logger)
+    # A console gone (a closed pipe, a terminal gone) is said here, where the rest goes.
+    _forget_console[logger.name] = when_gone(lambda why: logger.warning("%s", why))
     return logger
 
 
 def flush_run_log(logger: logging.Logger) -> None:
-    """Write the buffered lines now (before an exit that skips the usual closing)."""
+    """Everything logged is in the file now (before an exit that skips the usual
+    closing). Each line is flushed as it is logged already: this only makes sure."""
     for handler in logger.handlers:
         handler.flush()
-        target = getattr(handler, "target", None)
-        if target is not None:
-            target.flush()
 
 
 def close_run_log(logger: logging.Logger) -> None:
+    forget = _forget_console.pop(logger.name, None)
+    if forget is not None:
+        forget()
     for handler in list(logger.handlers):
-        target = getattr(handler, "target", None)
-        handler.close()  # a MemoryHandler flushes its buffer here, then lets go of target
-        if target is not None:
-            target.close()
+        handler.close()
         logger.removeHandler(handler)
 
 

@@ -159,14 +159,21 @@ class Outlook:
     # ramp or unpaced, which the last minute's rate tells.
     paced: float | None = None
     stopping: str | None = None  # a stop stands: by whom (it ends, no ETA)
+    # The pace in force began within the last minute (set, or the run went on after a
+    # hold): the last minute's rate is mostly of the pace before, or of the hold.
+    new_pace: bool = False
 
     @property
     def eta_rate(self) -> float | None:
         """Items/s the ETA counts with: the last minute's, but no more than the pace in
-        force allows (right after a cut, the last minute is still the old pace's)."""
+        force allows (right after a cut, the last minute is still the old pace's); the
+        pace in force itself when it began within the last minute (a raise, or the end
+        of a pause: the last minute's slow rate says nothing of it)."""
         if self.paced is None:
             return self.per_second
-        return min(self.per_second, self.paced) if self.per_second else self.paced
+        if self.new_pace or not self.per_second:
+            return self.paced
+        return min(self.per_second, self.paced)
 
     @property
     def percent(self) -> float | None:
@@ -219,6 +226,19 @@ def fixed_pace(run: dict[str, Any]) -> float | None:
     return float(rate) if fixed else None
 
 
+def pace_began_within_window(data: dict[str, Any], run: dict[str, Any],
+                             now: datetime) -> bool:
+    """Whether the pace a part goes at now began within the window its recent rate is
+    measured over: the run's pace set then, or the part going on after a hold then
+    (by the database's clock: when it went on)."""
+    window_start = now - RATE_WINDOW
+    set_at = _moment(dict(run.get("pace") or {}).get("at"))
+    since = data.get("state_since")
+    went_on = (since if data.get("state", GateState.RUNNING) == GateState.RUNNING
+               and isinstance(since, datetime) else None)
+    return any(moment is not None and moment > window_start for moment in (set_at, went_on))
+
+
 def _paced_items(data: dict[str, Any], run: dict[str, Any]) -> float | None:
     """Items/s a part may go through at the run's fixed pace (its share of it, for a
     shard): each item costs the writes its items so far have cost."""
@@ -247,9 +267,11 @@ def outlook_of(part: LedgerEntry, run: dict[str, Any] | None = None) -> Outlook:
     waiting, why = None, str(data.get("held_because") or "")
     if held is not None:  # a pause's reason says it: "paused by ops@host"
         waiting = why if why.startswith(held) else f"{held}: {why}" if why else held
-    rate = last_minute_rate(list(data.get("recent") or []), part.read_at or utc_now())
+    now = part.read_at or utc_now()
+    rate = last_minute_rate(list(data.get("recent") or []), now)
     return Outlook(processed, total, rate, waiting, paced=_paced_items(data, run),
-                   stopping=stopping_by(part, run))
+                   stopping=stopping_by(part, run),
+                   new_pace=pace_began_within_window(data, run, now))
 
 
 def whole_run(outlooks: Sequence[Outlook]) -> Outlook:
@@ -275,7 +297,8 @@ def duration_shown(seconds: float) -> str:
 
 def outlook_line(outlook: Outlook) -> str:
     """Done so far of the count; while running: the last minute's pace, the ETA at that
-    pace (or at the pace in force, when that is slower), and what the run waits on."""
+    pace (or at the pace in force, when that is slower or began within the minute:
+    Outlook.eta_rate), and what the run waits on."""
     percent = outlook.percent
     line = (f"{percent:.1f}% of {outlook.total:,}" if percent is not None and outlook.total
             else f"{outlook.processed:,} processed (no count recorded yet)")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,13 +241,41 @@ def credentials_of(target: Target) -> Any:
     return service_account.Credentials.from_service_account_info(dict(target.service_account))
 
 
+# What google.auth needs of a service-account key, and a private key's PEM armour.
+KEY_FIELDS = ("client_email", "private_key", "token_uri")
+PEM_KEY = re.compile(r"-----BEGIN (RSA )?PRIVATE KEY-----\n.+\n-----END (RSA )?PRIVATE KEY-----",
+                     re.DOTALL)
+
+
+def key_problem(key: Mapping[str, Any]) -> str:
+    """What is wrong with a service-account key google.auth refused, said without any of
+    its values (the private key is a secret; the others may be)."""
+    missing = [name for name in KEY_FIELDS
+               if not isinstance(key.get(name), str) or not key[name].strip()]
+    if missing:
+        return (f"the key has no {', '.join(missing)} (a service-account key has all of "
+                f"{', '.join(KEY_FIELDS)})")
+    if not PEM_KEY.search(key["private_key"]):
+        return ("its private_key is not a PEM private key (-----BEGIN PRIVATE KEY-----, "
+                "lines of base64, -----END PRIVATE KEY-----, with its newlines)")
+    return ("its private_key could not be read as an RSA private key (damaged, cut short, "
+            "or another kind of key): download a new key for the service account")
+
+
 def make_client(target: Target) -> firestore.Client:
     """The client for a resolved target. Raises ConfigurationError for bad credentials."""
     if target.is_emulator:
         return Client(project=target.project, database=target.database)
     try:
+        credentials = credentials_of(target)
+    except Exception:  # google.auth and cryptography raise several types; say it ourselves
+        assert target.service_account is not None  # nothing else is loaded here
+        raise ConfigurationError(
+            f"the credentials from {target.credentials_source} could not be used: "
+            f"{key_problem(target.service_account)}") from None
+    try:
         return Client(project=target.project, database=target.database,
-                      credentials=credentials_of(target))
+                      credentials=credentials)
     except Exception as error:  # google.auth raises several types; none may leak a secret
         looked = "" if target.service_account is not None else f": {where_it_looked()}"
         raise ConfigurationError(

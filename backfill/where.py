@@ -9,12 +9,15 @@ single-field indexes with the document-ID order and cursors the tools use (sever
 equalities by merging those indexes): no composite index is needed. Checked before
 anything is read, a value as a Firestore value too: an integer within 64 bits, text
 that is valid Unicode (a byte that is not UTF-8 comes from the command line as a lone
-surrogate), no array in an array, at most MAX_VALUE_DEPTH deep.
+surrogate), no array in an array, at most MAX_VALUE_DEPTH deep, no map key of the form
+__...__ (reserved), and small enough for a query: at most MAX_INDEXED_BYTES as the index
+stores it (indexed_size).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -28,6 +31,10 @@ from normalizer import ABSENT, stored_value
 Q = TypeVar("Q")
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_VALUE_DEPTH = 20  # Firestore's limit on maps and arrays within each other
+# Firestore's limit on an indexed value: a larger one "is too large to be used in a
+# query". Sizes as Firestore documents them (Storage size calculations): indexed_size.
+MAX_INDEXED_BYTES = 1500
+RESERVED_KEY = re.compile(r"__.*__", re.DOTALL)  # field names Firestore keeps for itself
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,10 @@ def _parse(text: str) -> Condition:
     problem = _not_storable(parsed)
     if problem is not None:
         raise refuse(problem)
+    size = indexed_size(parsed)
+    if size > MAX_INDEXED_BYTES:
+        raise refuse(f"the value is too large to be used in a query ({size:,} bytes as "
+                     f"Firestore's index stores it; at most {MAX_INDEXED_BYTES:,})")
     return Condition(field, parsed, text)
 
 
@@ -106,9 +117,27 @@ def _not_storable(value: Any, depth: int = 0) -> str | None:
             return "an array in an array is no Firestore value"
         items: list[Any] = value
     else:  # a dict, as JSON gives it
+        reserved = next((key for key in value if RESERVED_KEY.fullmatch(key)), None)
+        if reserved is not None:
+            return f"the map key {reserved!r} is reserved by Firestore (keys of the form __...__)"
         items = [*value.keys(), *value.values()]
     return next((problem for item in items
                  if (problem := _not_storable(item, depth + 1)) is not None), None)
+
+
+def indexed_size(value: Any) -> int:
+    """A value's size as Firestore documents it: a string its UTF-8 bytes plus 1, a
+    number 8, a boolean or null 1, an array the sum of its values, a map the sum of its
+    keys (as strings) and values."""
+    if isinstance(value, str):
+        return len(value.encode("utf-8")) + 1
+    if isinstance(value, bool) or value is None:
+        return 1
+    if isinstance(value, int | float):
+        return 8
+    if isinstance(value, list):
+        return sum(indexed_size(item) for item in value)
+    return sum(indexed_size(key) + indexed_size(item) for key, item in value.items())
 
 
 def narrowed(query: Q, conditions: Sequence[Condition]) -> Q:

@@ -283,7 +283,7 @@ class WritingRun:
         self.recovery = recovery
 
     def flush_log(self) -> None:
-        """Write out the run log's buffer (before an exit at once, on a second Ctrl-C)."""
+        """Make sure the run log is on disk (before an exit at once, on a second Ctrl-C)."""
         if self.log is not None:
             flush_run_log(self.log)
 
@@ -316,6 +316,7 @@ class WritingRun:
         if plan.undone is not None:
             say(f"⏪ Undoing exactly run {plan.undone.run_id} ({plan.undone.status}, "
                 f"started {plan.undone.data.get('started_at')}) from its journal")
+        say(f"📦 Batch size: {plan.options.batch_size}")  # a resumed run's, as recorded
         say(f"🏷  Field: {plan.field.path}")
         return self.counted() if wait_for_count else True
 
@@ -726,6 +727,8 @@ class WritingRun:
         resume = None
         if status != RunStatus.COMPLETED and ledger is not None:
             resume = self.resume_command(self.options, stats.run_id, self.shard)
+            # In the log too: a console may be gone by now (SIGHUP, a closed pipe).
+            log.info("to continue from the checkpoint: %s", resume)
         self.reporter.finished(stats, {"Run ID": stats.run_id, **extra,
                                        "Stats file": str(stats_path),
                                        "Log file": str(Path(self.options.output_dir)

@@ -4,6 +4,8 @@ emulator."""
 
 from __future__ import annotations
 
+import os
+import pty
 import signal
 import subprocess
 import sys
@@ -12,6 +14,8 @@ import pytest
 
 from backfill.cli import CONFIRMATION_PROMPT
 from backfill.errors import ExitCode
+from backfill.ledger import DEFAULT_LEDGER_COLLECTION
+from backfill.logs import LOG_FILE_NAME
 from tests.conftest import Database
 from tests.helpers import REPO, SCRIPT, start, wait_for
 from tools.sample_data import make_wardrobe
@@ -50,4 +54,88 @@ def test_ctrl_c_at_the_yes_prompt_says_so_on_a_line_of_its_own(db: Database) -> 
         assert process.wait(timeout=30) == ExitCode.INTERRUPTED
     lines = log.read_text().splitlines()
     assert lines[-2:] == [CONFIRMATION_PROMPT, "❌ Interrupted."]
+    assert db.update_times() == before
+
+
+SLOW = ("--batch-size", "20", "--parallel-reads", "1", "--initial-writes-per-second", "40",
+        "--max-writes-per-second", "40")
+
+
+def ledger_entry(db: Database, run_id: str) -> dict:
+    return db.documents(DEFAULT_LEDGER_COLLECTION)[run_id]
+
+
+def leases(db: Database) -> list[dict]:
+    return [e for e in db.documents(DEFAULT_LEDGER_COLLECTION).values()
+            if e.get("kind") == "lease"]
+
+
+def test_sighup_ends_the_run_as_sigterm_does(db: Database) -> None:
+    """Before: `kill -HUP` (the terminal closed, the ssh session dropped) killed the run
+    with exit 129: the ledger still `running`, the lease held, no resume command."""
+    db.seed(make_wardrobe(400))
+    process, stderr = start(db, db.env, "--job-id", "bf-hup", *SLOW)
+    wait_for(stderr, "Batch 2:")
+    process.send_signal(signal.SIGHUP)
+    assert process.wait(timeout=60) == ExitCode.INTERRUPTED, stderr.read_text()
+    recorded = ledger_entry(db, "bf-hup")
+    assert recorded["status"] == "interrupted" and recorded["stopped_because"] == "SIGHUP"
+    assert leases(db) == []
+    run_log = (db.output_dir / LOG_FILE_NAME).read_text()
+    assert "to continue from the checkpoint: " in run_log and "--resume bf-hup" in run_log
+    assert "--resume bf-hup" in stderr.read_text().splitlines()[-1]
+
+
+def test_a_console_that_is_gone_does_not_fail_the_run(db: Database) -> None:
+    """Before: `... 2>&1 | head -7` ended the run `failed`, exit 1, "stopped because:
+    unexpected BrokenPipeError", without a resume command. The console is a view: the run
+    goes on, and its log says so and keeps the rest."""
+    db.seed(make_wardrobe(300))
+    process = subprocess.Popen(
+        [sys.executable, SCRIPT, "--yes", "--quiet", "--output-dir", str(db.output_dir),
+         "--job-id", "bf-pipe", *SLOW], cwd=REPO, env=db.env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT)
+    assert process.stdout is not None
+    seen = [process.stdout.readline() for _ in range(7)]  # `| head -7`
+    process.stdout.close()
+    assert not any(b"Batch 15:" in line for line in seen), seen  # it had more to say
+    assert process.wait(timeout=60) == ExitCode.OK
+    recorded = ledger_entry(db, "bf-pipe")
+    assert recorded["status"] == "completed", recorded.get("stopped_because")
+    db.assert_normalized()
+    run_log = (db.output_dir / LOG_FILE_NAME).read_text()
+    assert ("can no longer be written to (Broken pipe): the run goes on; from here on, "
+            "only this log says what it does") in run_log
+    assert "Batch 15: " in run_log and "finished completed: 300 processed" in run_log
+
+
+def test_ctrl_d_at_the_yes_prompt_says_so_on_a_line_of_its_own(db: Database) -> None:
+    """Before: `... Type 'YES' to continue: ❌ Aborted: ...` on the prompt's line, when
+    the terminal's standard input ended (Ctrl-D) instead of a typed line."""
+    db.seed(make_wardrobe(20))
+    before = db.update_times()
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, SCRIPT, "--environment", "production", "--quiet", "--output-dir",
+         str(db.output_dir)], cwd=REPO, env=db.env, stdin=follower, stdout=follower,
+        stderr=follower)
+    os.close(follower)
+    screen = b""
+    try:
+        while b"Type 'YES'" not in screen:
+            screen += os.read(leader, 65536)
+        os.write(leader, b"\x04")  # Ctrl-D at the start of the line: end of input
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the other end closed
+                break
+            if not chunk:
+                break
+            screen += chunk
+    finally:
+        os.close(leader)
+    assert process.wait(timeout=30) == ExitCode.ITEM_ERRORS  # aborted at the prompt
+    lines = screen.decode().replace("\r", "").splitlines()
+    assert "❌ Aborted: nothing was written (the answer was not YES)." in lines, lines
     assert db.update_times() == before

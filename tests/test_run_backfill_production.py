@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import signal
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +22,7 @@ from normalizer import NORMALIZED_VERSION, build_normalized, normalize_item
 from normalizer.item import format_timestamp
 from run_backfill_production import main
 from tests.conftest import Database
-from tests.helpers import changed_documents, dead_address, eventually
+from tests.helpers import changed_documents, dead_address, eventually, start, wait_for
 from tools.sample_data import make_wardrobe
 
 PROMPT = "⚠️  You are about to modify PRODUCTION data. Type 'YES' to continue:"
@@ -361,3 +363,56 @@ def test_the_log_has_a_line_per_batch_not_per_item_and_is_rotated_when_large(
     assert "an-old-run" not in written, written[:3000]
     assert "dropped" not in written
     assert len(written.splitlines()) < 15, written
+
+
+def test_a_resume_says_the_batch_size_it_uses(db: Database) -> None:
+    """Before: `📦 Batch size: 500` (the option's default) on the resume of a run recorded
+    with 50, which then read and wrote batches of 50."""
+    db.seed(make_wardrobe(300))
+    process, log = start(db, db.env, "--job-id", "bf-50", "--batch-size", "50",
+                         "--parallel-reads", "1", "--max-writes-per-second", "50")
+    wait_for(log, "Batch 1:")
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130, log.read_text()
+    resumed = db.invoke(main, ["--resume", "bf-50", "--yes"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "📦 Batch size: 50\n" in resumed.stderr
+    assert "📦 Batch size: 500" not in resumed.stderr
+    assert max(int(n) for n in re.findall(r"Batch \d+: (\d+) processed",
+                                          resumed.stderr)) == 50
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda key: {k: v for k, v in key.items() if k != "client_email"},
+     "the key has no client_email (a service-account key has all of client_email, "
+     "private_key, token_uri)"),
+    (lambda key: {**key, "private_key": "s3cr3t-" + key["private_key"][40:]},
+     "its private_key is not a PEM private key (-----BEGIN PRIVATE KEY-----, lines of "
+     "base64, -----END PRIVATE KEY-----, with its newlines)"),
+    (lambda key: {**key, "private_key": key["private_key"].replace("\n", "\\n")},
+     "its private_key is not a PEM private key (-----BEGIN PRIVATE KEY-----, lines of "
+     "base64, -----END PRIVATE KEY-----, with its newlines)"),
+    (lambda key: {**key, "private_key": "\n".join(
+        line[:20] if 0 < n < 5 else line
+        for n, line in enumerate(key["private_key"].splitlines()))},
+     "its private_key could not be read as an RSA private key (damaged, cut short, or "
+     "another kind of key): download a new key for the service account"),
+])
+def test_a_malformed_key_file_says_what_is_wrong_without_its_secret(
+        db: Database, tmp_path: Path, private_key: str, damage: Any, problem: str) -> None:
+    """Before: `could not be used (ValueError)`, and nothing about what was wrong."""
+    key = {"type": "service_account", "project_id": db.project,
+           "private_key_id": "0123abcd", "private_key": private_key,
+           "client_email": "backfill@x.iam.gserviceaccount.com",
+           "token_uri": "https://oauth2.googleapis.com/token"}
+    path = tmp_path / "key.json"
+    path.write_text(json.dumps(damage(key)))
+    env = {k: v for k, v in db.env.items() if k != "FIRESTORE_EMULATOR_HOST"}
+    env["GOOGLE_APPLICATION_CREDENTIALS"] = str(path)
+    done = db.run_script("run_backfill_production.py", ["--yes"], env=env)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == (
+        f"❌ the credentials from key file {path} (GOOGLE_APPLICATION_CREDENTIALS) could not "
+        f"be used: {problem}")
+    body = "".join(private_key.splitlines()[1:-1])
+    assert body[:40] not in done.stderr and "s3cr3t" not in done.stderr

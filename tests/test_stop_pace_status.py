@@ -215,3 +215,66 @@ def test_writes_a_stop_kept_from_being_sent_are_not_counted_nor_left_to_undo(
     assert undo.exit_code == 0, undo.output
     stats = json.loads(undo.stdout)
     assert (stats["total_would_update"], stats["errors"]) == (written_by_a, [])
+
+
+def eta_of(shown: str) -> tuple[float, float]:
+    """The items left and the ETA in seconds, from a status's outlook line."""
+    found = re.search(r"(\d+\.\d)% of ([\d,]+); [\d.,]+ items/s over the last minute; ETA "
+                      r"(?:(\d+)m)?(\d+)s at this pace", shown)
+    assert found is not None, shown
+    total = int(found.group(2).replace(",", ""))
+    left = total * (1 - float(found.group(1)) / 100)
+    return left, 60 * int(found.group(3) or 0) + int(found.group(4))
+
+
+def test_status_times_a_raised_pace_at_that_pace(db: Database) -> None:
+    """Before: at 5 writes/s, right after `set --writes-per-second 100` the ETA was the
+    last minute's 5 items/s (about 2 minutes for a run that ended seconds later)."""
+    db.seed(make_wardrobe(600))
+    process, log = start(db, db.env, "--job-id", "bf-up", "--batch-size", "10",
+                         "--parallel-reads", "1", "--initial-writes-per-second", "5",
+                         "--max-writes-per-second", "5", "--control-poll-seconds", "0.2")
+    wait_for(log, "Batch 2:")
+    assert control(db, "set", "--writes-per-second", "100", "bf-up").exit_code == 0
+    wait_for(log, "🎚  Pace set by ")
+    left, eta = eta_of(control(db, "status", "bf-up").stdout)
+    assert eta <= left / 100 * 1.2 + 1, (left, eta)
+    assert process.wait(timeout=60) == 0, log.read_text()
+
+
+def test_status_times_a_run_going_on_after_a_pause_at_its_pace(db: Database) -> None:
+    """Before: right after `continue` from a pause, the ETA was at the last minute's rate,
+    the pause in it: twice as long as the run then took."""
+    db.seed(make_wardrobe(600))
+    process, log = start(db, db.env, "--job-id", "bf-on", "--batch-size", "10",
+                         "--parallel-reads", "1", "--initial-writes-per-second", "20",
+                         "--max-writes-per-second", "20", "--control-poll-seconds", "0.2")
+    wait_for(log, "Batch 3:")
+    assert control(db, "pause", "bf-on").exit_code == 0
+    wait_for(log, "⏸  Paused (paused by ")
+    time.sleep(6.0)
+    assert control(db, "continue", "bf-on").exit_code == 0
+    wait_for(log, "▶️  Going on")
+    shown = eventually(lambda: (s := control(db, "status", "bf-on").stdout) and
+                       " at this pace" in s and s, "a status with an ETA")
+    left, eta = eta_of(shown)
+    assert left / 20 * 0.8 - 1 <= eta <= left / 20 * 1.2 + 1, (left, eta, shown)
+    assert process.wait(timeout=90) == 0, log.read_text()
+
+
+def test_the_control_says_when_a_task_obeys_as_the_run_polls(db: Database) -> None:
+    """Before: "Every task obeys within 10 seconds" (and "applies it within 10 seconds"),
+    while a task reads its control every 5 s by default."""
+    db.seed(make_wardrobe(400))
+    process, log = start(db, db.env, "--job-id", "bf-say", *SLOW)
+    wait_for(log, "Batch 1:")
+    paused = control(db, "pause", "bf-say")
+    assert paused.stdout == ("Run bf-say: pause requested: nothing new is read or written "
+                             "until `continue`. Every task obeys within its control poll "
+                             "(5 s by default).\n")
+    paced = control(db, "set", "--writes-per-second", "100", "bf-say")
+    assert paced.stdout == ("Run bf-say: pace set: write rate 100 writes/s (no ramp-up from "
+                            "now on). Every task applies it within its control poll (5 s by "
+                            "default).\n")
+    assert control(db, "stop", "bf-say").exit_code == 0
+    assert process.wait(timeout=60) == ExitCode.INTERRUPTED, log.read_text()

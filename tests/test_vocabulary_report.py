@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from backfill.vocabulary import near_misses, within_one_edit
@@ -71,3 +72,22 @@ def test_a_sample_reads_only_that_many(db: Database, proxy: TcpProxy) -> None:
     # Seven items' tags crossed the wire, and the keys of the rest: far from all thirty.
     item_bytes = len("".join(terms))
     assert 7 * item_bytes < proxy.bytes_received < 12 * item_bytes, proxy.bytes_received
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--collection", "wardrobeTYPO"], "Collection 'wardrobeTYPO' is empty or does not exist "
+     "in project {project}, database (default). Collections there: wardrobe: nothing to "
+     "report"),
+    (["--where", "userId=nobody"], "No item where userId = nobody. A value is compared as a "
+     "string with FIELD=VALUE; a number or a boolean needs FIELD:=JSON (count:=3, "
+     "active:=true): nothing to report"),
+])
+def test_an_empty_collection_or_subset_is_refused_as_validation_does(
+        db: Database, args: list[str], said: str) -> None:
+    """Before: exit 0, "Vocabulary of 0 items" and report files, where validation says
+    the same case is a mistyped name: exit 2."""
+    db.seed(SEEDED)
+    result = db.invoke(vocabulary, args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines()[-1] == "❌ " + said.format(project=db.project)
+    assert not list(db.output_dir.glob("vocabulary_report_*"))

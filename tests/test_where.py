@@ -16,7 +16,7 @@ from backfill.ledger import DEFAULT_LEDGER_COLLECTION
 from backfill.runner import Runner, RunSettings
 from backfill.stats import RunStats
 from backfill.target_field import TargetField
-from backfill.where import parse_where
+from backfill.where import narrowed, parse_where
 from normalizer import FACETS, normalize_item
 from run_backfill_production import main as backfill
 from tests.conftest import Database
@@ -227,6 +227,17 @@ def test_an_item_the_app_moves_out_of_the_subset_mid_run_is_not_written(
         len(moved), len(moved), len(u1) - len(moved))
 
 
+@pytest.mark.parametrize("where", [
+    "userId=" + "x" * 1499,  # 1,500 bytes as stored: the largest a query takes
+    "userId:=" + json.dumps(list(range(187))),  # 1,496 bytes
+    'userId:={"__x":1,"x__":2,"_x_":3}',  # not of the form __...__
+])
+def test_a_where_value_at_the_limits_is_taken_and_queried(db: Database, where: str) -> None:
+    """What the checks let through, the database answers (no InvalidArgument)."""
+    query = narrowed(db.client.collection(db.collection), parse_where([where]))
+    assert list(query.limit(1).stream()) == []
+
+
 UNICODE = "it holds text that is not valid Unicode (a lone surrogate such as \\ud800, or a " \
           "byte that is not UTF-8)"
 
@@ -236,6 +247,14 @@ UNICODE = "it holds text that is not valid Unicode (a lone surrogate such as \\u
      "range (a 64-bit integer, -9223372036854775808 to 9223372036854775807)"),
     ('userId:="\\ud800"', UNICODE),
     (os.fsdecode(b"userId=caf\xe9"), UNICODE),  # Latin-1 typed in a UTF-8 console
+    ('userId:={"__x__":1}', "the map key '__x__' is reserved by Firestore (keys of the "
+     "form __...__)"),
+    ('userId:=[1,{"a":{"__id__":2}}]', "the map key '__id__' is reserved by Firestore "
+     "(keys of the form __...__)"),
+    ("userId:=" + json.dumps(list(range(300))), "the value is too large to be used in a "
+     "query (2,400 bytes as Firestore's index stores it; at most 1,500)"),
+    ("userId=" + "é" * 750, "the value is too large to be used in a query (1,501 bytes "
+     "as Firestore's index stores it; at most 1,500)"),
 ])
 @pytest.mark.parametrize("script", [SCRIPT, ROLLBACK, VALIDATION, VOCABULARY])
 @pytest.mark.slow

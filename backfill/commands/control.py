@@ -9,7 +9,8 @@
 
 RUN_ID defaults to the newest running run of the collection (for `status`, when none
 is running, the newest run of the collection, however it ended). Every task of the run (all
-shards of a sharded run) obeys within 10 seconds. `set` changes a running run's pace: a
+shards of a sharded run) obeys within its control poll (CONTROL_POLL_SECONDS, 5 s, by
+default; the run's --control-poll-seconds). `set` changes a running run's pace: a
 fixed write rate from then on (0: unpaced; the ramp-up stops; a sharded run's tasks each
 take their share), or how many batches each task has in flight; a resume carries them on.
 On an interrupted or failed run, `set` records the pace its resume goes on with: how an
@@ -42,6 +43,7 @@ from backfill.control import CONTINUE, PAUSE, STOP
 from backfill.errors import ConfigurationError, ExitCode
 from backfill.lease import LeaseMalformed, LeaseState, read_lease_of
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger, LedgerEntry
+from backfill.limits import CONTROL_POLL_SECONDS
 from backfill.names import check_id, check_run_id
 from backfill.pace import rate_shown
 from backfill.retry import RetryPolicy
@@ -57,6 +59,9 @@ from backfill.run_view import (
 from backfill.status import CONTROLLABLE, UNFINISHED
 
 ACTIONS = {"pause": PAUSE, "continue": CONTINUE, "stop": STOP}
+# When a running run's tasks see a control or a pace: at their next control poll (a run
+# started with --control-poll-seconds polls at that, which is not recorded).
+WITHIN_POLL = f"its control poll ({CONTROL_POLL_SECONDS:g} s by default)"
 
 
 @click.command(cls=ToolCommand, context_settings=COMMAND_SETTINGS)
@@ -116,7 +121,7 @@ def main(action: str, run_id: str | None, writes_per_second: float | None,
                 "continue": "continue requested: it goes on where it was",
                 "stop": "stop requested: it ends at a clean point, resumable (status "
                         "`interrupted`)"}[action]
-        click.echo(f"Run {entry.run_id}: {what}. Every task obeys within 10 seconds.")
+        click.echo(f"Run {entry.run_id}: {what}. Every task obeys within {WITHIN_POLL}.")
     else:
         what = {"pause": "paused: a task that starts it again waits until `continue`",
                 "continue": f"{standing} cleared: a task that starts it again (--resume, "
@@ -147,7 +152,7 @@ def set_pace(ledger: Ledger, entry: LedgerEntry, writes_per_second: float | None
         what.append(f"{parallel_batches} batches in flight per task")
     if entry.status in CONTROLLABLE:
         click.echo(f"Run {entry.run_id}: pace set: {', '.join(what)}. Every task applies it "
-                   "within 10 seconds.")
+                   f"within {WITHIN_POLL}.")
     else:
         click.echo(f"Run {entry.run_id} ({entry.status}): pace set: {', '.join(what)}. Its "
                    "resume carries it on.")

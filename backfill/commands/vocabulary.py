@@ -3,13 +3,15 @@
 Read-only. For each facet: the unknown terms with their counts, a few example item IDs
 and near misses (known terms one edit away), the most frequent canonical terms, and the
 share of items whose facet is empty. A table on the console; CSV and JSON files in
---output-dir. Exit codes: 0 done, 2 usage or configuration, 3 fatal, 130 interrupted.
+--output-dir. Exit codes: 0 done, 2 usage or configuration (an empty collection or
+subset: nothing to report, often a mistyped name), 3 fatal, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 from typing import Any
 
 import click
@@ -26,14 +28,15 @@ from backfill.cli import (
     where_option,
 )
 from backfill.clock import file_stamp, utc_now
-from backfill.errors import ExitCode
+from backfill.errors import ConfigurationError, ExitCode
 from backfill.options import RunOptions
+from backfill.pager import empty_collection_message
 from backfill.sampling import describe as describe_sample
 from backfill.sampling import draw_sample
 from backfill.stats import write_json
 from backfill.validation import fetch_items, scan_items
 from backfill.vocabulary import VocabularyReport, near_misses
-from backfill.where import described, narrowed
+from backfill.where import described, empty_subset_message, narrowed
 from normalizer import FACETS
 
 
@@ -71,22 +74,15 @@ def main(sample_size: int | None, seed: int | None, exact_sample: bool, top: int
         for doc_id, item in items:
             report.add(doc_id, item)
             bar.update(1)
+    if not report.items:  # as validation: nothing to report on is often a mistyped name
+        empty = (empty_subset_message(run.conditions) if run.where
+                 else empty_collection_message(client, target, run.policy))
+        raise ConfigurationError(empty + ": nothing to report")
 
-    run.output_dir.mkdir(parents=True, exist_ok=True)
-    stamp = file_stamp(utc_now())
-    json_path = run.output_dir / f"vocabulary_report_{stamp}.json"
-    csv_path = run.output_dir / f"vocabulary_report_{stamp}.csv"
     data = report.to_dict()
-    write_json(json_path, {"collection": target.collection, "where": list(run.where),
-                           "project": target.project,
-                           "sample_size": sample_size, "seed": seed, **data})
-    with csv_path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["facet", "kind", "term", "count", "examples", "near_misses"])
-        for row in data["terms"]:
-            writer.writerow([spreadsheet_safe(str(cell)) for cell in (
-                row["facet"], row["kind"], row["term"], row["count"],
-                " ".join(row["examples"]), "; ".join(row["near_misses"]))])
+    json_path, csv_path = write_files(run, {
+        "collection": target.collection, "where": list(run.where), "project": target.project,
+        "sample_size": sample_size, "seed": seed, **data})
 
     lines = [console.RULE, f"Vocabulary of {report.items} items of {target.collection}"]
     for facet in FACETS:
@@ -108,6 +104,23 @@ def main(sample_size: int | None, seed: int | None, exact_sample: bool, top: int
     if run.as_json:
         click.echo(json.dumps(data, ensure_ascii=False))
     return ExitCode.OK
+
+
+def write_files(run: RunOptions, data: dict[str, Any]) -> tuple[Path, Path]:
+    """The report as JSON and its terms as CSV, in --output-dir."""
+    run.output_dir.mkdir(parents=True, exist_ok=True)
+    stamp = file_stamp(utc_now())
+    json_path = run.output_dir / f"vocabulary_report_{stamp}.json"
+    csv_path = run.output_dir / f"vocabulary_report_{stamp}.csv"
+    write_json(json_path, data)
+    with csv_path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["facet", "kind", "term", "count", "examples", "near_misses"])
+        for row in data["terms"]:
+            writer.writerow([spreadsheet_safe(str(cell)) for cell in (
+                row["facet"], row["kind"], row["term"], row["count"],
+                " ".join(row["examples"]), "; ".join(row["near_misses"]))])
+    return json_path, csv_path
 
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
