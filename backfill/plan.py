@@ -11,7 +11,8 @@ from dataclasses import dataclass, replace
 
 from backfill.errors import ConfigurationError
 from backfill.ledger import Ledger, LedgerEntry
-from backfill.options import RESUME_LATEST, RunOptions
+from backfill.option_specs import RESUME_LATEST
+from backfill.options import RunOptions
 from backfill.shards import Shard
 from backfill.stats import utc_now
 from backfill.target_field import (

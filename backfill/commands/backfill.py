@@ -16,11 +16,14 @@ from backfill.cli import (
     COMMAND_SETTINGS,
     ToolCommand,
     execute_writing_run,
+    options_of,
     run_boundary,
+    run_options,
     version_option,
     writing_tool_options,
 )
 from backfill.jobs import BackfillJob, Job
+from backfill.option_specs import GROUP_BACKFILL, RunSettings
 from backfill.options import RunOptions
 from backfill.target_field import TargetField
 
@@ -31,13 +34,13 @@ LABELS = console.Labels(title="wardrobe backfill", done="updated", would="would 
 
 @click.command(cls=ToolCommand, context_settings=COMMAND_SETTINGS)
 @writing_tool_options
-@click.option("--force", is_flag=True, help="Rewrite items that are already up to date.")
+@options_of(RunSettings, GROUP_BACKFILL)
 @version_option
 @run_boundary
 def main(**options: Any) -> int:
     """Backfill the normalized tags onto every item of the wardrobe collection (the field
     `normalized`, or --target-field)."""
-    return execute_writing_run("backfill", make_job, RunOptions.from_click(options), LABELS,
+    return execute_writing_run("backfill", make_job, run_options(options), LABELS,
                                stats_prefix="backfill_stats")
 
 
