@@ -52,7 +52,7 @@ from backfill.option_specs import (
     OneOf,
     OptionSpec,
     Rate,
-    RunSettings,
+    RunOptionFields,
     Switch,
     Whole,
     option_name,
@@ -175,21 +175,21 @@ PARALLEL_BATCHES = click_type(SPEC["parallel_batches"].kind)
 CONFIRMATION_PROMPT = "⚠️  You are about to modify PRODUCTION data. Type 'YES' to continue: "
 
 # --environment, --project, --database, --collection: where a tool points.
-target_options = options_of(RunSettings, GROUP_TARGET)
+target_options = options_of(RunOptionFields, GROUP_TARGET)
 log_format_option = options_of(BoundaryOptions)
-where_option = options_of(RunSettings, GROUP_WHERE)
-target_field_option = options_of(RunSettings, GROUP_FIELD)
+where_option = options_of(RunOptionFields, GROUP_WHERE)
+target_field_option = options_of(RunOptionFields, GROUP_FIELD)
 # --shard, --shard-count: one part of a collection, for parallel tasks.
-shard_options = options_of(RunSettings, GROUP_SHARD)
+shard_options = options_of(RunOptionFields, GROUP_SHARD)
 # --dry-run, --yes, --limit, --resume, --ledger-collection, the pace, the health gate,
 # the webhooks, --job-id: the writing tools' options.
-writing_options = options_of(RunSettings, GROUP_WRITING)
+writing_options = options_of(RunOptionFields, GROUP_WRITING)
 
 
 def output_options(command: F) -> F:
     """--log-format, --batch-size, --output-dir, --quiet, --json, --max-retry-seconds,
     --parallel-reads."""
-    return log_format_option(options_of(RunSettings, GROUP_OUTPUT)(command))
+    return log_format_option(options_of(RunOptionFields, GROUP_OUTPUT)(command))
 
 
 def writing_tool_options(command: F) -> F:

@@ -5,7 +5,7 @@ whether a run records it for its resume, whether `backfill_control.py set` chang
 whether a printed resume command types it again.
 
 Plain data, no click: backfill.cli builds the click options from these fields, RunOptions
-(backfill.options) takes its fields and defaults from RunSettings, and a printed resume
+(backfill.options) takes its fields and defaults from RunOptionFields, and a printed resume
 command (backfill.console) its words. Adding an option is one field here, plus the code that
 reads it.
 """
@@ -22,13 +22,13 @@ from backfill.ledger import DEFAULT_LEDGER_COLLECTION
 from backfill.log_format import LOG_FORMATS
 from backfill.notify import NOTIFY_TIMEOUT_SECONDS
 from backfill.ratelimit import RAMP_START
-from backfill.runner import MAX_PARALLEL_BATCHES
 from backfill.shards import MAX_SHARDS
 from backfill.target import DEFAULT_COLLECTION, DEFAULT_DATABASE, ENVIRONMENTS
 from backfill.target_field import DEFAULT_TARGET_FIELD, TARGET_FIELD_VARIABLE
 
 RESUME_LATEST = "latest"  # --resume without a RUN_ID
 HERE = Path(".")
+MAX_PARALLEL_BATCHES = 16  # --parallel-batches, at the start or set while running
 # --max-retry-seconds: a day is longer than any outage worth waiting out in one run (and
 # 1e300 overflowed the time a resume counts back from).
 MAX_RETRY_SECONDS = 86_400.0
@@ -116,7 +116,7 @@ def option(default: Any, help: str, **spec: Any) -> Any:
 
 
 @dataclass(frozen=True)
-class RunSettings:
+class RunOptionFields:
     """The options a run is made of (backfill.options.RunOptions adds what it does)."""
 
     environment: str = option(
@@ -298,7 +298,7 @@ class VocabularyChoices:
                       kind=Whole(1), show_default=True)
 
 
-DECLARED = (RunSettings, BoundaryOptions, RollbackChoices, ValidationChoices, VocabularyChoices)
+DECLARED = (RunOptionFields, BoundaryOptions, RollbackChoices, ValidationChoices, VocabularyChoices)
 
 
 def specs_of(declared: type) -> tuple[tuple[str, OptionSpec, Any], ...]:
@@ -307,7 +307,7 @@ def specs_of(declared: type) -> tuple[tuple[str, OptionSpec, Any], ...]:
                  for each in fields(declared) if "option" in each.metadata)
 
 
-RUN_SPECS = specs_of(RunSettings)
+RUN_SPECS = specs_of(RunOptionFields)
 SPEC = {name: spec for declared in DECLARED for name, spec, _ in specs_of(declared)}
 # What makes a run the run it is: recorded when it starts, taken over by --resume.
 RECORDED_SETTINGS = tuple(name for name, spec, _ in

@@ -15,7 +15,7 @@ from backfill.option_specs import (
     PACE_SETTINGS,
     RECORDED_SETTINGS,
     SPEC,
-    RunSettings,
+    RunOptionFields,
     Whole,
     option_name,
 )
@@ -27,7 +27,7 @@ HEALTH_GATE = "throttle_urls"  # in a run's recorded settings: its health URLs, 
 
 
 @dataclass(frozen=True)
-class RunOptions(RunSettings):
+class RunOptions(RunOptionFields):
     """The options of a run (declared with their defaults in backfill.option_specs)."""
 
     # The options the operator gave (command line or environment), not defaults; and of

@@ -23,6 +23,10 @@ from backfill.errors import STOPPED_ON_REQUEST, RunInterrupted
 from backfill.jobs import Decision, Job
 from backfill.journal import Journal, journal_entry, too_large_to_journal
 from backfill.lease import Fence
+from backfill.option_specs import (
+    MAX_PARALLEL_BATCHES as MAX_PARALLEL_BATCHES,  # re-exported: backfill.pace's
+)
+from backfill.option_specs import RunOptionFields
 from backfill.pager import Part, iter_pages, part_pages, prefetched, read_documents
 from backfill.ratelimit import WriteRateLimiter
 from backfill.retry import RetryPolicy
@@ -35,7 +39,6 @@ from normalizer import ABSENT
 T = TypeVar("T")
 # How often an item that the app keeps editing is re-read and written again.
 MAX_CONFLICT_ROUNDS = 3
-MAX_PARALLEL_BATCHES = 16  # --parallel-batches, at the start or set while running
 SAMPLES_PER_BATCH = 3
 JOURNAL_ENTRY_BYTES = 60  # of a journal entry, beside its ID and previous value
 # A document to write: as read, its data (parent included where needed), the decision.
@@ -70,7 +73,7 @@ class RunSettings:
     after_id: str | None = None  # resume: start after this document ID
     from_id: str | None = None  # a shard's first ID (included)
     before_id: str | None = None  # the next shard's first ID (excluded)
-    max_in_flight: int = 4
+    max_in_flight: int = RunOptionFields.parallel_batches
     # How many batches may be in flight now, when an operator may change it while the run
     # goes on (backfill_control.py set); at most MAX_PARALLEL_BATCHES. Default max_in_flight.
     batches_in_flight: Callable[[], int] | None = None

@@ -23,7 +23,7 @@ from backfill.cli import (
     writing_tool_options,
 )
 from backfill.jobs import BackfillJob, Job
-from backfill.option_specs import GROUP_BACKFILL, RunSettings
+from backfill.option_specs import GROUP_BACKFILL, RunOptionFields
 from backfill.options import RunOptions
 from backfill.target_field import TargetField
 
@@ -34,7 +34,7 @@ LABELS = console.Labels(title="wardrobe backfill", done="updated", would="would 
 
 @click.command(cls=ToolCommand, context_settings=COMMAND_SETTINGS)
 @writing_tool_options
-@options_of(RunSettings, GROUP_BACKFILL)
+@options_of(RunOptionFields, GROUP_BACKFILL)
 @version_option
 @run_boundary
 def main(**options: Any) -> int:

@@ -25,7 +25,7 @@ from backfill.cli import (
 )
 from backfill.jobs import Job, RollbackJob, UndoRunJob
 from backfill.ledger import Ledger
-from backfill.option_specs import GROUP_ROLLBACK, RollbackChoices, RunSettings
+from backfill.option_specs import GROUP_ROLLBACK, RollbackChoices, RunOptionFields
 from backfill.options import RunOptions
 from backfill.run_view import runs_table
 from backfill.target_field import TargetField
@@ -38,7 +38,7 @@ LABELS = console.Labels(title="wardrobe rollback", done="rolled back",
 
 @click.command(cls=ToolCommand, context_settings=COMMAND_SETTINGS)
 @writing_tool_options
-@options_of(RunSettings, GROUP_ROLLBACK)
+@options_of(RunOptionFields, GROUP_ROLLBACK)
 @options_of(RollbackChoices)
 @version_option
 @run_boundary

@@ -38,7 +38,7 @@ from backfill.estimate import Estimate
 from backfill.ledger import Ledger
 from backfill.logs import close_run_log, open_run_log
 from backfill.names import check_run_id
-from backfill.option_specs import RunSettings, ValidationChoices
+from backfill.option_specs import RunOptionFields, ValidationChoices
 from backfill.options import RunOptions
 from backfill.pager import empty_collection_message
 from backfill.plan import given_target_field, new_run_id, recorded_target_field
@@ -93,7 +93,7 @@ class Validation:
 @where_option
 @output_options
 @options_of(ValidationChoices)
-@options_of(RunSettings, only="ledger_collection")
+@options_of(RunOptionFields, only="ledger_collection")
 @shard_options
 @version_option
 @run_boundary
