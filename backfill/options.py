@@ -14,6 +14,7 @@ from backfill.notify import shown_urls
 from backfill.option_specs import (
     PACE_SETTINGS,
     RECORDED_SETTINGS,
+    RUN_SPECS,
     SPEC,
     RunOptionFields,
     Whole,
@@ -35,6 +36,10 @@ class RunOptions(RunOptionFields):
     # has them again).
     explicit: frozenset[str] = field(default=frozenset(), compare=False)
     from_environment: frozenset[str] = field(default=frozenset(), compare=False)
+
+    def of_group(self, group: str) -> dict[str, Any]:
+        """The values of the options of one group (backfill.option_specs), by name."""
+        return {name: getattr(self, name) for name, spec, _ in RUN_SPECS if spec.group == group}
 
     def arguments(self) -> dict[str, Any]:
         """The options as recorded in the ledger and the log: no secret, health URLs

@@ -45,5 +45,6 @@ def main(**options: Any) -> int:
 
 
 def make_job(options: RunOptions, field: TargetField) -> Job:
-    return BackfillJob(field, force=options.force)
+    """A backfill, as its own options (--force, ...) say."""
+    return BackfillJob(field, **options.of_group(GROUP_BACKFILL))
 
