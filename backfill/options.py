@@ -20,6 +20,9 @@ from backfill.option_specs import (
     Whole,
     option_name,
 )
+from backfill.option_specs import (
+    RESUME_LATEST as RESUME_LATEST,  # re-exported: where the engine's callers found it
+)
 from backfill.ratelimit import workable_rate
 from backfill.retry import RetryPolicy
 from backfill.where import Condition, parse_where
