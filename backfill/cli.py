@@ -30,41 +30,56 @@ from backfill.errors import (
     RunInterrupted,
 )
 from backfill.health_url import parse_health_urls
-from backfill.lease import HEARTBEAT_SECONDS, LEASE_TIMEOUT_SECONDS, engine_task
-from backfill.ledger import DEFAULT_LEDGER_COLLECTION
+from backfill.lease import engine_task
 from backfill.lifecycle import Outcome
-from backfill.limits import CONTROL_POLL_SECONDS, MAX_PARALLEL_BATCHES
-from backfill.log_format import LOG_FORMATS, set_context, structured_streams, wants_json
+from backfill.limits import RESUME_LATEST
+from backfill.log_format import set_context, structured_streams, wants_json
 from backfill.names import check_database, check_id, check_output_dir, check_run_id
-from backfill.notify import NOTIFY_TIMEOUT_SECONDS, parse_notify_urls
-from backfill.options import RESUME_LATEST, RunOptions
+from backfill.notify import parse_notify_urls
+from backfill.option_specs import (
+    GROUP_FIELD,
+    GROUP_OUTPUT,
+    GROUP_SHARD,
+    GROUP_TARGET,
+    GROUP_WHERE,
+    GROUP_WRITING,
+    SECTION_OF,
+    SECTIONS,
+    SPEC,
+    BoundaryOptions,
+    Folder,
+    Kind,
+    Number,
+    OneOf,
+    OptionSpec,
+    Rate,
+    RunOptionFields,
+    Switch,
+    Whole,
+    option_name,
+    specs_of,
+)
+from backfill.option_specs import (
+    MAX_RETRY_SECONDS as MAX_RETRY_SECONDS,  # re-exported: backfill.commands.control's
+)
+from backfill.options import RunOptions
 from backfill.plan import given_target_field
 from backfill.ranges import Shard
-from backfill.ratelimit import MIN_WRITES_PER_SECOND, RAMP_START, workable_rate
+from backfill.ratelimit import MIN_WRITES_PER_SECOND, workable_rate
 from backfill.recovery import recovery_line
-from backfill.shards import MAX_SHARDS, shard_from
+from backfill.shards import shard_from
 from backfill.status import StopRequest
 from backfill.streams import surviving_console
 from backfill.target import (
-    DEFAULT_COLLECTION,
-    DEFAULT_DATABASE,
-    ENVIRONMENTS,
     Target,
     make_client,
     resolve_target,
-)
-from backfill.target_field import (
-    DEFAULT_TARGET_FIELD,
-    TARGET_FIELD_VARIABLE,
 )
 from backfill.where import parse_where
 from backfill.writing_run import MakeJob, WritingRun
 from normalizer import NORMALIZED_VERSION
 
 F = TypeVar("F", bound=Callable[..., Any])
-# --max-retry-seconds: a day is longer than any outage worth waiting out in one run (and
-# 1e300 overflowed the time a resume counts back from).
-MAX_RETRY_SECONDS = 86_400.0
 
 
 class FiniteFloat(click.FloatRange):
@@ -94,92 +109,98 @@ class WriteRate(FiniteFloat):
         return rate
 
 
+def click_type(kind: Kind) -> click.ParamType[Any] | None:
+    """The click type of an option's values (backfill.option_specs); None: text."""
+    if isinstance(kind, Whole):
+        unbounded = kind.low is None and kind.high is None
+        return click.INT if unbounded else click.IntRange(kind.low, kind.high)
+    if isinstance(kind, Number):
+        return FiniteFloat(kind.low, kind.high)
+    if isinstance(kind, Rate):
+        return WriteRate()
+    if isinstance(kind, OneOf):
+        return click.Choice(kind.choices)
+    if isinstance(kind, Folder):
+        return click.Path(path_type=Path)
+    return None
+
+
+def click_option(name: str, spec: OptionSpec, default: Any) -> Callable[[F], F]:
+    """The click option `name` as declared in backfill.option_specs."""
+    settings: dict[str, Any] = {"help": spec.help, "envvar": spec.envvar,
+                                "metavar": spec.metavar}
+    if isinstance(spec.kind, Switch):
+        settings["is_flag"] = True
+    else:
+        settings["type"] = click_type(spec.kind)
+    if spec.flag_value is not None:
+        settings.update(is_flag=False, flag_value=spec.flag_value, default=default)
+    if spec.multiple:
+        settings["multiple"] = True
+    elif default is not None and not isinstance(spec.kind, Switch):
+        settings["default"] = default
+    if spec.show_default:
+        settings["show_default"] = True
+    if spec.hidden:
+        settings["hidden"] = True
+    return click.option(option_name(name), name, **settings)
+
+
+class OptionGroup:
+    """A decorator adding the options a dataclass of backfill.option_specs declares (only
+    those of `group`, or the one named `only`, when given), in the order declared."""
+
+    def __init__(self, declared: type, group: str | None = None,
+                 only: str | None = None) -> None:
+        self.options = [click_option(name, spec, default)
+                        for name, spec, default in specs_of(declared)
+                        if (group is None or spec.group == group)
+                        and (only is None or name == only)]
+
+    def __call__(self, command: F) -> F:
+        for option in reversed(self.options):
+            command = option(command)
+        return command
+
+
+def options_of(declared: type, group: str | None = None,
+               only: str | None = None) -> Callable[[F], F]:
+    return OptionGroup(declared, group, only)
+
+
+def split_params(declared: type, params: dict[str, Any]) -> tuple[dict[str, Any],
+                                                                  dict[str, Any]]:
+    """A command's parameters: those `declared` declares, and the others."""
+    names = {name for name, _, _ in specs_of(declared)}
+    return ({name: value for name, value in params.items() if name in names},
+            {name: value for name, value in params.items() if name not in names})
+
+
 # A run's pace, as it starts and as backfill_control.py set changes it: the same limits.
 WRITES_PER_SECOND = WriteRate()
-PARALLEL_BATCHES = click.IntRange(1, MAX_PARALLEL_BATCHES)
 # Signals that end a run as Ctrl-C does, at a clean point with its final record:
 # SIGTERM (an engine, `kill`) and SIGHUP (the terminal closed, the ssh session dropped:
 # its default, exit 129, would leave the ledger `running` and the lease held).
 ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+PARALLEL_BATCHES = click_type(SPEC["parallel_batches"].kind)
 CONFIRMATION_PROMPT = "⚠️  You are about to modify PRODUCTION data. Type 'YES' to continue: "
 
-
-def target_options(command: F) -> F:
-    """--environment, --project, --database, --collection: where a tool points."""
-    for option in reversed([
-        click.option("--environment", type=click.Choice(ENVIRONMENTS), default="development",
-                     envvar="BACKFILL_ENVIRONMENT", show_default=True,
-                     help="Which environment this is (also BACKFILL_ENVIRONMENT)."),
-        click.option("--project",
-                     help="Google Cloud project (default: GOOGLE_CLOUD_PROJECT, "
-                          "GCLOUD_PROJECT, FIREBASE_PROJECT_ID, FIREBASE_CONFIG, the key's)."),
-        click.option("--database", default=DEFAULT_DATABASE, show_default=True,
-                     help="Firestore database ID."),
-        click.option("--collection", default=DEFAULT_COLLECTION, show_default=True,
-                     help="The collection of wardrobe items."),
-    ]):
-        command = option(command)
-    return command
-
-
-log_format_option = click.option(
-    "--log-format", type=click.Choice(LOG_FORMATS), default="auto", show_default=True,
-    help="json: every output line one JSON object, for a log collector (auto: under "
-         "CLOUD_RUN_JOB or KUBERNETES_SERVICE_HOST, never on a terminal); text: the console.")
+# --environment, --project, --database, --collection: where a tool points.
+target_options = options_of(RunOptionFields, GROUP_TARGET)
+log_format_option = options_of(BoundaryOptions)
+where_option = options_of(RunOptionFields, GROUP_WHERE)
+target_field_option = options_of(RunOptionFields, GROUP_FIELD)
+# --shard, --shard-count: one part of a collection, for parallel tasks.
+shard_options = options_of(RunOptionFields, GROUP_SHARD)
+# --dry-run, --yes, --limit, --resume, --ledger-collection, the pace, the health gate,
+# the webhooks, --job-id: the writing tools' options.
+writing_options = options_of(RunOptionFields, GROUP_WRITING)
 
 
 def output_options(command: F) -> F:
-    """--batch-size, --output-dir, --quiet, --json, --parallel-reads, --max-retry-seconds,
-    --log-format."""
-    for option in reversed([
-        log_format_option,
-        click.option("--batch-size", type=click.IntRange(1, 500), default=500,
-                     show_default=True, help="Documents per page read and per batch write."),
-        click.option("--output-dir", type=click.Path(path_type=Path),
-                     default=Path("."), show_default=True,
-                     help="Where the stats file and the log go."),
-        click.option("--quiet", is_flag=True, help="No progress bar."),
-        click.option("--json", "as_json", is_flag=True,
-                     help="Print the final stats as one JSON object on stdout."),
-        click.option("--parallel-reads", type=click.IntRange(1, 32), default=4,
-                     show_default=True,
-                     help="Ranges of the collection read at once, each by a cursor of its "
-                          "own (1: one cursor, in ID order)."),
-        click.option("--max-retry-seconds", type=FiniteFloat(0, MAX_RETRY_SECONDS),
-                     default=120.0,
-                     show_default=True,
-                     help="How long to keep retrying a transient database error."),
-    ]):
-        command = option(command)
-    return command
-
-
-where_option = click.option(
-    "--where", "where", multiple=True, metavar="FIELD=VALUE",
-    help="Only the items whose FIELD (a top-level field, or a dotted path) equals VALUE, a "
-         "string; FIELD:=JSON for a typed value (count:=3, active:=true). May be repeated: "
-         "all must hold. A canary: --where userId=YOUR_UID.")
-
-
-target_field_option = click.option(
-    "--target-field", envvar=TARGET_FIELD_VARIABLE, metavar="PATH",
-    help=f"Where the normalized map lives: a field path such as normalized or "
-         f"metadata.normalized (default: {DEFAULT_TARGET_FIELD}; also {TARGET_FIELD_VARIABLE}).")
-
-
-def shard_options(command: F) -> F:
-    """--shard, --shard-count: one part of a collection, for parallel tasks."""
-    for option in reversed([
-        click.option("--shard", metavar="INDEX/COUNT",
-                     help="Process shard INDEX (from 0) of COUNT, COUNT at most "
-                          f"{MAX_SHARDS} (default: Cloud Run Jobs' "
-                          "CLOUD_RUN_TASK_INDEX/CLOUD_RUN_TASK_COUNT)."),
-        click.option("--shard-count", type=click.IntRange(1, MAX_SHARDS),
-                     help="COUNT, with a Kubernetes Indexed Job's JOB_COMPLETION_INDEX "
-                          f"(at most {MAX_SHARDS})."),
-    ]):
-        command = option(command)
-    return command
+    """--log-format, --batch-size, --output-dir, --quiet, --json, --max-retry-seconds,
+    --parallel-reads."""
+    return log_format_option(options_of(RunOptionFields, GROUP_OUTPUT)(command))
 
 
 def writing_tool_options(command: F) -> F:
@@ -188,24 +209,6 @@ def writing_tool_options(command: F) -> F:
                   target_field_option, target_options):
         command = group(command)
     return command
-
-
-# --help in sections, in the order an operator reads them (click has no option groups).
-HELP_SECTIONS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("Target", frozenset({"environment", "project", "database", "collection", "target_field",
-                          "where", "ledger_collection"})),
-    ("Run", frozenset({"dry_run", "yes", "limit", "resume", "force", "undo_run_id",
-                       "list_runs", "job_id", "sample_size", "check_all", "seed",
-                       "exact_sample", "run_id", "top"})),
-    ("Pacing", frozenset({"batch_size", "max_writes_per_second", "initial_writes_per_second",
-                          "parallel_batches", "parallel_reads", "writes_per_second"})),
-    ("Backend health", frozenset({"throttle_url", "no_throttle", "throttle_interval",
-                                  "throttle_max_latency_ms", "max_throttle_seconds"})),
-    ("Shards", frozenset({"shard", "shard_count"})),
-    ("Output and retries", frozenset({"output_dir", "quiet", "as_json", "notify_url",
-                                      "log_format", "max_retry_seconds", "version", "help",
-                                      "_click_default_help"})),
-)
 
 
 class ToolCommand(click.Command):
@@ -217,14 +220,12 @@ class ToolCommand(click.Command):
         records = [(param.name, record) for param in self.get_params(ctx)
                    if isinstance(param, click.Option)
                    and (record := param.get_help_record(ctx)) is not None]
-        shown: set[str | None] = set()
-        for title, names in HELP_SECTIONS:
-            rows = [record for name, record in records if name in names]
-            shown.update(name for name, _ in records if name in names)
+        for title in SECTIONS:
+            rows = [record for name, record in records if SECTION_OF.get(str(name)) == title]
             if rows:
                 with formatter.section(title):
                     formatter.write_dl(rows)
-        rest = [record for name, record in records if name not in shown]
+        rest = [record for name, record in records if str(name) not in SECTION_OF]
         if rest:
             with formatter.section("Other options"):
                 formatter.write_dl(rest)
@@ -362,70 +363,16 @@ def _client_for(*, environment: str, project: str | None, database: str,
     return target, make_client(target)
 
 
-def writing_options(command: F) -> F:
-    """--dry-run, --yes, --limit, --resume, --ledger-collection: the writing tools' options."""
-    for option in reversed([
-        click.option("--dry-run", is_flag=True, help="Read everything, write nothing."),
-        click.option("--yes", is_flag=True,
-                     help="Skip the production confirmation (scheduled jobs)."),
-        click.option("--limit", type=click.IntRange(1),
-                     help="Stop after N items (a canary run)."),
-        click.option("--resume", is_flag=False, flag_value=RESUME_LATEST, default=None,
-                     metavar="[RUN_ID]",
-                     help="Continue the newest unfinished run of this tool and collection "
-                          "from its checkpoint, or the run RUN_ID."),
-        click.option("--ledger-collection", default=DEFAULT_LEDGER_COLLECTION,
-                     show_default=True, help="Where runs record themselves."),
-        click.option("--max-writes-per-second", type=WRITES_PER_SECOND, default=10_000.0,
-                     envvar="BACKFILL_MAX_WRITES_PER_SECOND", show_default=True,
-                     help="Ceiling of the write rate; 0 turns pacing off (also "
-                          "BACKFILL_MAX_WRITES_PER_SECOND)."),
-        click.option("--initial-writes-per-second", type=FiniteFloat(min=1),
-                     default=RAMP_START, show_default=True,
-                     help="Starting write rate, raised by 50% every 5 minutes (Firestore's "
-                          "500/50/5 ramp-up guidance)."),
-        click.option("--parallel-batches", type=PARALLEL_BATCHES, default=4,
-                     show_default=True, help="Write batches in flight at once."),
-        click.option("--throttle-url", "throttle_url", multiple=True, metavar="URL",
-                     envvar="BACKFILL_THROTTLE_URL",
-                     help="The app backend's health URL (may be repeated; also "
-                          "BACKFILL_THROTTLE_URL): while it is unhealthy, nothing new is "
-                          "read or written."),
-        click.option("--no-throttle", is_flag=True,
-                     help="Resume a run that was gated by --throttle-url without the gate."),
-        click.option("--throttle-interval", type=FiniteFloat(0.1, 3600), default=2.0,
-                     show_default=True, help="Seconds between health probes."),
-        click.option("--throttle-max-latency-ms", type=FiniteFloat(1, 60_000),
-                     default=1000.0, show_default=True,
-                     help="A health answer slower than this is unhealthy."),
-        click.option("--max-throttle-seconds", type=FiniteFloat(0, 7 * 86400),
-                     default=1800.0, show_default=True,
-                     help="A run throttled longer than this in one spell stops at its "
-                          "checkpoint (exit 3, resumable)."),
-        click.option("--notify-url", "notify_url", multiple=True, metavar="URL",
-                     envvar="BACKFILL_NOTIFY_URL",
-                     help="A webhook (Slack's, or any that reads `text`) told with one JSON "
-                          "POST when the run ends, however it ends (may be repeated; also "
-                          "BACKFILL_NOTIFY_URL). Shown by its host only."),
-        click.option("--notify-timeout-seconds", type=FiniteFloat(0.1, 60),
-                     default=NOTIFY_TIMEOUT_SECONDS, hidden=True,
-                     help="Seconds each try of a notification may take."),
-        click.option("--control-poll-seconds", type=FiniteFloat(0.05, 3600),
-                     default=CONTROL_POLL_SECONDS, hidden=True,
-                     help="Seconds between reads of the run's control field."),
-        click.option("--heartbeat-seconds", type=FiniteFloat(0.05, LEASE_TIMEOUT_SECONDS / 4),
-                     default=HEARTBEAT_SECONDS, hidden=True,
-                     help="Seconds between renewals of the lease."),
-        click.option("--lease-timeout-seconds", type=FiniteFloat(0.2, 3600),
-                     default=LEASE_TIMEOUT_SECONDS, hidden=True,
-                     help="Heartbeat age past which this run's lease may be taken over."),
-        click.option("--job-id", envvar="CLOUD_RUN_EXECUTION",
-                     help="Names this run in the ledger; the tasks of a sharded run share it "
-                          "(default: CLOUD_RUN_EXECUTION). A task started again with the same "
-                          "ID carries the run on."),
-    ]):
-        command = option(command)
-    return command
+def run_options(params: dict[str, Any]) -> RunOptions:
+    """The run options of the running click command, knowing which were given."""
+    context = click.get_current_context()
+    sources = {name: context.get_parameter_source(name) for name in params}
+    given = frozenset(name for name, source in sources.items()
+                      if source in (click.core.ParameterSource.COMMANDLINE,
+                                    click.core.ParameterSource.ENVIRONMENT))
+    environment = frozenset(name for name, source in sources.items()
+                            if source == click.core.ParameterSource.ENVIRONMENT)
+    return RunOptions(**params, explicit=given, from_environment=environment)
 
 
 @contextmanager

@@ -15,10 +15,10 @@ from tqdm import tqdm
 
 from backfill.health_url import parse_health_urls
 from backfill.invocation import typed
-from backfill.ledger import DEFAULT_LEDGER_COLLECTION
 from backfill.log_format import fields_for_next_line, record
 from backfill.notify import shown_urls
-from backfill.options import RunOptions, option_name
+from backfill.option_specs import RUN_SPECS, option_name
+from backfill.options import RunOptions
 from backfill.runner import BatchOutcome
 from backfill.stats import RunStats
 from backfill.status import GateState, RunStatus
@@ -41,17 +41,20 @@ class Labels:
     def resume_command(self, options: RunOptions, run_id: str, shard: object = None) -> str:
         """The command that carries this run on, complete: what the run is (collection,
         field, mode, force, ...) comes from the ledger; where the ledger is, from here."""
-        words = [typed(self.script), f"--environment {options.environment}"]
-        if options.project is not None:
-            words.append(f"--project {shlex.quote(options.project)}")
-        if options.database != "(default)":
-            words.append(f"--database {shlex.quote(options.database)}")
-        if options.ledger_collection != DEFAULT_LEDGER_COLLECTION:
-            words.append(f"--ledger-collection {shlex.quote(options.ledger_collection)}")
-        words.append(f"--resume {shlex.quote(run_id)}")
+        words = [typed(self.script), *retyped_words(options),
+                 f"--resume {shlex.quote(run_id)}"]
         if shard:
             words.append(f"--shard {shard}")
         return " ".join(words + health_gate_words(options))
+
+
+def retyped_words(options: RunOptions) -> list[str]:
+    """Where the run is and where its ledger is, as typed: the options declared to be typed
+    again always, or when not their default (backfill.option_specs)."""
+    return [f"{option_name(name)} {shlex.quote(str(getattr(options, name)))}"
+            for name, spec, default in RUN_SPECS
+            if spec.retyped == "always" or
+            (spec.retyped == "changed" and getattr(options, name) != default)]
 
 
 def health_gate_words(options: RunOptions) -> list[str]:
@@ -64,8 +67,8 @@ def health_gate_words(options: RunOptions) -> list[str]:
     elif options.throttle_url and "throttle_url" not in options.from_environment:
         words += [f"--throttle-url {shlex.quote(url.url if not url.has_secret else url.shown)}"
                   for url in parse_health_urls(options.throttle_url)]
-    for name in ("throttle_interval", "throttle_max_latency_ms", "max_throttle_seconds"):
-        if options.throttle_url and name in options.explicit:
+    for name, spec, _ in RUN_SPECS:  # the gate's settings given, as typed
+        if spec.retyped == "gated" and options.throttle_url and name in options.explicit:
             words.append(f"{option_name(name)} {getattr(options, name):g}")
     return words
 

@@ -9,87 +9,38 @@ from typing import Any
 
 from backfill.errors import ConfigurationError
 from backfill.health_url import parse_health_urls
-from backfill.lease import HEARTBEAT_SECONDS, LEASE_TIMEOUT_SECONDS
-from backfill.ledger import DEFAULT_LEDGER_COLLECTION, LedgerEntry
-from backfill.limits import CONTROL_POLL_SECONDS, MAX_PARALLEL_BATCHES
-from backfill.notify import NOTIFY_TIMEOUT_SECONDS, shown_urls
-from backfill.ratelimit import RAMP_START, workable_rate
+from backfill.ledger import LedgerEntry
+from backfill.limits import RESUME_LATEST as RESUME_LATEST  # where the tools' callers find it
+from backfill.notify import shown_urls
+from backfill.option_specs import (
+    PACE_SETTINGS,
+    RECORDED_SETTINGS,
+    RUN_SPECS,
+    SPEC,
+    RunOptionFields,
+    Whole,
+    option_name,
+)
+from backfill.ratelimit import workable_rate
 from backfill.retry import RetryPolicy
 from backfill.where import Condition, parse_where
 
-RESUME_LATEST = "latest"
 HEALTH_GATE = "throttle_urls"  # in a run's recorded settings: its health URLs, as shown
-# What makes a run the run it is: recorded when it starts, taken over by --resume.
-RECORDED_SETTINGS = ("collection", "target_field", "force", "batch_size", "limit",
-                     "undo_run_id", "max_writes_per_second", "initial_writes_per_second",
-                     "parallel_batches", "where")
-# What backfill_control.py set changes on a running run (backfill.pace).
-PACE_SETTINGS = ("max_writes_per_second", "initial_writes_per_second", "parallel_batches")
-_OPTION_NAMES = {"undo_run_id": "--run-id", "as_json": "--json"}
-
-
-def option_name(name: str) -> str:
-    return _OPTION_NAMES.get(name, "--" + name.replace("_", "-"))
 
 
 @dataclass(frozen=True)
-class RunOptions:
-    environment: str
-    project: str | None
-    database: str
-    collection: str
-    batch_size: int
-    output_dir: Path
-    quiet: bool
-    as_json: bool
-    max_retry_seconds: float
-    parallel_reads: int = 4
-    dry_run: bool = False
-    yes: bool = False
-    limit: int | None = None
-    resume: str | None = None
-    ledger_collection: str = DEFAULT_LEDGER_COLLECTION
-    max_writes_per_second: float = 10_000.0
-    initial_writes_per_second: float = RAMP_START
-    parallel_batches: int = 4
-    shard: str | None = None
-    shard_count: int | None = None
-    job_id: str | None = None
-    undo_run_id: str | None = None  # rollback: the backfill run to undo exactly
-    target_field: str | None = None  # None: not given (the default, or what a run recorded)
-    force: bool = False  # backfill: rewrite items that are up to date
-    throttle_url: tuple[str, ...] = ()  # the backend's health URLs
-    no_throttle: bool = False  # a resume of a gated run, knowingly without its gate
-    throttle_interval: float = 2.0
-    throttle_max_latency_ms: float = 1000.0
-    max_throttle_seconds: float = 1800.0
-    where: tuple[str, ...] = ()  # FIELD=VALUE conditions: a subset (backfill.where)
-    notify_url: tuple[str, ...] = ()  # webhooks told when the run ends (backfill.notify)
-    notify_timeout_seconds: float = NOTIFY_TIMEOUT_SECONDS
-    # How often a run reads its control field and renews its lease (hidden options: the
-    # tests shorten them; an operator has no reason to).
-    control_poll_seconds: float = CONTROL_POLL_SECONDS
-    heartbeat_seconds: float = HEARTBEAT_SECONDS
-    lease_timeout_seconds: float = LEASE_TIMEOUT_SECONDS
+class RunOptions(RunOptionFields):
+    """The options of a run (declared with their defaults in backfill.option_specs)."""
+
     # The options the operator gave (command line or environment), not defaults; and of
     # those, the ones that came from the environment (a resume typed in the same console
     # has them again).
     explicit: frozenset[str] = field(default=frozenset(), compare=False)
     from_environment: frozenset[str] = field(default=frozenset(), compare=False)
 
-    @classmethod
-    def from_click(cls, params: dict[str, Any]) -> RunOptions:
-        """The options of the running click command, knowing which were given."""
-        import click
-
-        context = click.get_current_context()
-        sources = {name: context.get_parameter_source(name) for name in params}
-        given = frozenset(name for name, source in sources.items()
-                          if source in (click.core.ParameterSource.COMMANDLINE,
-                                        click.core.ParameterSource.ENVIRONMENT))
-        environment = frozenset(name for name, source in sources.items()
-                                if source == click.core.ParameterSource.ENVIRONMENT)
-        return cls(**params, explicit=given, from_environment=environment)
+    def of_group(self, group: str) -> dict[str, Any]:
+        """The values of the options of one group (backfill.option_specs), by name."""
+        return {name: getattr(self, name) for name, spec, _ in RUN_SPECS if spec.group == group}
 
     def arguments(self) -> dict[str, Any]:
         """The options as recorded in the ledger and the log: no secret, health URLs
@@ -122,7 +73,7 @@ class RunOptions:
             if name not in recorded:
                 continue
             value = recorded[name]
-            if name == "where":  # a list in the ledger
+            if SPEC[name].multiple:  # a list in the ledger
                 value = tuple(value or ())
             mine = getattr(self, name)
             if name in self.explicit and mine != value:
@@ -165,9 +116,10 @@ class RunOptions:
 def _workable(name: str, value: Any) -> bool:
     """Whether a pace read back from the ledger can work (an older version, or a hand,
     may have recorded one that cannot): as the options' own limits say."""
-    if name == "parallel_batches":
+    kind = SPEC[name].kind
+    if isinstance(kind, Whole):
         return isinstance(value, int) and not isinstance(value, bool) and \
-            1 <= value <= MAX_PARALLEL_BATCHES
+            (kind.low is None or kind.low <= value) and (kind.high is None or value <= kind.high)
     if not isinstance(value, int | float) or isinstance(value, bool):
         return False
     return workable_rate(value) and (value > 0 or name == "max_writes_per_second")

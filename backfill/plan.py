@@ -12,7 +12,8 @@ from dataclasses import dataclass, replace
 from backfill.clock import utc_now
 from backfill.errors import ConfigurationError
 from backfill.ledger import Ledger, LedgerEntry
-from backfill.options import RESUME_LATEST, RunOptions
+from backfill.limits import RESUME_LATEST
+from backfill.options import RunOptions
 from backfill.ranges import Shard
 from backfill.target_field import (
     DEFAULT_TARGET_FIELD,

@@ -24,7 +24,7 @@ from backfill.errors import STOPPED_ON_REQUEST, RunInterrupted
 from backfill.fence import Fence
 from backfill.jobs import Decision, Job
 from backfill.journal import Journal, journal_entry, too_large_to_journal
-from backfill.limits import MAX_PARALLEL_BATCHES
+from backfill.limits import DEFAULT_PARALLEL_BATCHES, MAX_PARALLEL_BATCHES
 from backfill.pager import iter_pages, part_pages, prefetched, read_documents
 from backfill.ranges import Part
 from backfill.ratelimit import WriteRateLimiter
@@ -72,7 +72,7 @@ class RunSettings:
     after_id: str | None = None  # resume: start after this document ID
     from_id: str | None = None  # a shard's first ID (included)
     before_id: str | None = None  # the next shard's first ID (excluded)
-    max_in_flight: int = 4
+    max_in_flight: int = DEFAULT_PARALLEL_BATCHES
     # How many batches may be in flight now, when an operator may change it while the run
     # goes on (backfill_control.py set); at most MAX_PARALLEL_BATCHES. Default max_in_flight.
     batches_in_flight: Callable[[], int] | None = None

@@ -16,11 +16,14 @@ from backfill.cli import (
     COMMAND_SETTINGS,
     ToolCommand,
     execute_writing_run,
+    options_of,
     run_boundary,
+    run_options,
     version_option,
     writing_tool_options,
 )
 from backfill.jobs import BackfillJob, Job
+from backfill.option_specs import GROUP_BACKFILL, RunOptionFields
 from backfill.options import RunOptions
 from backfill.target_field import TargetField
 
@@ -31,16 +34,17 @@ LABELS = console.Labels(title="wardrobe backfill", done="updated", would="would 
 
 @click.command(cls=ToolCommand, context_settings=COMMAND_SETTINGS)
 @writing_tool_options
-@click.option("--force", is_flag=True, help="Rewrite items that are already up to date.")
+@options_of(RunOptionFields, GROUP_BACKFILL)
 @version_option
 @run_boundary
 def main(**options: Any) -> int:
     """Backfill the normalized tags onto every item of the wardrobe collection (the field
     `normalized`, or --target-field)."""
-    return execute_writing_run("backfill", make_job, RunOptions.from_click(options), LABELS,
+    return execute_writing_run("backfill", make_job, run_options(options), LABELS,
                                stats_prefix="backfill_stats")
 
 
 def make_job(options: RunOptions, field: TargetField) -> Job:
-    return BackfillJob(field, force=options.force)
+    """A backfill, as its own options (--force, ...) say."""
+    return BackfillJob(field, **options.of_group(GROUP_BACKFILL))
 

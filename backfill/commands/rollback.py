@@ -17,12 +17,15 @@ from backfill.cli import (
     ToolCommand,
     connect,
     execute_writing_run,
+    options_of,
     run_boundary,
+    run_options,
     version_option,
     writing_tool_options,
 )
 from backfill.jobs import Job, RollbackJob, UndoRunJob
 from backfill.ledger import Ledger
+from backfill.option_specs import GROUP_ROLLBACK, RollbackChoices, RunOptionFields
 from backfill.options import RunOptions
 from backfill.run_view import runs_table
 from backfill.target_field import TargetField
@@ -35,16 +38,14 @@ LABELS = console.Labels(title="wardrobe rollback", done="rolled back",
 
 @click.command(cls=ToolCommand, context_settings=COMMAND_SETTINGS)
 @writing_tool_options
-@click.option("--run-id", "undo_run_id", metavar="RUN_ID",
-              help="Undo exactly this backfill run, from its journal: every item it changed "
-                   "gets its previous `normalized` back; nothing else is touched.")
-@click.option("--list-runs", is_flag=True, help="List recent runs from the ledger, and exit.")
+@options_of(RunOptionFields, GROUP_ROLLBACK)
+@options_of(RollbackChoices)
 @version_option
 @run_boundary
 def main(list_runs: bool, **options: Any) -> int:
     """Roll the backfill back: delete `normalized` from every item that has it, or with
     --run-id undo exactly one backfill run."""
-    run = RunOptions.from_click(options)
+    run = run_options(options)
     if list_runs:
         return print_runs(run)
     return execute_writing_run("rollback", make_job, run, LABELS, stats_prefix="rollback_stats")

@@ -21,6 +21,7 @@ from backfill.cli import (
     COMMAND_SETTINGS,
     ToolCommand,
     connect,
+    options_of,
     output_options,
     run_boundary,
     target_options,
@@ -29,6 +30,7 @@ from backfill.cli import (
 )
 from backfill.clock import file_stamp, utc_now
 from backfill.errors import ConfigurationError, ExitCode
+from backfill.option_specs import VocabularyChoices
 from backfill.options import RunOptions
 from backfill.pager import empty_collection_message
 from backfill.sampling import describe as describe_sample
@@ -44,13 +46,7 @@ from normalizer import FACETS
 @target_options
 @where_option
 @output_options
-@click.option("--sample-size", type=click.IntRange(1),
-              help="Look at a uniform random sample instead of every item.")
-@click.option("--seed", type=int, help="Seed of the random sample, to repeat it.")
-@click.option("--exact-sample", is_flag=True,
-              help="Draw the sample by scanning every key (one read per item).")
-@click.option("--top", type=click.IntRange(1), default=15, show_default=True,
-              help="How many terms per facet the console table shows.")
+@options_of(VocabularyChoices)
 @version_option
 @run_boundary
 def main(sample_size: int | None, seed: int | None, exact_sample: bool, top: int,
