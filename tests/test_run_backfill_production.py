@@ -365,6 +365,7 @@ def test_the_log_has_a_line_per_batch_not_per_item_and_is_rotated_when_large(
     assert len(written.splitlines()) < 15, written
 
 
+@pytest.mark.paced  # its first run's own pace, which its resume carries on
 def test_a_resume_says_the_batch_size_it_uses(db: Database) -> None:
     """Before: `📦 Batch size: 500` (the option's default) on the resume of a run recorded
     with 50, which then read and wrote batches of 50."""
