@@ -52,7 +52,7 @@ def given_target_field(options: RunOptions) -> TargetField | None:
 
 def recorded_target_field(given: TargetField | None, entry: LedgerEntry) -> TargetField:
     """The field a run wrote; an explicit --target-field must say the same."""
-    recorded = TargetField(str(entry.data.get("target_field", DEFAULT_TARGET_FIELD)))
+    recorded = TargetField(entry.target_field)
     if given is not None and given != recorded:
         raise ConfigurationError(f"run {entry.run_id} wrote {recorded.path}, not "
                                  f"{given.path} (--target-field or {TARGET_FIELD_VARIABLE})")
@@ -94,7 +94,7 @@ def _resume(tool: str, options: RunOptions, ledger: Ledger) -> RunPlan:
     collection, with the settings it recorded."""
     wanted = None if options.resume == RESUME_LATEST else options.resume
     entry = ledger.find_resumable(tool, options.collection, wanted)
-    if "shard_count" in entry.data:
+    if entry.sharded:
         raise ConfigurationError(f"run {entry.run_id} is sharded: resume each unfinished "
                                  "shard with --resume RUN_ID --shard INDEX/COUNT")
     return _carry_on(tool, options, entry)
@@ -106,9 +106,9 @@ def _named(tool: str, options: RunOptions, ledger: Ledger) -> RunPlan:
     entry = ledger.find_resumable(tool, options.collection, options.job_id, named=True)
     if entry is None:
         return _new(tool, options, None, options.job_id)
-    if "shard_count" in entry.data:
+    if entry.sharded:
         raise ConfigurationError(
-            f"run {entry.run_id} is sharded ({entry.data['shard_count']} shards): give its "
+            f"run {entry.run_id} is sharded ({entry.shard_count} shards): give its "
             "shard with --shard INDEX/COUNT")
     return _carry_on(tool, options, entry)
 
@@ -124,8 +124,8 @@ def _undoing(plan: RunPlan, ledger: Ledger) -> RunPlan:
     undo_run_id = plan.options.undo_run_id
     assert undo_run_id is not None
     undone = ledger.get(undo_run_id)
-    if undone is None or undone.data.get("tool") != "backfill" or \
-            undone.data.get("collection") != plan.options.collection:
+    if undone is None or undone.tool != "backfill" or \
+            undone.collection != plan.options.collection:
         raise ConfigurationError(f"no backfill run {undo_run_id!r} of collection "
                                  f"{plan.options.collection!r} in the ledger (--list-runs)")
     field = recorded_target_field(given_target_field(plan.options), undone)

@@ -8,6 +8,7 @@ empty or missing collection among them: nothing to validate), 3 fatal during the
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -28,7 +29,7 @@ from backfill.cli import (
 )
 from backfill.errors import ConfigurationError, ExitCode
 from backfill.estimate import Estimate
-from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger
+from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger, RunEntry
 from backfill.logs import close_run_log, open_run_log
 from backfill.names import check_run_id
 from backfill.options import RunOptions
@@ -37,7 +38,7 @@ from backfill.plan import given_target_field, new_run_id, recorded_target_field
 from backfill.run_view import headline, progress_line
 from backfill.sampling import describe as describe_sample
 from backfill.sampling import draw_sample
-from backfill.shards import compute_boundaries, shard_from, shard_range
+from backfill.shards import Shard, compute_boundaries, shard_from, shard_range
 from backfill.stats import file_stamp, iso, utc_now, write_json
 from backfill.target_field import DEFAULT_TARGET_FIELD, TargetField
 from backfill.validation import (
@@ -85,7 +86,6 @@ def main(sample_size: int, check_all: bool, seed: int | None, exact_sample: bool
     if part is not None and not check_all:
         raise ConfigurationError("--shard goes with --all (a sample is drawn from everything)")
     given_field = given_target_field(run)
-    field = given_field or TargetField(DEFAULT_TARGET_FIELD)
     if run_id is not None:
         check_run_id(run_id, "--run-id")
     run = replace(run, ledger_collection=ledger_collection)
@@ -94,25 +94,12 @@ def main(sample_size: int, check_all: bool, seed: int | None, exact_sample: bool
     items_read = narrowed(collection, run.conditions)
     subset = described(run.conditions)
     started = utc_now()
-    environment, shown_environment = environment_read(
-        run, Ledger(client, ledger_collection, run.policy), run_id, target.collection)
+    ledger = Ledger(client, ledger_collection, run.policy)
+    environment, shown_environment = environment_read(run, ledger, run_id, target.collection)
     console.say(f"🔎 Validating {target.collection}{subset} [{shown_environment}] "
                 "(read-only)")
     console.say(f"🎯 Target: {target.describe()}")
-    recorded = None
-    if run_id is not None:
-        ledger = Ledger(client, ledger_collection, run.policy)
-        entry = ledger.get(run_id)
-        if entry is None:
-            raise ConfigurationError(f"no run {run_id!r} in the ledger {ledger_collection!r}")
-        recorded = entry.data
-        if entry.data.get("tool") == "backfill":
-            field = recorded_target_field(given_field, entry)
-        console.say(f"📒 {headline(entry)}")
-        parts = ledger.shards(run_id) if "shard_count" in recorded else [entry]
-        recorded["shards"] = [p.data for p in parts] if "shard_count" in recorded else None
-        for progress in parts:
-            console.say(f"   {progress_line(progress, recorded)}")
+    entry, recorded, field = recorded_run(ledger, run_id, given_field)
     console.say(f"🏷  Field: {field.path}")
     cover = coverage(items_read, field, run.policy, subset=bool(run.where),
                      page_size=run.batch_size)
@@ -125,17 +112,9 @@ def main(sample_size: int, check_all: bool, seed: int | None, exact_sample: bool
     result = ValidationResult(field)
     sample = None
     if check_all:
-        from_id = before_id = None
-        if part is not None:
-            if recorded is not None and "boundaries" in recorded:
-                boundaries = list(recorded["boundaries"])
-            else:
-                boundaries, _ = compute_boundaries(client, target.collection, part.count,
-                                                   run.policy, warn=console.say)
-            from_id, before_id = shard_range(boundaries, part)
-        items = scan_items(items_read, run.policy, run.batch_size, from_id, before_id, field,
-                           parallel=run.parallel_reads)
-        mode = "all" if part is None else f"shard {part}"
+        boundaries = None if entry is None else entry.boundaries
+        items, mode = items_of_all(client, target.collection, items_read, run, field, part,
+                                   boundaries)
     else:
         sample = draw_sample(items_read, sample_size, seed, run.policy, exact=exact_sample,
                              page_size=run.batch_size, total=cover.total)
@@ -147,20 +126,63 @@ def main(sample_size: int, check_all: bool, seed: int | None, exact_sample: bool
         for doc_id, item in items:
             result.add(doc_id, item)
             bar.update(1)
+    return told(run, target.collection, subset, result, cover, mode, sample, {
+        "recorded_run": recorded, "environment": environment,
+        "project": target.project, "database": target.database,
+        "collection": target.collection, "where": list(run.where), "target_field": field.path,
+        "normalized_version": NORMALIZED_VERSION, "started_at": iso(started),
+        "sample_size": None if check_all else sample_size, "seed": seed})
 
+
+def recorded_run(ledger: Ledger, run_id: str | None, given_field: TargetField | None,
+                 ) -> tuple[RunEntry | None, dict[str, Any] | None, TargetField]:
+    """--run-id: the run as recorded (for the report, its shards' entries among it), said;
+    and the field it wrote, which this validation checks."""
+    field = given_field or TargetField(DEFAULT_TARGET_FIELD)
+    if run_id is None:
+        return None, None, field
+    entry = ledger.get(run_id)
+    if entry is None:
+        raise ConfigurationError(f"no run {run_id!r} in the ledger {ledger.collection.id!r}")
+    if entry.tool == "backfill":
+        field = recorded_target_field(given_field, entry)
+    console.say(f"📒 {headline(entry)}")
+    parts = ledger.shards(run_id) if entry.sharded else [entry]
+    recorded = {**entry.recorded(),
+                "shards": [p.recorded() for p in parts] if entry.sharded else None}
+    for progress in parts:
+        console.say(f"   {progress_line(progress, entry)}")
+    return entry, recorded, field
+
+
+def items_of_all(client: Any, collection: str, items_read: Any, run: RunOptions,
+                 field: TargetField, part: Shard | None,
+                 boundaries: Sequence[str] | None) -> tuple[Iterable[Any], str]:
+    """--all: every item (of the shard, by the boundaries its run recorded if any)."""
+    from_id = before_id = None
+    if part is not None:
+        if boundaries is None:
+            boundaries, _ = compute_boundaries(client, collection, part.count, run.policy,
+                                               warn=console.say)
+        from_id, before_id = shard_range(list(boundaries), part)
+    items = scan_items(items_read, run.policy, run.batch_size, from_id, before_id, field,
+                       parallel=run.parallel_reads)
+    return items, "all" if part is None else f"shard {part}"
+
+
+def told(run: RunOptions, collection: str, subset: str, result: ValidationResult,
+         cover: Any, mode: str, sample: Any, given: dict[str, Any]) -> int:
+    """The report written, the log, the summary said; the exit code."""
     estimate, estimate_line = None, None
     if sample is not None:
         estimate, estimate_line = what_the_sample_shows(result, cover.total)
     report_id = new_run_id("validation")
     report = {
-        "run_id": report_id, "recorded_run": recorded, "tool": "validation",
-        "environment": environment,
-        "project": target.project, "database": target.database,
-        "collection": target.collection, "where": list(run.where),
-        "target_field": field.path,
-        "normalized_version": NORMALIZED_VERSION,
-        "started_at": iso(started), "finished_at": iso(utc_now()), "mode": mode,
-        "sample_size": None if check_all else sample_size, "seed": seed,
+        "run_id": report_id, "recorded_run": given["recorded_run"], "tool": "validation",
+        **{name: value for name, value in given.items()
+           if name not in ("recorded_run", "sample_size", "seed")},
+        "finished_at": iso(utc_now()), "mode": mode,
+        "sample_size": given["sample_size"], "seed": given["seed"],
         "sample_method": sample.method if sample else None,
         "sample_reads": sample.reads if sample else None,
         "coverage": {"total": cover.total, "normalized": cover.normalized,
@@ -180,10 +202,20 @@ def main(sample_size: int, check_all: bool, seed: int | None, exact_sample: bool
     for invalid_item in result.invalid:
         log.warning("item %s invalid: %s", invalid_item["id"], ", ".join(invalid_item["reasons"]))
     close_run_log(log)
+    lines = summary(collection, subset, result, cover, mode)
+    if estimate_line is not None:
+        lines.append(f"{'Estimate:':<20}{estimate_line}")
+    lines += [f"{'Report:':<20}{path}", console.RULE]
+    click.echo("\n".join(lines), err=run.as_json)
+    if run.as_json:
+        click.echo(json.dumps(report, ensure_ascii=False, default=str))
+    return ExitCode.ITEM_ERRORS if result.invalid else ExitCode.OK
 
+
+def summary(collection: str, subset: str, result: ValidationResult, cover: Any,
+            mode: str) -> list[str]:
     lines = [console.RULE,
-             f"{'✅' if not result.invalid else '❌'} Validation of {target.collection}"
-             f"{subset}",
+             f"{'✅' if not result.invalid else '❌'} Validation of {collection}{subset}",
              f"{'Coverage:':<20}{cover.normalized}/{cover.total} ({cover.percent:.1f}%)",
              f"{'Checked:':<20}{result.checked} ({mode})",
              f"{'Valid:':<20}{result.valid}",
@@ -192,13 +224,7 @@ def main(sample_size: int, check_all: bool, seed: int | None, exact_sample: bool
     lines += [f"  ✗ {e['id']}: {', '.join(e['reasons'])}" for e in result.invalid[:SHOWN_INVALID]]
     if len(result.invalid) > SHOWN_INVALID:
         lines.append(f"  … and {len(result.invalid) - SHOWN_INVALID} more in the report")
-    if estimate_line is not None:
-        lines.append(f"{'Estimate:':<20}{estimate_line}")
-    lines += [f"{'Report:':<20}{path}", console.RULE]
-    click.echo("\n".join(lines), err=run.as_json)
-    if run.as_json:
-        click.echo(json.dumps(report, ensure_ascii=False, default=str))
-    return ExitCode.ITEM_ERRORS if result.invalid else ExitCode.OK
+    return lines
 
 
 def environment_read(run: RunOptions, ledger: Ledger, run_id: str | None,
@@ -210,10 +236,10 @@ def environment_read(run: RunOptions, ledger: Ledger, run_id: str | None,
     if "environment" in run.explicit:
         return run.environment, run.environment
     entries = ([ledger.get(run_id)] if run_id is not None else
-               [entry for entry in ledger.runs() if entry.data.get("collection") == collection])
+               [entry for entry in ledger.runs() if entry.collection == collection])
     for entry in entries:
-        if entry is not None and entry.data.get("environment"):
-            found = str(entry.data["environment"])
+        if entry is not None and entry.environment:
+            found = entry.environment
             return found, f"{found}, as run {entry.run_id} recorded it"
     return None, "environment not given (--environment)"
 
