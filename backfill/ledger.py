@@ -176,6 +176,11 @@ class RunEntry:
         """The run's --where conditions, as typed."""
         return list(self.settings.get("where") or [])
 
+    def settings_recorded(self) -> dict[str, Any]:
+        """What a resume carries on: the run's collection, field and recorded settings."""
+        return {"collection": self.collection, "target_field": self.target_field,
+                **self.settings}
+
     def count(self, name: str) -> int:
         return int(self.counts.get(name, 0))
 

@@ -115,8 +115,7 @@ class RunOptions:
     def carrying_on(self, entry: LedgerEntry) -> RunOptions:
         """These options for a resume of `entry`: its recorded settings, which an explicit
         option may repeat but not contradict."""
-        recorded = {"collection": entry.collection, "target_field": entry.target_field,
-                    **entry.settings}
+        recorded = entry.settings_recorded()
         changes: dict[str, Any] = {}
         for name in RECORDED_SETTINGS:
             if name not in recorded:
