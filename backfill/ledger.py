@@ -192,7 +192,8 @@ class RunEntry:
         return replace(self, control=None)
 
 
-LedgerEntry = RunEntry  # the name the toolkit knew it by
+# The name writing_run and options still use (their conversion is another part of issue 33).
+LedgerEntry = RunEntry
 
 
 # Firestore sustains about one write per second to one document, and a write per batch

@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass, replace
 
 from backfill.errors import ConfigurationError
-from backfill.ledger import Ledger, LedgerEntry
+from backfill.ledger import Ledger, RunEntry
 from backfill.options import RESUME_LATEST, RunOptions
 from backfill.shards import Shard
 from backfill.stats import utc_now
@@ -33,8 +33,8 @@ class RunPlan:
     options: RunOptions  # with a resumed run's recorded settings
     field: TargetField
     shard: Shard | None = None
-    resumed: LedgerEntry | None = None  # the run carried on (a shard's: found on joining)
-    undone: LedgerEntry | None = None  # the backfill run an exact undo undoes
+    resumed: RunEntry | None = None  # the run carried on (a shard's: found on joining)
+    undone: RunEntry | None = None  # the backfill run an exact undo undoes
 
     @property
     def mode(self) -> str:
@@ -50,7 +50,7 @@ def given_target_field(options: RunOptions) -> TargetField | None:
     return None if options.target_field is None else parse_target_field(options.target_field)
 
 
-def recorded_target_field(given: TargetField | None, entry: LedgerEntry) -> TargetField:
+def recorded_target_field(given: TargetField | None, entry: RunEntry) -> TargetField:
     """The field a run wrote; an explicit --target-field must say the same."""
     recorded = TargetField(entry.target_field)
     if given is not None and given != recorded:
@@ -81,7 +81,7 @@ def _new(tool: str, options: RunOptions, shard: Shard | None, run_id: str) -> Ru
     return RunPlan(tool, run_id, options, field, shard)
 
 
-def _carry_on(tool: str, options: RunOptions, entry: LedgerEntry) -> RunPlan:
+def _carry_on(tool: str, options: RunOptions, entry: RunEntry) -> RunPlan:
     """The run `entry` again, with its recorded settings (its target field among them;
     an option that contradicts one is refused there)."""
     carried = options.carrying_on(entry)
