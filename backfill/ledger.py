@@ -10,9 +10,9 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, overload
 
@@ -33,7 +33,8 @@ from backfill.retry import (
     call_with_retry,
 )
 from backfill.stats import RunStats
-from backfill.status import UNFINISHED, RunStatus
+from backfill.status import UNFINISHED, GateState, RunStatus
+from backfill.target_field import DEFAULT_TARGET_FIELD
 from normalizer import NORMALIZED_VERSION
 
 DEFAULT_LEDGER_COLLECTION = "_backfill_runs"
@@ -47,25 +48,139 @@ COUNTS = ("batches", "processed", "updated", "skipped", "vanished", "left_subset
 
 
 
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _number(value: Any) -> float:
+    return float(value or 0.0)
+
+
 @dataclass(frozen=True)
-class LedgerEntry:
-    """A run as the ledger holds it, and the database's time of the read."""
+class Pace:
+    """A pace an operator set on a run (backfill.control `set`), as recorded: its values
+    are checked where a task applies them (an entry may have been edited by hand)."""
 
-    data: dict[str, Any]
+    writes_per_second: Any = None
+    parallel_batches: Any = None
+    by: str | None = None
+    at: str | None = None
+    sets_rate: bool = False  # the change gave a write rate
+
+    @classmethod
+    def parse(cls, value: Any) -> Pace | None:
+        if not isinstance(value, Mapping) or not value:
+            return None
+        return cls(value.get("writes_per_second"), value.get("parallel_batches"),
+                   _text(value.get("by")), _text(value.get("at")),
+                   "writes_per_second" in value)
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    """A run (or a shard of a run) as the ledger holds it, parsed once with every default,
+    and the database's time of the read. The one reader of the entry's field names: the
+    rest of the toolkit reads these attributes."""
+
+    run_id: str
+    status: str
+    tool: str | None = None
+    mode: str | None = None  # the tool's, when the entry has none
+    environment: str | None = None
+    collection: str | None = None
+    target_field: str = DEFAULT_TARGET_FIELD
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    started_at: str | None = None
+    updated_at: str | None = None
+    finished_at: str | None = None
+    user: str | None = None
+    host: str | None = None
+    shard: str | None = None  # a shard's entry: INDEX/COUNT
+    shard_count: int | None = None  # a sharded run's own entry
+    boundaries: tuple[str, ...] | None = None
+    checkpoint: str | None = None
+    parts: tuple[dict[str, Any], ...] | None = None
+    counts: Mapping[str, Any] = field(default_factory=dict)
+    errors: tuple[Any, ...] = ()
+    total: int | None = None
+    recent: tuple[dict[str, Any], ...] = ()
+    state: str = GateState.RUNNING
+    held_because: str | None = None
+    state_since: datetime | None = None
+    throttled_seconds: float = 0.0
+    throttle_spells: int = 0
+    paused_seconds: float = 0.0
+    active_seconds: float = 0.0
+    stopped_because: str | None = None
+    control: str | None = None
+    control_by: str | None = None
+    control_at: str | None = None
+    pace: Pace | None = None
+    pace_changed: bool = False  # an operator set a pace on it
     read_at: datetime | None = None
+    # The entry as read, for backfill.writing_run only until it reads attributes too.
+    data: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any] | None,
+              read_at: datetime | None = None) -> RunEntry:
+        d = dict(data or {})
+        since, total = d.get("state_since"), d.get("total")
+        return cls(
+            run_id=str(d.get("run_id")), status=str(d.get("status")), tool=_text(d.get("tool")),
+            mode=_text(d.get("mode", d.get("tool"))), environment=_text(d.get("environment")),
+            collection=_text(d.get("collection")),
+            target_field=str(d.get("target_field", DEFAULT_TARGET_FIELD)),
+            settings=dict(d.get("settings") or {}), started_at=_text(d.get("started_at")),
+            updated_at=_text(d.get("updated_at")), finished_at=_text(d.get("finished_at")),
+            user=_text(d.get("user")), host=_text(d.get("host")), shard=_text(d.get("shard")),
+            shard_count=None if d.get("shard_count") is None else int(d["shard_count"]),
+            boundaries=None if d.get("boundaries") is None else tuple(d["boundaries"]),
+            checkpoint=_text(d.get("checkpoint")),
+            parts=tuple(d["parts"]) if d.get("parts") else None,
+            counts=dict(d.get("counts") or {}), errors=tuple(d.get("errors") or ()),
+            total=total if isinstance(total, int) else None,
+            recent=tuple(d.get("recent") or ()),
+            state=str(d.get("state") or GateState.RUNNING),
+            held_because=_text(d.get("held_because")),
+            state_since=since if isinstance(since, datetime) else None,
+            throttled_seconds=_number(d.get("throttled_seconds")),
+            throttle_spells=int(d.get("throttle_spells") or 0),
+            paused_seconds=_number(d.get("paused_seconds")),
+            active_seconds=_number(d.get("active_seconds")),
+            stopped_because=_text(d.get("stopped_because")) or None,
+            control=_text(d.get("control")), control_by=_text(d.get("control_by")),
+            control_at=_text(d.get("control_at")), pace=Pace.parse(d.get("pace")),
+            pace_changed=bool(d.get("pace_changes")), read_at=read_at, data=d)
 
     @property
-    def run_id(self) -> str:
-        return str(self.data.get("run_id"))
+    def sharded(self) -> bool:
+        """A sharded run's own entry (its shards have entries of their own)."""
+        return self.shard_count is not None
 
     @property
-    def checkpoint(self) -> str | None:
-        value = self.data.get("checkpoint")
-        return None if value is None else str(value)
+    def where(self) -> list[str]:
+        """The run's --where conditions, as typed."""
+        return list(self.settings.get("where") or [])
 
-    @property
-    def status(self) -> str:
-        return str(self.data.get("status"))
+    def settings_recorded(self) -> dict[str, Any]:
+        """What a resume carries on: the run's collection, field and recorded settings."""
+        return {"collection": self.collection, "target_field": self.target_field,
+                **self.settings}
+
+    def count(self, name: str) -> int:
+        return int(self.counts.get(name, 0))
+
+    def recorded(self) -> dict[str, Any]:
+        """The entry as the ledger holds it (a report's copy of it)."""
+        return dict(self.data)
+
+    def without_control(self) -> RunEntry:
+        return replace(self, control=None)
+
+
+# The name writing_run and options still use (their conversion is another part of issue 33).
+LedgerEntry = RunEntry
 
 
 # Firestore sustains about one write per second to one document, and a write per batch
@@ -105,7 +220,7 @@ class Ledger:
                                                timeout=call_timeout(CALL_SECONDS)),
                                self.policy,
                                "reading the run ledger")
-        return LedgerEntry(snap.to_dict(), snap.read_time) if snap.exists else None
+        return RunEntry.parse(snap.to_dict(), snap.read_time) if snap.exists else None
 
     @staticmethod
     def _progress(stats: RunStats) -> dict[str, Any]:
@@ -224,15 +339,15 @@ class Ledger:
         """A sharded run is completed when its last shard is: each shard, having recorded
         its own completion, looks at all of them (so the last one to finish sees it)."""
         run = self.get(run_id)
-        if run is None or "shard_count" not in run.data:
+        if run is None or run.shard_count is None:
             return False
         shards = self.shards(run_id)
-        if len(shards) < int(run.data["shard_count"]) or \
+        if len(shards) < run.shard_count or \
                 any(s.status != RunStatus.COMPLETED for s in shards):
             return False
         counts: dict[str, int] = {}
         for shard in shards:
-            for name, value in dict(shard.data.get("counts") or {}).items():
+            for name, value in shard.counts.items():
                 counts[name] = counts.get(name, 0) + int(value)
         self._write(self.collection.document(run_id), {
             "status": RunStatus.COMPLETED, "counts": counts, "finished_at": iso(utc_now())})
@@ -267,10 +382,10 @@ class Ledger:
             assert run is not None
         for name, mine in (("tool", stats.tool), ("collection", stats.collection),
                            ("shard_count", shard.count), ("target_field", stats.target_field)):
-            if run.data.get(name, "normalized" if name == "target_field" else None) != mine:
+            if getattr(run, name) != mine:
                 raise ConfigurationError(f"run {stats.run_id} has {name} "
-                                         f"{run.data.get(name)!r}, this task {mine!r}")
-        theirs = list(dict(run.data.get("settings") or {}).get("where") or [])
+                                         f"{getattr(run, name)!r}, this task {mine!r}")
+        theirs = run.where
         if theirs != list(settings.get("where") or []):
             raise ConfigurationError(f"run {stats.run_id} has --where {theirs!r}, this task "
                                      f"{list(settings.get('where') or [])!r}")
@@ -280,14 +395,14 @@ class Ledger:
                                            "started_at": iso(stats.started_at),
                                            "resumed_at": [], **self._progress(stats)},
                         create=True)
-        return list(run.data["boundaries"]), existing
+        return list(run.boundaries or ()), existing
 
     def shards(self, run_id: str) -> list[LedgerEntry]:
         snaps = call_with_retry(lambda: list(self.collection.document(run_id).collection(
             SHARDS).stream(retry=NO_LIBRARY_RETRY, timeout=call_timeout(CALL_SECONDS))),
             self.policy, "reading the run ledger")
-        return sorted((LedgerEntry(s.to_dict(), s.read_time) for s in snaps),
-                      key=lambda e: int(str(e.data["shard"]).split("/")[0]))
+        return sorted((RunEntry.parse(s.to_dict(), s.read_time) for s in snaps),
+                      key=lambda e: int(str(e.shard).split("/")[0]))
 
     def record(self, stats: RunStats) -> None:
         """Counts, checkpoint and status together, as they are now: skipped when the last
@@ -331,9 +446,9 @@ class Ledger:
                                       timeout=call_timeout(CALL_SECONDS))), self.policy,
             "reading the run ledger")
         # With the database's time of the read: what a status counts a spell up to.
-        entries = [LedgerEntry(s.to_dict(), s.read_time) for s in snaps
+        entries = [RunEntry.parse(s.to_dict(), s.read_time) for s in snaps
                    if (s.to_dict() or {}).get("kind") != "lease"]
-        return sorted(entries, key=lambda e: str(e.data.get("started_at")), reverse=True)
+        return sorted(entries, key=lambda e: str(e.started_at), reverse=True)
 
     @overload
     def find_resumable(self, tool: str, collection: str, run_id: str | None) -> LedgerEntry: ...
@@ -355,14 +470,13 @@ class Ledger:
             if entry is None:
                 raise ConfigurationError(f"no run {run_id!r} in the ledger "
                                          f"{self.collection.id!r}")
-            if entry.data.get("tool") != tool:
-                raise ConfigurationError(
-                    f"run {run_id} is a {entry.data.get('tool')} run, not a {tool} run")
+            if entry.tool != tool:
+                raise ConfigurationError(f"run {run_id} is a {entry.tool} run, not a {tool} run")
             if entry.status == RunStatus.COMPLETED and not named:
                 raise ConfigurationError(f"run {run_id} is already completed")
             return entry
         for entry in self.runs(tool):
-            if entry.data.get("collection") == collection and entry.status in UNFINISHED:
+            if entry.collection == collection and entry.status in UNFINISHED:
                 return entry
         raise ConfigurationError(f"no unfinished {tool} run of collection {collection!r} "
                                  "to resume")
@@ -370,15 +484,13 @@ class Ledger:
 
 def restore(stats: RunStats, entry: LedgerEntry) -> None:
     """Carry a resumed run's counts on: the totals cover the whole run, all sessions."""
-    counts = entry.data.get("counts", {})
     for name in COUNTS:
-        setattr(stats, name, int(counts.get(name, 0)))
-    stats.errors = list(entry.data.get("errors", []))
-    stats.errors_not_listed = max(0, int(counts.get("errors", 0)) - len(stats.errors))
+        setattr(stats, name, entry.count(name))
+    stats.errors = list(entry.errors)
+    stats.errors_not_listed = max(0, entry.count("errors") - len(stats.errors))
     stats.checkpoint = entry.checkpoint
-    parts = entry.data.get("parts")
-    stats.parts = [Part.from_dict(p) for p in parts] if parts else None
-    stats.throttled_seconds = float(entry.data.get("throttled_seconds") or 0.0)
-    stats.throttle_spells = int(entry.data.get("throttle_spells") or 0)
-    stats.paused_seconds = float(entry.data.get("paused_seconds") or 0.0)
-    stats.active_seconds = float(entry.data.get("active_seconds") or 0.0)
+    stats.parts = [Part.from_dict(p) for p in entry.parts] if entry.parts else None
+    stats.throttled_seconds = entry.throttled_seconds
+    stats.throttle_spells = entry.throttle_spells
+    stats.paused_seconds = entry.paused_seconds
+    stats.active_seconds = entry.active_seconds

@@ -65,9 +65,7 @@ class RunOptions(RunOptionFields):
     def carrying_on(self, entry: LedgerEntry) -> RunOptions:
         """These options for a resume of `entry`: its recorded settings, which an explicit
         option may repeat but not contradict."""
-        recorded = {"collection": entry.data.get("collection"),
-                    "target_field": entry.data.get("target_field", "normalized"),
-                    **dict(entry.data.get("settings") or {})}
+        recorded = entry.settings_recorded()
         changes: dict[str, Any] = {}
         for name in RECORDED_SETTINGS:
             if name not in recorded:
@@ -77,7 +75,7 @@ class RunOptions(RunOptionFields):
                 value = tuple(value or ())
             mine = getattr(self, name)
             if name in self.explicit and mine != value:
-                how = ("was set to" if name in PACE_SETTINGS and entry.data.get("pace_changes")
+                how = ("was set to" if name in PACE_SETTINGS and entry.pace_changed
                        else "was started with")
                 # A pace is changed on the run itself, and the resume carries it on.
                 leave = (f"leave the option out; to change its pace first: "

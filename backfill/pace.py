@@ -1,26 +1,23 @@
 """A run's pace, which an operator may change while it goes on: its write rate and how
 many batches it has in flight (`backfill_control.py set`).
 
-The control writes the new values on the run's ledger entry (`pace`, with who and when;
-`pace_changes`, every change; the run's settings, so that a resume carries them on).
-Every task reads them with its control poll and applies them here: a sharded run's
+The control (backfill.control) writes the new values on the run's ledger entry, with who
+and when, and in the run's settings, so that a resume carries them on. Every task reads
+them with its control poll and applies them here: a sharded run's
 tasks each take their share of the rate, as they do at the start.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from backfill.control import rate_shown
 from backfill.limits import MAX_PARALLEL_BATCHES
 from backfill.ratelimit import MIN_WRITES_PER_SECOND, WriteRateLimiter, workable_rate
 
-WRITES_PER_SECOND, PARALLEL_BATCHES = "writes_per_second", "parallel_batches"
-
-
-def rate_shown(writes_per_second: float) -> str:
-    return "unpaced" if writes_per_second <= 0 else f"{writes_per_second:g} writes/s"
+if TYPE_CHECKING:
+    from backfill.ledger import Pace
 
 
 def _rate(value: Any) -> float | None:
@@ -51,11 +48,11 @@ class LivePace:
         with self._lock:
             return self._parallel_batches
 
-    def apply(self, pace: Mapping[str, Any]) -> str | None:
+    def apply(self, pace: Pace) -> str | None:
         """Apply the values of a `pace` as the control wrote it; returns what is now
         applied, said as a line (None: nothing in it to apply)."""
         said: list[str] = []
-        given = pace.get(WRITES_PER_SECOND)
+        given = pace.writes_per_second
         rate = _rate(given)
         if given is not None and rate is None:
             said.append(f"write rate {given!r} ignored (it cannot work: 0, unpaced, or at "
@@ -65,7 +62,7 @@ class LivePace:
             mine = f" (this task's share: {rate_shown(rate / self.share)})" \
                 if self.share > 1 and rate > 0 else ""
             said.append(f"{rate_shown(rate)}{mine}")
-        batches = _batches(pace.get(PARALLEL_BATCHES))
+        batches = _batches(pace.parallel_batches)
         if batches is not None:
             with self._lock:
                 self._parallel_batches = batches

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 from backfill.clock import utc_now
 from backfill.errors import ConfigurationError
-from backfill.ledger import Ledger, LedgerEntry
+from backfill.ledger import Ledger, RunEntry
 from backfill.limits import RESUME_LATEST
 from backfill.options import RunOptions
 from backfill.ranges import Shard
@@ -34,8 +34,8 @@ class RunPlan:
     options: RunOptions  # with a resumed run's recorded settings
     field: TargetField
     shard: Shard | None = None
-    resumed: LedgerEntry | None = None  # the run carried on (a shard's: found on joining)
-    undone: LedgerEntry | None = None  # the backfill run an exact undo undoes
+    resumed: RunEntry | None = None  # the run carried on (a shard's: found on joining)
+    undone: RunEntry | None = None  # the backfill run an exact undo undoes
 
     @property
     def mode(self) -> str:
@@ -51,9 +51,9 @@ def given_target_field(options: RunOptions) -> TargetField | None:
     return None if options.target_field is None else parse_target_field(options.target_field)
 
 
-def recorded_target_field(given: TargetField | None, entry: LedgerEntry) -> TargetField:
+def recorded_target_field(given: TargetField | None, entry: RunEntry) -> TargetField:
     """The field a run wrote; an explicit --target-field must say the same."""
-    recorded = TargetField(str(entry.data.get("target_field", DEFAULT_TARGET_FIELD)))
+    recorded = TargetField(entry.target_field)
     if given is not None and given != recorded:
         raise ConfigurationError(f"run {entry.run_id} wrote {recorded.path}, not "
                                  f"{given.path} (--target-field or {TARGET_FIELD_VARIABLE})")
@@ -82,7 +82,7 @@ def _new(tool: str, options: RunOptions, shard: Shard | None, run_id: str) -> Ru
     return RunPlan(tool, run_id, options, field, shard)
 
 
-def _carry_on(tool: str, options: RunOptions, entry: LedgerEntry) -> RunPlan:
+def _carry_on(tool: str, options: RunOptions, entry: RunEntry) -> RunPlan:
     """The run `entry` again, with its recorded settings (its target field among them;
     an option that contradicts one is refused there)."""
     carried = options.carrying_on(entry)
@@ -95,7 +95,7 @@ def _resume(tool: str, options: RunOptions, ledger: Ledger) -> RunPlan:
     collection, with the settings it recorded."""
     wanted = None if options.resume == RESUME_LATEST else options.resume
     entry = ledger.find_resumable(tool, options.collection, wanted)
-    if "shard_count" in entry.data:
+    if entry.sharded:
         raise ConfigurationError(f"run {entry.run_id} is sharded: resume each unfinished "
                                  "shard with --resume RUN_ID --shard INDEX/COUNT")
     return _carry_on(tool, options, entry)
@@ -107,9 +107,9 @@ def _named(tool: str, options: RunOptions, ledger: Ledger) -> RunPlan:
     entry = ledger.find_resumable(tool, options.collection, options.job_id, named=True)
     if entry is None:
         return _new(tool, options, None, options.job_id)
-    if "shard_count" in entry.data:
+    if entry.sharded:
         raise ConfigurationError(
-            f"run {entry.run_id} is sharded ({entry.data['shard_count']} shards): give its "
+            f"run {entry.run_id} is sharded ({entry.shard_count} shards): give its "
             "shard with --shard INDEX/COUNT")
     return _carry_on(tool, options, entry)
 
@@ -125,8 +125,8 @@ def _undoing(plan: RunPlan, ledger: Ledger) -> RunPlan:
     undo_run_id = plan.options.undo_run_id
     assert undo_run_id is not None
     undone = ledger.get(undo_run_id)
-    if undone is None or undone.data.get("tool") != "backfill" or \
-            undone.data.get("collection") != plan.options.collection:
+    if undone is None or undone.tool != "backfill" or \
+            undone.collection != plan.options.collection:
         raise ConfigurationError(f"no backfill run {undo_run_id!r} of collection "
                                  f"{plan.options.collection!r} in the ledger (--list-runs)")
     field = recorded_target_field(given_target_field(plan.options), undone)

@@ -27,8 +27,6 @@ class RunStatus(StrEnum):
 
 
 UNFINISHED = (RunStatus.RUNNING, RunStatus.INTERRUPTED, RunStatus.FAILED)
-# What a control can still act on: a run (or a sharded run) whose tasks may be running.
-CONTROLLABLE = (RunStatus.RUNNING, RunStatus.SHARDED)
 
 
 class GateState(StrEnum):

@@ -15,7 +15,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
@@ -27,7 +27,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.batch import WriteBatch
 
 from backfill.clock import utc_now
-from backfill.control import STOP, RunControl
+from backfill.control import RunControl, standing_stop
 from backfill.cost import CostEstimate, RunShape, estimate
 from backfill.errors import BackfillError, DatabaseError, RunInterrupted
 from backfill.fence import Fence
@@ -35,7 +35,7 @@ from backfill.health_url import parse_health_urls
 from backfill.jobs import Job
 from backfill.journal import Journal
 from backfill.lease import Lease, LeaseLost
-from backfill.ledger import Ledger, LedgerEntry, restore
+from backfill.ledger import Ledger, LedgerEntry, Pace, restore
 from backfill.lifecycle import Outcome, RunLife, not_begun
 from backfill.logs import LOG_FILE_NAME, flush_run_log, run_log
 from backfill.notify import notify, run_message
@@ -181,10 +181,10 @@ class PaceListener:
                  log: logging.Logger) -> None:
         self.pace, self.say, self.log = pace, say, log
 
-    def __call__(self, change: Mapping[str, Any]) -> None:
+    def __call__(self, change: Pace) -> None:
         applied = self.pace.apply(change)
         if applied is not None:
-            line = f"🎚  Pace set by {change.get('by', 'someone')}: {applied}"
+            line = f"🎚  Pace set by {change.by or 'someone'}: {applied}"
             self.say(line)
             self.log.info("%s", line)
 
@@ -312,7 +312,7 @@ class WritingRun:
         self.target = replace(self.target, collection=plan.options.collection)
         if plan.resumed is not None:
             say(f"↩️  Resuming run {plan.run_id} ({plan.resumed.status}, {plan.mode} of "
-                f"collection {self.target.collection}): {where_it_stands(plan.resumed.data)}")
+                f"collection {self.target.collection}): {where_it_stands(plan.resumed)}")
         if plan.undone is not None:
             say(f"⏪ Undoing exactly run {plan.undone.run_id} ({plan.undone.status}, "
                 f"started {plan.undone.data.get('started_at')}) from its journal")
@@ -389,9 +389,7 @@ class WritingRun:
         assert plan is not None
         entry = self.ledger.get(plan.run_id) if self.shard is not None else plan.resumed
         self._entry_at_start = entry
-        if entry is None or entry.data.get("control") != STOP:
-            return None
-        return str(entry.data.get("control_by") or "someone")
+        return standing_stop(entry)
 
     def _take_lease(self, first_record: Callable[[WriteBatch], None] | None,
                     stopped_by: str | None, log: logging.Logger,
@@ -482,7 +480,7 @@ class WritingRun:
             restore(stats, resumed)
             self.reporter.said("↩️  Continuing " + (
                 f"each of its {len(stats.parts)} parts after its own checkpoint "
-                f"({where_it_stands(resumed.data)})" if stats.parts and len(stats.parts) > 1
+                f"({where_it_stands(resumed)})" if stats.parts and len(stats.parts) > 1
                 else f"after {stats.checkpoint or 'the beginning'}"))
         return start
 
@@ -650,7 +648,7 @@ class WritingRun:
     def _watching(self, gate: Gate, ledger: Ledger | None, run_id: str,
                   opened: Callable[[], None] | None,
                   first_look: LedgerEntry | None, stop_cleared: bool,
-                  on_pace: Callable[[Mapping[str, Any]], None]) -> Iterator[None]:
+                  on_pace: Callable[[Pace], None]) -> Iterator[None]:
         """The backend's health (--throttle-url) and the run's control field, each probed
         in a thread of its own while the run goes on; the control's first poll once the
         run's entry is written (`opened`). `first_look`: the run's entry as read when this

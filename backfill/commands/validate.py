@@ -147,15 +147,14 @@ def read_recorded_run(validation: Validation, ledger: Ledger, run_id: str,
     if entry is None:
         raise ConfigurationError(
             f"no run {run_id!r} in the ledger {validation.run.ledger_collection!r}")
-    recorded = entry.data
-    if entry.data.get("tool") == "backfill":
+    if entry.tool == "backfill":
         validation.field = recorded_target_field(given_field, entry)
     console.say(f"📒 {headline(entry)}")
-    parts = ledger.shards(run_id) if "shard_count" in recorded else [entry]
-    recorded["shards"] = [p.data for p in parts] if "shard_count" in recorded else None
+    parts = ledger.shards(run_id) if entry.sharded else [entry]
     for progress in parts:
-        console.say(f"   {progress_line(progress, recorded)}")
-    validation.recorded = recorded
+        console.say(f"   {progress_line(progress, entry)}")
+    validation.recorded = {**entry.recorded(),
+                           "shards": [p.recorded() for p in parts] if entry.sharded else None}
 
 
 def measured_coverage(validation: Validation) -> Coverage:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from backfill.ledger import LedgerEntry
+from backfill.ledger import RunEntry
 from backfill.run_view import Outlook, last_minute_rate, outlook_line, outlook_of, whole_run
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
@@ -26,8 +26,8 @@ def test_a_young_run_s_rate_counts_from_its_start() -> None:
 
 
 def test_a_running_part_has_a_percentage_and_an_eta() -> None:
-    part = LedgerEntry({"status": "running", "counts": {"processed": 250}, "total": 1000,
-                        "recent": [at(10, 0), at(0, 250)]}, NOW)
+    part = RunEntry.parse({"status": "running", "counts": {"processed": 250}, "total": 1000,
+                           "recent": [at(10, 0), at(0, 250)]}, NOW)
     outlook = outlook_of(part)
     assert (outlook.percent, outlook.per_second, outlook.eta_seconds) == (25.0, 25.0, 30.0)
     assert outlook_line(outlook) == ("25.0% of 1,000; 25.0 items/s over the last minute; "
@@ -35,9 +35,9 @@ def test_a_running_part_has_a_percentage_and_an_eta() -> None:
 
 
 def test_a_held_part_says_what_it_waits_on_and_gives_no_eta() -> None:
-    part = LedgerEntry({"status": "running", "state": "throttled", "total": 10,
-                        "held_because": "http://app/health answered 503",
-                        "counts": {"processed": 5}, "recent": [at(5, 5)]}, NOW)
+    part = RunEntry.parse({"status": "running", "state": "throttled", "total": 10,
+                           "held_because": "http://app/health answered 503",
+                           "counts": {"processed": 5}, "recent": [at(5, 5)]}, NOW)
     assert outlook_line(outlook_of(part)).endswith(
         "; waiting on: throttled: http://app/health answered 503 (no ETA while held)")
 
