@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 from backfill.errors import BackfillError, ConfigurationError
 from backfill.ledger import Ledger, Pace, RunEntry
@@ -162,7 +161,7 @@ class RunControl:
 
     def __init__(self, ledger: Ledger, run_id: str, gate: Gate, stop: StopRequest,
                  say: Callable[[str], None], poll_seconds: float = CONTROL_POLL_SECONDS,
-                 first_look: Mapping[str, Any] | None = None,
+                 first_look: RunEntry | None = None,
                  before_polls: Callable[[], None] | None = None,
                  on_pace: Callable[[Pace], None] = lambda pace: None) -> None:
         """`first_look`: the run's entry as just read (a resume, a shard: the run may have
@@ -173,7 +172,7 @@ class RunControl:
         self.ledger, self.run_id, self.gate, self.stop = ledger, run_id, gate, stop
         self.say = say
         self.poll_seconds = poll_seconds
-        self.first_look = None if first_look is None else RunEntry.parse(first_look)
+        self.first_look = first_look
         self.before_polls = before_polls
         self.on_pace = on_pace
         self._pace_seen: Pace | None = None

@@ -135,7 +135,7 @@ def uncounted_since_ns(entry: LedgerEntry, options: RunOptions) -> int:
     run's journal may hold writes its ledger never counted: its last progress record,
     less the longest a batch may have been in flight then (its retries included)."""
     try:
-        recorded = datetime.fromisoformat(str(entry.data.get("updated_at")))
+        recorded = datetime.fromisoformat(str(entry.updated_at))
     except ValueError:
         return 0
     in_flight = 2 * options.max_retry_seconds + 60
@@ -315,7 +315,7 @@ class WritingRun:
                 f"collection {self.target.collection}): {where_it_stands(plan.resumed)}")
         if plan.undone is not None:
             say(f"⏪ Undoing exactly run {plan.undone.run_id} ({plan.undone.status}, "
-                f"started {plan.undone.data.get('started_at')}) from its journal")
+                f"started {plan.undone.started_at}) from its journal")
         say(f"📦 Batch size: {plan.options.batch_size}")  # a resumed run's, as recorded
         say(f"🏷  Field: {plan.field.path}")
         return self.counted() if wait_for_count else True
@@ -601,7 +601,7 @@ class WritingRun:
         plan = self.plan
         assert plan is not None
         reopened = None if resumed is None else ledger.reopen_record(
-            stats, resumed.data.get("stopped_because"))
+            stats, resumed.stopped_because)
         if self.shard is not None:  # its lease was taken before it joined its run
             if reopened is not None:
                 ledger.commit(reopened)
@@ -656,6 +656,8 @@ class WritingRun:
         before the first write, with the stop an operator's --resume cleared, and the
         pace an operator set (`on_pace` applies it)."""
         options = self.options
+        if first_look is not None and stop_cleared:
+            first_look = replace(first_look, control=None)
         with contextlib.ExitStack() as stack:
             if options.throttle_url:
                 stack.enter_context(HealthWatch(HealthCheck(
@@ -665,10 +667,7 @@ class WritingRun:
                 stack.enter_context(RunControl(ledger, run_id, gate, self.stop,
                                                self.reporter.said,
                                                poll_seconds=options.control_poll_seconds,
-                                               first_look=None if first_look is None else {
-                                                   **first_look.data,
-                                                   **({"control": None} if stop_cleared
-                                                      else {})},
+                                               first_look=first_look,
                                                before_polls=opened, on_pace=on_pace))
             yield
 

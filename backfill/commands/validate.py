@@ -296,10 +296,10 @@ def environment_read(run: RunOptions, ledger: Ledger, run_id: str | None,
     if "environment" in run.explicit:
         return run.environment, run.environment
     entries = ([ledger.get(run_id)] if run_id is not None else
-               [entry for entry in ledger.runs() if entry.data.get("collection") == collection])
+               [entry for entry in ledger.runs() if entry.collection == collection])
     for entry in entries:
-        if entry is not None and entry.data.get("environment"):
-            found = str(entry.data["environment"])
+        if entry is not None and entry.environment:
+            found = entry.environment
             return found, f"{found}, as run {entry.run_id} recorded it"
     return None, "environment not given (--environment)"
 
