@@ -1,10 +1,21 @@
-"""The Firestore machinery the scripts share: target and client, paging, writing with
-preconditions, retries, the run ledger, a writing run's life, statistics and the log.
+"""The Firestore machinery the scripts share, in layers (each imports only from those
+below it):
 
-The normalizer (a pure package beside this one) knows nothing of Firestore. In this
-package only the edge knows click: `cli.py` (options, confirmation, signals, typed errors
-to exit codes) and `console.py` (what the operator sees); the engine raises typed errors
-and reports through the Reporter of `writing_run.py`.
+- the edge, the only modules that know click: `commands/` (one click command per tool:
+  options, confirmation, printing), `cli.py` (the options built from `option_specs.py`,
+  signals, typed errors to exit codes) and `console.py` (what the operator sees);
+- a run: `writing_run.py` (the loop of one run) over `lifecycle.py` (its statuses'
+  moves), `plan.py` (which run this is), `control.py` (pause, continue, stop, set),
+  `run_view.py` (how a run is shown);
+- the engine: `runner.py` (pages, decisions, writes, checkpoints), `jobs.py`,
+  `journal.py`, `ledger.py` (the run entry's one owner), `lease.py`, `writer.py`,
+  `pager.py`, `retry.py`, `ratelimit.py`;
+- leaves: `clock.py`, `identity.py`, `limits.py`, `ranges.py`, `fence.py`, `status.py`,
+  `errors.py`.
+
+The normalizer (a pure package beside this one) knows nothing of Firestore. The engine
+raises typed errors and reports through the Reporter of `writing_run.py`; a run returns
+an `Outcome`, which only the CLI turns into an exit code.
 """
 
 from backfill.logs import defer_warnings
