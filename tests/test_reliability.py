@@ -106,6 +106,7 @@ def test_counts_are_exact_across_kills_the_runs_own_writes_are_its_updates(
 
 
 @pytest.mark.slow
+@pytest.mark.paced  # the default pace keeps the run going while the database goes away
 def test_the_database_going_away_is_fatal_then_resumable(db: Database,
                                                           proxy: TcpProxy) -> None:
     db.seed(make_wardrobe(1000))
@@ -114,7 +115,8 @@ def test_the_database_going_away_is_fatal_then_resumable(db: Database,
     wait_for(log, "Batch 3:")
     # A progress record has landed (they are written in the background, at most once a
     # second): there is a checkpoint to keep when the database goes away.
-    eventually(lambda: ledger(db)[0].get("parts"), "a progress record in the ledger")
+    eventually(lambda: any(part.get("checkpoint") for part in ledger(db)[0].get("parts") or []),
+               "a progress record with a checkpoint in the ledger")
     proxy.go_down()
     assert process.wait(timeout=120) == 3
     err = log.read_text()
