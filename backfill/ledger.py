@@ -288,12 +288,6 @@ class Ledger:
 
         call_with_retry(write, self.policy, "writing the run ledger")
 
-    def start(self, stats: RunStats, arguments: dict[str, Any], settings: dict[str, Any],
-              mode: str) -> None:
-        """A new run's entry, on its own."""
-        self._write(self._ref(stats), self._entry(stats, arguments, settings, mode),
-                    create=True)
-
     def _entry(self, stats: RunStats, arguments: dict[str, Any], settings: dict[str, Any],
                mode: str) -> dict[str, Any]:
         return {**self._header(stats, arguments, settings, mode), **who(), "resumed_at": [],

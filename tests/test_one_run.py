@@ -150,7 +150,8 @@ def test_an_undo_restores_exactly_its_runs_own_writes(db: Database) -> None:
     stats = RunStats(run_id="bf-a", tool="backfill", environment="development",
                      dry_run=False, project=db.project, database="(default)",
                      collection=db.collection)
-    Ledger(db.client, DEFAULT_LEDGER_COLLECTION, policy).start(stats, {}, {}, "backfill")
+    ledger_ = Ledger(db.client, DEFAULT_LEDGER_COLLECTION, policy)
+    ledger_.commit(ledger_.first_record(stats, {}, {}, "backfill"))
     journal = Journal(db.client, DEFAULT_LEDGER_COLLECTION, "bf-a", policy)
     Runner(db.client, db.collection, AnotherRunGetsThereFirst(db, set(others)),
            RunSettings(batch_size=20, journal=journal)).run(stats, lambda _: None)
