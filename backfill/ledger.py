@@ -24,6 +24,7 @@ from google.cloud.firestore_v1.batch import WriteBatch
 from backfill.clock import iso, utc_now
 from backfill.errors import BackfillError, ConfigurationError
 from backfill.identity import signed_by, who
+from backfill.lifecycle import RunLife
 from backfill.ranges import Part
 from backfill.retry import (
     CALL_SECONDS,
@@ -339,12 +340,15 @@ class Ledger:
         if len(shards) < run.shard_count or \
                 any(s.status != RunStatus.COMPLETED for s in shards):
             return False
+        if run.status == RunStatus.COMPLETED:  # another shard, finishing too, got there
+            return True
         counts: dict[str, int] = {}
         for shard in shards:
             for name, value in shard.counts.items():
                 counts[name] = counts.get(name, 0) + int(value)
         self._write(self.collection.document(run_id), {
-            "status": RunStatus.COMPLETED, "counts": counts, "finished_at": iso(utc_now())})
+            "status": RunLife(run.status).shards_completed(), "counts": counts,
+            "finished_at": iso(utc_now())})
         return True
 
     def join_sharded(self, stats: RunStats, arguments: dict[str, Any],
@@ -363,7 +367,7 @@ class Ledger:
             fields = {**self._header(stats, arguments, settings, mode),
                       "shard_count": shard.count,
                       "boundaries": boundaries, "boundary_method": method,
-                      "status": RunStatus.SHARDED}
+                      "status": RunLife().shard_joined()}
 
             def create_unless_there() -> None:
                 # Another task may be first: then its boundaries are the run's.
