@@ -1,6 +1,6 @@
 """The one vocabulary of a run's life, shared by the ledger, the console and the control.
 
-A run's status moves only along these lines (backfill.writing_run makes every move):
+A run's status moves only along these lines (backfill.lifecycle checks every move):
 
     running -> completed     every item was seen (item errors or not)
     running -> interrupted   a signal (SIGINT, SIGTERM) or the control's stop

@@ -1,11 +1,11 @@
 """A writing run's whole life, in one object: it opens (a new run, a resume, a shard
 joining its run, an undo), runs, and ends in exactly one of the ways `RunStatus` names,
-each with its reason, set here and nowhere else.
+each with its reason, every move made through backfill.lifecycle.
 
 The run prints nothing: it tells a `Reporter` (the console implements it) what it says,
-each batch done, each change of its gate, and how it finished. The CLI around it parses
-options, asks for confirmation, turns signals into a `StopRequest` and maps the typed
-errors this raises to exit codes.
+each batch done, each change of its gate, and how it finished. It returns an `Outcome`
+or raises the typed error of an early end; the CLI around it parses options, asks for
+confirmation, turns signals into a `StopRequest` and maps both to exit codes.
 """
 
 from __future__ import annotations
