@@ -44,9 +44,16 @@ FORMAT = 2  # previous values encoded (see encode)
 JOURNAL_DOCUMENT_BUDGET = 800_000
 MAX_JOURNALED_BYTES = 700_000
 _ENTRY_OVERHEAD = 80  # its ID's quotes, the fingerprint, the position key
-# How long after its journal document a batch's write may land: its commit's retries
-# (two budgets of the default 120 s) and a minute more.
-LANDING_WINDOW_SECONDS = 2 * 120 + 60
+
+
+def longest_in_flight(max_retry_seconds: float) -> float:
+    """How long after its journal document a batch's write may still land: its commit's
+    retries (two budgets) and a minute more."""
+    return 2 * max_retry_seconds + 60
+
+
+# What an undo assumes of a run it cannot ask: the default retry budget.
+LANDING_WINDOW_SECONDS = longest_in_flight(RetryPolicy().max_total_wait)
 
 
 def fingerprint(value: Any) -> str:

@@ -33,7 +33,7 @@ from backfill.errors import BackfillError, DatabaseError, RunInterrupted
 from backfill.fence import Fence
 from backfill.health_url import parse_health_urls
 from backfill.jobs import Job
-from backfill.journal import Journal
+from backfill.journal import Journal, longest_in_flight
 from backfill.lease import Lease, LeaseLost
 from backfill.ledger import Ledger, LedgerEntry, Pace, restore
 from backfill.lifecycle import Outcome, RunLife, not_begun
@@ -138,8 +138,7 @@ def uncounted_since_ns(entry: LedgerEntry, options: RunOptions) -> int:
         recorded = datetime.fromisoformat(str(entry.updated_at))
     except ValueError:
         return 0
-    in_flight = 2 * options.max_retry_seconds + 60
-    return int((recorded.timestamp() - in_flight) * 1e9)
+    return int((recorded.timestamp() - longest_in_flight(options.max_retry_seconds)) * 1e9)
 
 
 @dataclass
@@ -239,12 +238,12 @@ class BatchListener:
         if self.session.opening is not None:
             self.session.opening.result()
         counted = run.total if self.total is None else self.total
+        stats.total = planned(counted, options.limit)
         if self.advance is None:  # the stats count this batch already: the bar not yet
             self.advance = self.shown.enter_context(run.reporter.progress(
-                planned(counted, options.limit), stats.processed - outcome.processed))
+                stats.total, stats.processed - outcome.processed))
         self.session.clock.count()
         run.counted_items = counted
-        stats.total = planned(counted, options.limit)
         stats.note_progress()
         if self.ledger is not None and not outcome.last:  # the final record follows
             self.ledger.record(stats)

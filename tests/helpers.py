@@ -7,13 +7,17 @@ tool gets, in-process (the autouse fixture in conftest) and as a subprocess.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
 import random
 import shlex
 import socket
 import string
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -220,3 +224,52 @@ class Backend:
         self.server.shutdown()
         self.server.server_close()
 
+
+# A run slow enough to act on while it goes on: 40 writes/s from the start, one cursor.
+SLOW_RUN = ("--batch-size", "20", "--parallel-reads", "1", "--initial-writes-per-second",
+            "40", "--max-writes-per-second", "40")
+
+
+def ledger_entry(db: Database, run_id: str) -> dict[str, Any]:
+    """A run's ledger document, as the database holds it."""
+    return dict(db.documents(DEFAULT_LEDGER_COLLECTION)[run_id])
+
+
+def leases(db: Database) -> list[dict[str, Any]]:
+    return [e for e in db.documents(DEFAULT_LEDGER_COLLECTION).values()
+            if e.get("kind") == "lease"]
+
+
+class Terminal:
+    """A tool with stdin, stdout and stderr on a pseudo-terminal of 40 rows and 160
+    columns (a new one has 0 columns), as in the app's console: what a person sees."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.leader, follower = pty.openpty()
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+        self.process = subprocess.Popen(argv, cwd=REPO, env=env, stdin=follower,
+                                        stdout=follower, stderr=follower)
+        os.close(follower)
+        self.screen = b""
+
+    def read_until(self, text: bytes) -> None:
+        while text not in self.screen:
+            self.screen += os.read(self.leader, 65536)
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.leader, keys)
+
+    def finish(self, timeout: float = 120) -> tuple[int, str]:
+        """Everything drawn until the tool closes the terminal; its exit code."""
+        try:
+            while True:
+                try:
+                    chunk = os.read(self.leader, 65536)
+                except OSError:  # EIO: the other end closed
+                    break
+                if not chunk:
+                    break
+                self.screen += chunk
+        finally:
+            os.close(self.leader)
+        return self.process.wait(timeout=timeout), self.screen.decode(errors="replace")

@@ -4,8 +4,6 @@ emulator."""
 
 from __future__ import annotations
 
-import os
-import pty
 import signal
 import subprocess
 import sys
@@ -14,10 +12,9 @@ import pytest
 
 from backfill.cli import CONFIRMATION_PROMPT
 from backfill.errors import ExitCode
-from backfill.ledger import DEFAULT_LEDGER_COLLECTION
 from backfill.logs import LOG_FILE_NAME
 from tests.conftest import Database
-from tests.helpers import REPO, SCRIPT, start, wait_for
+from tests.helpers import REPO, SCRIPT, SLOW_RUN, Terminal, leases, ledger_entry, start, wait_for
 from tools.sample_data import make_wardrobe
 
 
@@ -57,24 +54,11 @@ def test_ctrl_c_at_the_yes_prompt_says_so_on_a_line_of_its_own(db: Database) -> 
     assert db.update_times() == before
 
 
-SLOW = ("--batch-size", "20", "--parallel-reads", "1", "--initial-writes-per-second", "40",
-        "--max-writes-per-second", "40")
-
-
-def ledger_entry(db: Database, run_id: str) -> dict:
-    return db.documents(DEFAULT_LEDGER_COLLECTION)[run_id]
-
-
-def leases(db: Database) -> list[dict]:
-    return [e for e in db.documents(DEFAULT_LEDGER_COLLECTION).values()
-            if e.get("kind") == "lease"]
-
-
 def test_sighup_ends_the_run_as_sigterm_does(db: Database) -> None:
     """Before: `kill -HUP` (the terminal closed, the ssh session dropped) killed the run
     with exit 129: the ledger still `running`, the lease held, no resume command."""
     db.seed(make_wardrobe(400))
-    process, stderr = start(db, db.env, "--job-id", "bf-hup", *SLOW)
+    process, stderr = start(db, db.env, "--job-id", "bf-hup", *SLOW_RUN)
     wait_for(stderr, "Batch 2:")
     process.send_signal(signal.SIGHUP)
     assert process.wait(timeout=60) == ExitCode.INTERRUPTED, stderr.read_text()
@@ -93,7 +77,7 @@ def test_a_console_that_is_gone_does_not_fail_the_run(db: Database) -> None:
     db.seed(make_wardrobe(300))
     process = subprocess.Popen(
         [sys.executable, SCRIPT, "--yes", "--quiet", "--output-dir", str(db.output_dir),
-         "--job-id", "bf-pipe", *SLOW], cwd=REPO, env=db.env, stdout=subprocess.PIPE,
+         "--job-id", "bf-pipe", *SLOW_RUN], cwd=REPO, env=db.env, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT)
     assert process.stdout is not None
     seen = [process.stdout.readline() for _ in range(7)]  # `| head -7`
@@ -114,28 +98,12 @@ def test_ctrl_d_at_the_yes_prompt_says_so_on_a_line_of_its_own(db: Database) -> 
     the terminal's standard input ended (Ctrl-D) instead of a typed line."""
     db.seed(make_wardrobe(20))
     before = db.update_times()
-    leader, follower = pty.openpty()
-    process = subprocess.Popen(
-        [sys.executable, SCRIPT, "--environment", "production", "--quiet", "--output-dir",
-         str(db.output_dir)], cwd=REPO, env=db.env, stdin=follower, stdout=follower,
-        stderr=follower)
-    os.close(follower)
-    screen = b""
-    try:
-        while b"Type 'YES'" not in screen:
-            screen += os.read(leader, 65536)
-        os.write(leader, b"\x04")  # Ctrl-D at the start of the line: end of input
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # EIO: the other end closed
-                break
-            if not chunk:
-                break
-            screen += chunk
-    finally:
-        os.close(leader)
-    assert process.wait(timeout=30) == ExitCode.ITEM_ERRORS  # aborted at the prompt
-    lines = screen.decode().replace("\r", "").splitlines()
+    terminal = Terminal([sys.executable, SCRIPT, "--environment", "production", "--quiet",
+                         "--output-dir", str(db.output_dir)], db.env)
+    terminal.read_until(b"Type 'YES'")
+    terminal.type(b"\x04")  # Ctrl-D at the start of the line: end of input
+    code, screen = terminal.finish(timeout=30)
+    assert code == ExitCode.ITEM_ERRORS  # aborted at the prompt
+    lines = screen.replace("\r", "").splitlines()
     assert "❌ Aborted: nothing was written (the answer was not YES)." in lines, lines
     assert db.update_times() == before

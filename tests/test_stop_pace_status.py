@@ -16,23 +16,18 @@ from backfill.ledger import DEFAULT_LEDGER_COLLECTION
 from run_backfill_production import main as backfill
 from scripts.backfill_rollback import main as rollback
 from tests.conftest import Database
-from tests.helpers import control, eventually, start, wait_for
+from tests.helpers import (
+    SLOW_RUN,
+    control,
+    eventually,
+    leases,
+    ledger_entry,
+    start,
+    wait_for,
+)
 from tools.sample_data import make_wardrobe
 
 pytestmark = pytest.mark.paced  # the tools keep their own pace here
-
-SLOW = ("--batch-size", "20", "--parallel-reads", "1", "--initial-writes-per-second", "40",
-        "--max-writes-per-second", "40")
-
-
-def entry(db: Database, run_id: str) -> dict:
-    return db.documents(DEFAULT_LEDGER_COLLECTION)[run_id]
-
-
-def leases(db: Database) -> list[dict]:
-    return [e for e in db.documents(DEFAULT_LEDGER_COLLECTION).values()
-            if e.get("kind") == "lease"]
-
 
 @pytest.mark.slow
 def test_a_stop_after_the_pace_was_cut_is_obeyed_within_the_poll_and_status_says_so(
@@ -40,7 +35,7 @@ def test_a_stop_after_the_pace_was_cut_is_obeyed_within_the_poll_and_status_says
     """Before: at 0.5 writes/s the batches in flight kept waiting for their rate slot
     (40 s each), the run went on long after the stop, and status said `ETA`."""
     db.seed(make_wardrobe(400))
-    process, log = start(db, db.env, "--job-id", "bf-cut", *SLOW,
+    process, log = start(db, db.env, "--job-id", "bf-cut", *SLOW_RUN,
                          "--control-poll-seconds", "3")
     wait_for(log, "Batch 2:")
     assert control(db, "set", "--writes-per-second", "0.5", "bf-cut").exit_code == 0
@@ -53,7 +48,7 @@ def test_a_stop_after_the_pace_was_cut_is_obeyed_within_the_poll_and_status_says
     assert process.wait(timeout=60) == ExitCode.INTERRUPTED, log.read_text()
     # The control's poll (3 s) and one batch's commit, not the slots' 40 s.
     assert time.monotonic() - stopped < 10, log.read_text()
-    recorded = entry(db, "bf-cut")
+    recorded = ledger_entry(db, "bf-cut")
     assert recorded["status"] == "interrupted"
     assert recorded["stopped_because"].startswith("stopped by ")
     assert leases(db) == []
@@ -64,7 +59,7 @@ def test_sigterm_while_a_stop_stands_still_ends_with_the_final_record(db: Databa
     """Before: a SIGTERM after a Ctrl-C was taken for a second Ctrl-C: exit at once, the
     ledger left `running`, the lease held, no summary, no resume command."""
     db.seed(make_wardrobe(400))
-    process, log = start(db, db.env, "--job-id", "bf-term", *SLOW)
+    process, log = start(db, db.env, "--job-id", "bf-term", *SLOW_RUN)
     wait_for(log, "Batch 2:")
     process.send_signal(signal.SIGINT)
     process.send_signal(signal.SIGTERM)
@@ -72,7 +67,7 @@ def test_sigterm_while_a_stop_stands_still_ends_with_the_final_record(db: Databa
     text = log.read_text()
     assert "SIGTERM: the run is stopping already (SIGINT)" in text, text
     assert "To continue from the checkpoint:" in text and "--resume bf-term" in text, text
-    recorded = entry(db, "bf-term")
+    recorded = ledger_entry(db, "bf-term")
     assert recorded["status"] == "interrupted" and recorded["stopped_because"] == "SIGINT"
     assert leases(db) == []
 
@@ -105,7 +100,7 @@ def test_a_recorded_rate_that_cannot_work_never_blocks_a_resume(db: Database) ->
     """Before: the resume crashed (OverflowError, exit 1) every time, `set` on the
     interrupted run was refused and a resume with another rate was refused too."""
     db.seed(make_wardrobe(200))
-    process, log = start(db, db.env, "--job-id", "bf-tiny", *SLOW)
+    process, log = start(db, db.env, "--job-id", "bf-tiny", *SLOW_RUN)
     wait_for(log, "Batch 1:")
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) == ExitCode.INTERRUPTED, log.read_text()
@@ -130,7 +125,7 @@ def test_a_recorded_rate_that_cannot_work_never_blocks_a_resume(db: Database) ->
     resumed = db.invoke(backfill, ["--resume", "bf-tiny", "--yes"])
     assert resumed.exit_code == 0, resumed.output
     db.assert_normalized()
-    assert entry(db, "bf-tiny")["status"] == "completed"
+    assert ledger_entry(db, "bf-tiny")["status"] == "completed"
 
 
 @pytest.mark.slow
@@ -139,7 +134,7 @@ def test_status_shares_and_times_what_the_run_will_do_at_the_pace_in_force(
     """Before: `% of 600` for a run limited to 200, and right after `set` cut the pace to
     2 writes/s an ETA of seconds, at the last minute's 40 items/s."""
     db.seed(make_wardrobe(600))
-    process, log = start(db, db.env, "--job-id", "bf-lim", "--limit", "200", *SLOW,
+    process, log = start(db, db.env, "--job-id", "bf-lim", "--limit", "200", *SLOW_RUN,
                          "--control-poll-seconds", "0.2")
     wait_for(log, "Batch 2:")
     shown = eventually(lambda: (s := control(db, "status", "bf-lim").stdout) and
@@ -156,14 +151,14 @@ def test_status_shares_and_times_what_the_run_will_do_at_the_pace_in_force(
     assert left / 2 * 0.9 <= eta <= left / 2 * 1.1, shown
     assert control(db, "set", "--writes-per-second", "0", "bf-lim").exit_code == 0
     assert process.wait(timeout=60) == 0, log.read_text()
-    assert entry(db, "bf-lim")["total"] == 200
+    assert ledger_entry(db, "bf-lim")["total"] == 200
 
 
 @pytest.mark.slow
 def test_status_without_a_run_id_counts_the_pause_going_on(db: Database) -> None:
     """Before: `paused 0.0s` 3 s into a pause, when no RUN_ID was given."""
     db.seed(make_wardrobe(400))
-    process, log = start(db, db.env, "--job-id", "bf-held", *SLOW,
+    process, log = start(db, db.env, "--job-id", "bf-held", *SLOW_RUN,
                          "--control-poll-seconds", "0.2")
     wait_for(log, "Batch 2:")
     assert control(db, "pause").exit_code == 0
@@ -266,7 +261,7 @@ def test_the_control_says_when_a_task_obeys_as_the_run_polls(db: Database) -> No
     """Before: "Every task obeys within 10 seconds" (and "applies it within 10 seconds"),
     while a task reads its control every 5 s by default."""
     db.seed(make_wardrobe(400))
-    process, log = start(db, db.env, "--job-id", "bf-say", *SLOW)
+    process, log = start(db, db.env, "--job-id", "bf-say", *SLOW_RUN)
     wait_for(log, "Batch 1:")
     paused = control(db, "pause", "bf-say")
     assert paused.stdout == ("Run bf-say: pause requested: nothing new is read or written "

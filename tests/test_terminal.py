@@ -3,20 +3,14 @@ stderr is a TTY and the progress bar is drawn, as in the app's console."""
 
 from __future__ import annotations
 
-import fcntl
-import os
-import pty
 import re
 import signal
-import struct
-import subprocess
 import sys
-import termios
 
 import pytest
 
-from tests.conftest import REPO, Database
-from tests.helpers import SCRIPT, printed_resume, start, wait_for
+from tests.conftest import Database
+from tests.helpers import SCRIPT, Terminal, printed_resume, start, wait_for
 from tools.sample_data import make_wardrobe
 
 pytestmark = pytest.mark.slow  # every test here takes a second or more
@@ -25,28 +19,9 @@ pytestmark = pytest.mark.slow  # every test here takes a second or more
 BAR_COUNT = re.compile(r"(\d+)/(\d+) \[")
 
 
-def in_terminal(db: Database, argv: list[str], timeout: float = 120) -> tuple[int, str]:
-    """Run `argv` with stdin, stdout and stderr on a pseudo-terminal; its exit code and
-    everything it drew."""
-    leader, follower = pty.openpty()
-    # A terminal of 40 rows and 160 columns (a new pseudo-terminal has none: 0 columns).
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
-    process = subprocess.Popen(argv, cwd=REPO, env=db.env,
-                               stdin=follower, stdout=follower, stderr=follower)
-    os.close(follower)
-    chunks = []
-    try:
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # EIO: the other end closed
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(leader)
-    return process.wait(timeout=timeout), b"".join(chunks).decode(errors="replace")
+def in_terminal(db: Database, argv: list[str]) -> tuple[int, str]:
+    """Run `argv` on a pseudo-terminal; its exit code and everything it drew."""
+    return Terminal(argv, db.env).finish()
 
 
 def bar_counts(screen: str) -> list[tuple[int, int]]:
