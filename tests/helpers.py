@@ -190,6 +190,20 @@ def changed_documents(before: dict[str, Any], after: dict[str, Any]) -> set[str]
             if before.get(doc_id) != after.get(doc_id)}
 
 
+def serve(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    """An HTTP server of the tests' own on a free loopback port, answering in threads of
+    its own until `stop_serving`."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def stop_serving(server: ThreadingHTTPServer) -> None:
+    server.shutdown()
+    server.server_close()
+
+
 class Backend:
     """The app's health endpoint: healthy, failing (503) or slow, as the test says."""
 
@@ -221,8 +235,7 @@ class Backend:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        stop_serving(self.server)
 
 
 # A run slow enough to act on while it goes on: 40 writes/s from the start, one cursor.

@@ -11,7 +11,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -19,7 +19,16 @@ import pytest
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION
 from backfill.logs import LOG_FILE_NAME
 from tests.conftest import Database
-from tests.helpers import REPO, SCRIPT, dead_address, printed_resume, start, wait_for
+from tests.helpers import (
+    REPO,
+    SCRIPT,
+    dead_address,
+    printed_resume,
+    serve,
+    start,
+    stop_serving,
+    wait_for,
+)
 from tools.sample_data import make_wardrobe
 
 SECRET_PATH = "/services/T0001/B0002/pathSECRETxyz"
@@ -50,16 +59,13 @@ class Webhook:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve(Handler)
         self.host = f"127.0.0.1:{self.server.server_address[1]}"
         self.url = f"http://{self.host}{SECRET_PATH}?{SECRET_QUERY}"
 
     def close(self) -> None:
         self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
+        stop_serving(self.server)
 
 
 @pytest.fixture

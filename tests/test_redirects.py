@@ -6,15 +6,15 @@ emulator, with the tools as an operator types them and both servers served here.
 from __future__ import annotations
 
 import base64
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from backfill.errors import ExitCode
 from run_backfill_production import main as backfill
 from tests.conftest import Database
+from tests.helpers import serve, stop_serving
 from tools.sample_data import make_wardrobe
 
 CREDENTIALS = "ops:hunter2"
@@ -49,14 +49,11 @@ class Server:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve(Handler)
         self.origin = f"http://127.0.0.1:{self.server.server_port}"
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        stop_serving(self.server)
 
 
 @pytest.fixture
