@@ -7,11 +7,14 @@ below it):
 - a run: `writing_run.py` (the loop of one run) over `lifecycle.py` (its statuses'
   moves), `plan.py` (which run this is), `control.py` (pause, continue, stop, set),
   `run_view.py` (how a run is shown);
-- the engine: `runner.py` (pages, decisions, writes, checkpoints), `jobs.py`,
-  `journal.py`, `ledger.py` (the run entry's one owner), `lease.py`, `writer.py`,
-  `pager.py`, `retry.py`, `ratelimit.py`;
-- leaves: `clock.py`, `identity.py`, `limits.py`, `ranges.py`, `fence.py`, `status.py`,
-  `errors.py`.
+- the engine: `runner.py` (pages, decisions, writes, checkpoints) over `batch.py` (the
+  contract with a job: its decisions, a batch's outcome), `jobs.py`, `journal.py`,
+  `ledger.py` (the run entry's one owner; a dry run's `NoRecord` records nothing),
+  `lease.py`, `writer.py`, `pager.py`, `retry.py`, `ratelimit.py`;
+- leaves: `clock.py`, `identity.py`, `limits.py` (the defaults and limits the options
+  share), `volume.py`, `ranges.py`, `fence.py`, `status.py`, `errors.py`.
+
+No chain of imports among these modules is more than 8 deep.
 
 The normalizer (a pure package beside this one) knows nothing of Firestore. The engine
 raises typed errors and reports through the Reporter of `writing_run.py`; a run returns

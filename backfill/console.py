@@ -13,13 +13,13 @@ from typing import Any
 import click
 from tqdm import tqdm
 
+from backfill.batch import BatchOutcome
 from backfill.health_url import parse_health_urls
 from backfill.invocation import typed
 from backfill.log_format import fields_for_next_line, record
 from backfill.notify import shown_urls
 from backfill.option_specs import RUN_SPECS, option_name
 from backfill.options import RunOptions
-from backfill.runner import BatchOutcome
 from backfill.stats import RunStats
 from backfill.status import GateState, RunStatus
 from backfill.target import Target

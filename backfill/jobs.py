@@ -1,15 +1,17 @@
-"""What each writing tool does to one document: the only tool-specific part of a run."""
+"""What each writing tool does to one document (the Job of `batch.py`): the only
+tool-specific part of a run."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from google.cloud import firestore
 from google.cloud.firestore_v1 import DELETE_FIELD
 
+from backfill.batch import Decision, PageSource
 from backfill.clock import utc_now
 from backfill.journal import LANDING_WINDOW_SECONDS, Journal, fingerprint, written_at_ns
 from backfill.pager import read_documents, snapshot_data
@@ -19,44 +21,12 @@ from backfill.where import Condition, holds
 from normalizer import (
     ABSENT,
     SOURCE_FIELD_PATHS,
-    Report,
     analyze_item,
     build_normalized,
     describe,
     is_up_to_date,
     stored_value,
 )
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What to write on one document (None: nothing, it is fine as it is)."""
-
-    doc_id: str
-    fields: dict[str, Any] | None  # field path -> new value (or DELETE_FIELD)
-    report: Report | None = None
-    problem: str | None = None  # nothing is written, and the item is listed as an error
-    # The item was counted in an earlier batch of this run (an undo meets an item once
-    # per journal entry): this decision is carried out, not counted again.
-    repeat: bool = False
-
-
-# Pages a job brings itself, each with its checkpoint, read after a given checkpoint.
-PageSource = Callable[[str | None], Iterator[tuple[list[Any], str]]]
-
-
-class Job(Protocol):
-    tool: str
-    target: TargetField
-    read_fields: tuple[str, ...]  # the field mask for reads: only what decide() needs
-    journaled: bool  # whether a run journals the target's previous values
-
-    def decide(self, doc_id: str, data: dict[str, Any]) -> Decision: ...
-
-    def page_source(self, client: firestore.Client, collection: str,
-                    policy: RetryPolicy) -> PageSource | None:
-        """Where the job's pages come from; None: from scanning the collection."""
-        ...
 
 
 def hostile_parent(target: TargetField, data: Mapping[str, Any]) -> str | None:

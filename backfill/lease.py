@@ -44,6 +44,8 @@ from backfill.clock import iso, utc_now
 from backfill.errors import BackfillError, DatabaseError, ExitCode
 from backfill.identity import who
 from backfill.invocation import typed
+from backfill.limits import HEARTBEAT_SECONDS as HEARTBEAT_SECONDS
+from backfill.limits import LEASE_TIMEOUT_SECONDS as LEASE_TIMEOUT_SECONDS
 from backfill.names import LEASE_PREFIX
 from backfill.process_identity import ProcessIdentity
 from backfill.retry import (
@@ -57,8 +59,6 @@ from backfill.status import StopRequest
 
 # A holder whose heartbeat is older than this is taken to be gone. It is several
 # heartbeats long, so a busy or briefly cut-off run keeps its lease.
-LEASE_TIMEOUT_SECONDS = 120.0
-HEARTBEAT_SECONDS = 15.0
 BEATS = "beats"
 CALL_TIMEOUT_SECONDS = 10.0
 MAX_ATTEMPTS = 10

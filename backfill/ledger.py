@@ -25,6 +25,8 @@ from backfill.clock import iso, utc_now
 from backfill.errors import BackfillError, ConfigurationError
 from backfill.identity import signed_by, who
 from backfill.lifecycle import RunLife
+from backfill.limits import DEFAULT_LEDGER_COLLECTION as DEFAULT_LEDGER_COLLECTION
+from backfill.limits import DEFAULT_TARGET_FIELD
 from backfill.ranges import Part
 from backfill.retry import (
     CALL_SECONDS,
@@ -35,10 +37,8 @@ from backfill.retry import (
 )
 from backfill.stats import RunStats
 from backfill.status import UNFINISHED, GateState, RunStatus
-from backfill.target_field import DEFAULT_TARGET_FIELD
 from normalizer import NORMALIZED_VERSION
 
-DEFAULT_LEDGER_COLLECTION = "_backfill_runs"
 SHARDS = "shards"  # a sharded run's subcollection: one progress document per shard
 # The ledger keeps this many item errors in full (a document holds at most 1 MiB); the
 # stats file of each run session has every one.
@@ -478,6 +478,54 @@ class Ledger:
                 return entry
         raise ConfigurationError(f"no unfinished {tool} run of collection {collection!r} "
                                  "to resume")
+
+
+
+def _nothing(batch: WriteBatch) -> None:
+    """A record that puts nothing into its batch."""
+
+
+class NoRecord:
+    """A dry run's ledger: the same calls as a Ledger's for a run, each recording nothing;
+    a shard joins no run (its boundaries are computed, not recorded)."""
+
+    policy: RetryPolicy | None = None
+
+    def first_record(self, stats: RunStats, arguments: dict[str, Any],
+                     settings: dict[str, Any], mode: str) -> Callable[[WriteBatch], None]:
+        return _nothing
+
+    def reopen_record(self, stats: RunStats,
+                      earlier_reason: str | None) -> Callable[[WriteBatch], None]:
+        return _nothing
+
+    def last_record(self, stats: RunStats) -> Callable[[WriteBatch], None]:
+        return _nothing
+
+    def commit(self, add: Callable[[WriteBatch], None]) -> None:
+        pass
+
+    def set_state(self, stats: RunStats) -> None:
+        pass
+
+    def record(self, stats: RunStats) -> None:
+        pass
+
+    def flush(self, drop_pending: bool = False) -> None:
+        pass
+
+    def complete_if_all_shards_are(self, run_id: str) -> bool:
+        return False
+
+    def join_sharded(self, stats: RunStats, arguments: dict[str, Any],
+                     settings: dict[str, Any], mode: str,
+                     compute_boundaries: Callable[[], tuple[list[str], str]],
+                     ) -> tuple[list[str], LedgerEntry | None]:
+        return compute_boundaries()[0], None
+
+
+# What a run records itself in: the ledger, or nothing (a dry run).
+RunRecord = Ledger | NoRecord
 
 
 def restore(stats: RunStats, entry: LedgerEntry) -> None:

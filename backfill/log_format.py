@@ -19,7 +19,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-LOG_FORMATS = ("auto", "text", "json")
+from backfill.limits import LOG_FORMATS as LOG_FORMATS
+
 COLLECTOR_VARIABLES = ("CLOUD_RUN_JOB", "KUBERNETES_SERVICE_HOST")
 LABELS = "logging.googleapis.com/labels"
 # A line's severity, from how the console starts it.

@@ -17,10 +17,6 @@ from pathlib import Path
 from backfill.errors import ConfigurationError
 
 MAX_ID_BYTES = 1500
-# A plain field name: no quoting needed in a field path, nothing Firestore reserves; and
-# how deep a field path (--target-field, --where) may go.
-PLAIN_SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
-MAX_DEPTH = 8
 _DATABASE = re.compile(r"[a-z][a-z0-9-]{2,61}[a-z0-9]")
 _PROJECT = re.compile(r"(?:[a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]")
 

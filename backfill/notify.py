@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from backfill.health_url import call, parse_health_url
+from backfill.limits import NOTIFY_TIMEOUT_SECONDS as NOTIFY_TIMEOUT_SECONDS
 from backfill.stats import RunStats
 from backfill.status import RunStatus
 
-NOTIFY_TIMEOUT_SECONDS = 5.0
 NOTIFY_TRIES = 2
 NOTIFY_OPTION = "--notify-url (or BACKFILL_NOTIFY_URL)"
 

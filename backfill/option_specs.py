@@ -16,20 +16,24 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from backfill.lease import HEARTBEAT_SECONDS, LEASE_TIMEOUT_SECONDS
-from backfill.ledger import DEFAULT_LEDGER_COLLECTION
 from backfill.limits import (
     CONTROL_POLL_SECONDS,
+    DEFAULT_COLLECTION,
+    DEFAULT_DATABASE,
+    DEFAULT_LEDGER_COLLECTION,
     DEFAULT_PARALLEL_BATCHES,
+    DEFAULT_TARGET_FIELD,
+    ENVIRONMENTS,
+    HEARTBEAT_SECONDS,
+    LEASE_TIMEOUT_SECONDS,
+    LOG_FORMATS,
     MAX_PARALLEL_BATCHES,
+    MAX_SHARDS,
+    NOTIFY_TIMEOUT_SECONDS,
+    RAMP_START,
     RESUME_LATEST,
+    TARGET_FIELD_VARIABLE,
 )
-from backfill.log_format import LOG_FORMATS
-from backfill.notify import NOTIFY_TIMEOUT_SECONDS
-from backfill.ratelimit import RAMP_START
-from backfill.shards import MAX_SHARDS
-from backfill.target import DEFAULT_COLLECTION, DEFAULT_DATABASE, ENVIRONMENTS
-from backfill.target_field import DEFAULT_TARGET_FIELD, TARGET_FIELD_VARIABLE
 
 HERE = Path(".")
 # --max-retry-seconds: a day is longer than any outage worth waiting out in one run (and

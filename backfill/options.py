@@ -21,7 +21,7 @@ from backfill.option_specs import (
     Whole,
     option_name,
 )
-from backfill.ratelimit import workable_rate
+from backfill.ratelimit import workable_number
 from backfill.retry import RetryPolicy
 from backfill.where import Condition, parse_where
 
@@ -112,15 +112,11 @@ class RunOptions(RunOptionFields):
 
 
 def _workable(name: str, value: Any) -> bool:
-    """Whether a pace read back from the ledger can work (an older version, or a hand,
-    may have recorded one that cannot): as the options' own limits say."""
+    """Whether a pace read back from the ledger can work, as the options' own limits say."""
     kind = SPEC[name].kind
     if isinstance(kind, Whole):
-        return isinstance(value, int) and not isinstance(value, bool) and \
-            (kind.low is None or kind.low <= value) and (kind.high is None or value <= kind.high)
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return False
-    return workable_rate(value) and (value > 0 or name == "max_writes_per_second")
+        return workable_number(value, whole=True, low=kind.low, high=kind.high)
+    return workable_number(value, zero=name == "max_writes_per_second")
 
 
 def _set_command(name: str, value: Any, run_id: str) -> str:

@@ -10,30 +10,14 @@ tasks each take their share of the rate, as they do at the start.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from backfill.control import rate_shown
 from backfill.limits import MAX_PARALLEL_BATCHES
-from backfill.ratelimit import MIN_WRITES_PER_SECOND, WriteRateLimiter, workable_rate
+from backfill.ratelimit import MIN_WRITES_PER_SECOND, WriteRateLimiter, workable_number
 
 if TYPE_CHECKING:
     from backfill.ledger import Pace
-
-
-def _rate(value: Any) -> float | None:
-    """A write rate as recorded, if it is one that can work (the entry may have been
-    edited by hand, or written by an older version that took 1e-300)."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and \
-            workable_rate(value):
-        return float(value)
-    return None
-
-
-def _batches(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and \
-            1 <= value <= MAX_PARALLEL_BATCHES:
-        return value
-    return None
 
 
 class LivePace:
@@ -53,7 +37,7 @@ class LivePace:
         applied, said as a line (None: nothing in it to apply)."""
         said: list[str] = []
         given = pace.writes_per_second
-        rate = _rate(given)
+        rate = float(given) if workable_number(given) else None
         if given is not None and rate is None:
             said.append(f"write rate {given!r} ignored (it cannot work: 0, unpaced, or at "
                         f"least {MIN_WRITES_PER_SECOND:g} writes/s)")
@@ -62,7 +46,8 @@ class LivePace:
             mine = f" (this task's share: {rate_shown(rate / self.share)})" \
                 if self.share > 1 and rate > 0 else ""
             said.append(f"{rate_shown(rate)}{mine}")
-        batches = _batches(pace.parallel_batches)
+        batches = pace.parallel_batches if workable_number(
+            pace.parallel_batches, whole=True, low=1, high=MAX_PARALLEL_BATCHES) else None
         if batches is not None:
             with self._lock:
                 self._parallel_batches = batches

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Generic, TypeAlias, TypeVar
 
+from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import BaseQuery
 from google.cloud.firestore_v1.collection import CollectionReference
 from google.cloud.firestore_v1.document import DocumentSnapshot
@@ -20,6 +21,7 @@ from google.cloud.firestore_v1.field_path import FieldPath
 
 from backfill.ranges import Part
 from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_timeout, call_with_retry
+from backfill.target_field import Parent, TargetField
 
 T = TypeVar("T")
 DOCUMENT_ID = FieldPath.document_id()  # "__name__"
@@ -216,3 +218,29 @@ def empty_collection_message(client: Any, target: Any, policy: RetryPolicy) -> s
     return (f"Collection {target.collection!r} is empty or does not exist in project "
             f"{target.project}, database {target.database}. Collections there: "
             f"{', '.join(names) if names else '(none)'}")
+
+
+def with_parents(client: firestore.Client, snaps: Sequence[DocumentSnapshot],
+                 target: TargetField, fields: Sequence[str],
+                 policy: RetryPolicy) -> list[dict[str, Any]]:
+    """Each snapshot's data; where the mask left the target's parent unseen, completed
+    with the document's whole top-level parent field (one read for all of them). After
+    this, `target.parent(data, masked=False)` is exact. (A document changed between the
+    two reads is written with the first read's update_time, so its write is refused.)
+    `fields`: the mask the snapshots were read with."""
+    datas = [snapshot_data(snap) if snap.exists else {} for snap in snaps]
+    if not target.nested or target.top in fields:  # the whole parent was read already
+        return datas
+    unseen = [i for i, (snap, data) in enumerate(zip(snaps, datas, strict=True))
+              if snap.exists and target.parent(data)[0] is Parent.UNSEEN]
+    if not unseen:
+        return datas
+    fresh = {snap.id: snap for snap in read_documents(
+        client, [snaps[i].reference for i in unseen], (target.top,), policy,
+        "reading the parent of the target field")}
+    for i in unseen:
+        snap = fresh.get(snaps[i].id)
+        parent = snapshot_data(snap) if snap is not None and snap.exists else {}
+        if target.top in parent:
+            datas[i] = {**datas[i], target.top: parent[target.top]}
+    return datas

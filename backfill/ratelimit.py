@@ -14,15 +14,16 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from backfill.errors import STOPPED_ON_REQUEST, RunInterrupted
+from backfill.limits import MIN_WRITES_PER_SECOND as MIN_WRITES_PER_SECOND
+from backfill.limits import RAMP_PERIOD_SECONDS as RAMP_PERIOD_SECONDS
+from backfill.limits import RAMP_START as RAMP_START
 
-RAMP_START = 500.0
 RAMP_FACTOR = 1.5
-RAMP_PERIOD_SECONDS = 300.0
 # The slowest rate that works: a batch of 500 waits at most 5,000 s for its turn (any
 # slower and a run would seem dead; 1e-300 overflowed the wait). 0 turns pacing off.
-MIN_WRITES_PER_SECOND = 0.1
 STOP_POLL_SECONDS = 0.1  # how soon a write waiting for its turn sees the run's stop
 
 
@@ -31,6 +32,18 @@ def workable_rate(writes_per_second: float) -> bool:
     finite rate of at least MIN_WRITES_PER_SECOND."""
     return writes_per_second == 0 or (
         MIN_WRITES_PER_SECOND <= writes_per_second < float("inf"))
+
+
+def workable_number(value: Any, *, zero: bool = True, low: float | None = None,
+                    high: float | None = None, whole: bool = False) -> bool:
+    """Whether a pace read back (the ledger, a control) can work: a number (not a bool;
+    whole where `whole`), within [low, high]; a rate when no bounds are given (0 only
+    where `zero`). An older version, or a hand, may have recorded one that cannot."""
+    if isinstance(value, bool) or not isinstance(value, int if whole else int | float):
+        return False
+    if whole or low is not None or high is not None:
+        return (low is None or low <= value) and (high is None or value <= high)
+    return workable_rate(value) and (zero or value > 0)
 
 
 def _steps_to(initial: float, ceiling: float) -> int:

@@ -19,18 +19,17 @@ from google.cloud import firestore
 from google.cloud.firestore_v1 import DELETE_FIELD
 from google.cloud.firestore_v1.document import DocumentReference, DocumentSnapshot
 
-from backfill.cost import WriteVolume, index_entries, storage_bytes
+from backfill.batch import SAMPLES_PER_BATCH, BatchOutcome, Decision, Job
 from backfill.errors import STOPPED_ON_REQUEST, RunInterrupted
 from backfill.fence import Fence
-from backfill.jobs import Decision, Job
 from backfill.journal import Journal, journal_entry, too_large_to_journal
 from backfill.limits import DEFAULT_PARALLEL_BATCHES, MAX_PARALLEL_BATCHES
-from backfill.pager import iter_pages, part_pages, prefetched, read_documents
+from backfill.pager import iter_pages, part_pages, prefetched, read_documents, with_parents
 from backfill.ranges import Part
 from backfill.ratelimit import WriteRateLimiter
 from backfill.retry import RetryPolicy
 from backfill.stats import RunStats
-from backfill.target_field import with_parents
+from backfill.volume import WriteVolume, index_entries, storage_bytes
 from backfill.where import Condition, holds, narrowed
 from backfill.writer import Write, WriteResult, WritesStopped, WriteStatus, commit_writes
 from normalizer import ABSENT
@@ -38,29 +37,9 @@ from normalizer import ABSENT
 T = TypeVar("T")
 # How often an item that the app keeps editing is re-read and written again.
 MAX_CONFLICT_ROUNDS = 3
-SAMPLES_PER_BATCH = 3
 JOURNAL_ENTRY_BYTES = 60  # of a journal entry, beside its ID and previous value
 # A document to write: as read, its data (parent included where needed), the decision.
 ToWrite = tuple[DocumentSnapshot, dict[str, Any], Decision]
-
-
-@dataclass
-class BatchOutcome:
-    number: int
-    first_id: str
-    last_id: str
-    processed: int = 0
-    written: int = 0  # in a dry run: would be written
-    skipped: int = 0
-    vanished: int = 0
-    left_subset: int = 0  # changed by the app out of the run's --where before written
-    conflicts_retried: int = 0
-    errors: list[tuple[str, str]] = field(default_factory=list)
-    decisions: dict[str, Decision] = field(default_factory=dict)  # final, per document
-    samples: list[Decision] = field(default_factory=list)  # a few writes, for dry-run output
-    part: int | None = None  # with parallel reads: which part of the range the page is from
-    volume: WriteVolume = field(default_factory=WriteVolume)  # a dry run's: backfill.cost
-    last: bool = False  # no batch comes after it (the run's final record comes next)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import Any
 from google.cloud import firestore
 
 from backfill.errors import ConfigurationError
+from backfill.limits import MAX_SHARDS as MAX_SHARDS
 from backfill.pager import KEYS_ONLY, PAGE_TIMEOUT_SECONDS, read_page
 from backfill.ranges import Part, Shard
 from backfill.retry import NO_LIBRARY_RETRY, RetryPolicy, call_timeout
@@ -36,7 +37,6 @@ KEY_SPACE = "key_space"
 
 # The boundaries of a sharded run live in its ledger document (1 MiB at most), and each
 # shard has a progress document: a thousand shards is far beyond any useful parallelism.
-MAX_SHARDS = 1000
 _SHARD = re.compile(r"([0-9]{1,4})/([0-9]{1,4})", re.ASCII)
 
 

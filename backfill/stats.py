@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from backfill.clock import file_stamp, iso, utc_now
-from backfill.cost import WriteVolume
 from backfill.ranges import Part, Shard
 from backfill.status import GateState, RunStatus
+from backfill.volume import WriteVolume
 from normalizer import FACETS, NORMALIZED_VERSION, Report
 
 RATE_WINDOW = timedelta(minutes=1)

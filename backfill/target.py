@@ -30,13 +30,13 @@ import grpc
 from google.cloud import firestore
 
 from backfill.errors import ConfigurationError
+from backfill.limits import DEFAULT_COLLECTION as DEFAULT_COLLECTION
+from backfill.limits import DEFAULT_DATABASE as DEFAULT_DATABASE
+from backfill.limits import ENVIRONMENTS as ENVIRONMENTS
 from backfill.names import check_project
 from backfill.retry import renew_channel_when_stuck
 
-ENVIRONMENTS = ("development", "staging", "production")
 CREDENTIALS_JSON_VARIABLE = "FIRESTORE_CREDENTIALS_JSON"
-DEFAULT_COLLECTION = "wardrobe"
-DEFAULT_DATABASE = "(default)"
 # The split service-account variables: required ones first, then the optional ones.
 FIREBASE_KEY_VARIABLES = {
     "FIREBASE_PRIVATE_KEY": "private_key",

@@ -10,22 +10,16 @@ for their top-level parent only (see `with_parents`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from google.cloud import firestore
-from google.cloud.firestore_v1.document import DocumentSnapshot
-
 from backfill.errors import ConfigurationError
-from backfill.names import MAX_DEPTH, PLAIN_SEGMENT
-from backfill.pager import read_documents, snapshot_data
-from backfill.retry import RetryPolicy
+from backfill.limits import DEFAULT_TARGET_FIELD as DEFAULT_TARGET_FIELD
+from backfill.limits import MAX_DEPTH, PLAIN_SEGMENT
+from backfill.limits import TARGET_FIELD_VARIABLE as TARGET_FIELD_VARIABLE
 from normalizer import SOURCE_FIELD_PATHS, stored_value
-
-DEFAULT_TARGET_FIELD = "normalized"
-TARGET_FIELD_VARIABLE = "BACKFILL_TARGET_FIELD"
 
 
 class Parent(Enum):
@@ -89,30 +83,3 @@ def parse_target_field(text: str) -> TargetField:
                 f"--target-field {text!r} overlaps the source field {source!r}: writing "
                 "there would replace what the app wrote")
     return TargetField(text)
-
-
-def with_parents(client: firestore.Client, snaps: Sequence[DocumentSnapshot],
-                 target: TargetField, fields: Sequence[str],
-                 policy: RetryPolicy) -> list[dict[str, Any]]:
-    """Each snapshot's data; where the mask left the target's parent unseen, completed
-    with the document's whole top-level parent field (one read for all of them). After
-    this, `target.parent(data, masked=False)` is exact. (A document changed between the
-    two reads is written with the first read's update_time, so its write is refused.)
-    `fields`: the mask the snapshots were read with."""
-    datas = [snapshot_data(snap) if snap.exists else {} for snap in snaps]
-    if not target.nested or target.top in fields:  # the whole parent was read already
-        return datas
-    unseen = [i for i, (snap, data) in enumerate(zip(snaps, datas, strict=True))
-              if snap.exists and target.parent(data)[0] is Parent.UNSEEN]
-    if not unseen:
-        return datas
-    fresh = {snap.id: snap for snap in read_documents(
-        client, [snaps[i].reference for i in unseen], (target.top,), policy,
-        "reading the parent of the target field")}
-    for i in unseen:
-        snap = fresh.get(snaps[i].id)
-        parent = snapshot_data(snap) if snap is not None and snap.exists else {}
-        if target.top in parent:
-            datas[i] = {**datas[i], target.top: parent[target.top]}
-    return datas
-

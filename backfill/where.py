@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from backfill.errors import ConfigurationError
-from backfill.names import MAX_DEPTH, PLAIN_SEGMENT
+from backfill.limits import MAX_DEPTH, PLAIN_SEGMENT
 from normalizer import ABSENT, stored_value
 
 Q = TypeVar("Q")

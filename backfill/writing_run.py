@@ -26,16 +26,16 @@ from typing import Any, Protocol
 from google.cloud import firestore
 from google.cloud.firestore_v1.batch import WriteBatch
 
+from backfill.batch import BatchOutcome, Job
 from backfill.clock import utc_now
 from backfill.control import RunControl, standing_stop
 from backfill.cost import CostEstimate, RunShape, estimate
 from backfill.errors import BackfillError, DatabaseError, RunInterrupted
 from backfill.fence import Fence
 from backfill.health_url import parse_health_urls
-from backfill.jobs import Job
 from backfill.journal import Journal, longest_in_flight
 from backfill.lease import Lease, LeaseLost
-from backfill.ledger import Ledger, LedgerEntry, Pace, restore
+from backfill.ledger import Ledger, LedgerEntry, NoRecord, Pace, RunRecord, restore
 from backfill.lifecycle import Outcome, RunLife, not_begun
 from backfill.logs import LOG_FILE_NAME, flush_run_log, run_log
 from backfill.notify import notify, run_message
@@ -47,7 +47,7 @@ from backfill.ranges import Shard
 from backfill.ratelimit import WriteRateLimiter
 from backfill.retry import RetryPolicy
 from backfill.run_view import where_it_stands
-from backfill.runner import BatchOutcome, Runner, RunSettings
+from backfill.runner import Runner, RunSettings
 from backfill.shards import compute_boundaries, shard_range, split_range
 from backfill.stats import RunStats
 from backfill.status import GateState, RunStatus, StopRequest
@@ -193,9 +193,9 @@ class GateListener:
     the lease is held and the entry written (a run that did not begin says why at its
     end instead)."""
 
-    def __init__(self, stats: RunStats, reporter: Reporter, ledger: Ledger | None,
+    def __init__(self, stats: RunStats, reporter: Reporter, record: RunRecord,
                  log: logging.Logger, opening: Future[None] | None) -> None:
-        self.stats, self.reporter, self.ledger = stats, reporter, ledger
+        self.stats, self.reporter, self.record = stats, reporter, record
         self.log, self.opening = log, opening
 
     def __call__(self, state: GateState, why: str | None) -> None:
@@ -203,9 +203,8 @@ class GateListener:
             return
         self.stats.state, self.stats.held_because = state, why
         self.log.warning("%s", self.reporter.gate_changed(state, why))
-        if self.ledger is not None:
-            with contextlib.suppress(BackfillError):
-                self.ledger.set_state(self.stats)
+        with contextlib.suppress(BackfillError):
+            self.record.set_state(self.stats)
 
 
 @dataclass
@@ -225,9 +224,9 @@ class BatchListener:
     """Each batch done: counted, recorded, shown. Nothing is said or recorded before the
     count and the lease; the progress display starts with the first batch."""
 
-    def __init__(self, run: WritingRun, session: Session, ledger: Ledger | None,
+    def __init__(self, run: WritingRun, session: Session, record: RunRecord,
                  total: int | None, shown: contextlib.ExitStack, log: logging.Logger) -> None:
-        self.run, self.session, self.ledger = run, session, ledger
+        self.run, self.session, self.record = run, session, record
         self.total, self.shown, self.log = total, shown, log
         self.advance: Callable[[int], None] | None = None
 
@@ -245,8 +244,8 @@ class BatchListener:
         self.session.clock.count()
         run.counted_items = counted
         stats.note_progress()
-        if self.ledger is not None and not outcome.last:  # the final record follows
-            self.ledger.record(stats)
+        if not outcome.last:  # the final record follows
+            self.record.record(stats)
         self.advance(outcome.processed)
         gate = self.session.gate
         self.log.info("%s", run.reporter.batch_done(
@@ -360,7 +359,7 @@ class WritingRun:
         assert plan is not None, "open() first"
         options = self.options
         if options.dry_run:
-            return self._run(ledger=None, stopped_by=None)
+            return self._run(NoRecord(), stopped_by=None)
         stopped_by = self._standing_stop()
         if stopped_by is not None and options.resume is None:
             self.reporter.said(
@@ -376,7 +375,7 @@ class WritingRun:
                            timeout_seconds=options.lease_timeout_seconds, engine=self.engine,
                            shard=str(self.shard) if self.shard else None)
         try:
-            return self._run(ledger=self.ledger, stopped_by=stopped_by)
+            return self._run(self.ledger, stopped_by=stopped_by)
         finally:
             self._give_lease_back()
 
@@ -409,24 +408,24 @@ class WritingRun:
         """The lease given back (once), with `also` in the same commit (Lease.give_back)."""
         return self.lease is not None and self.lease.give_back(also)
 
-    def _run(self, ledger: Ledger | None, stopped_by: str | None) -> Outcome:
+    def _run(self, record: RunRecord, stopped_by: str | None) -> Outcome:
         """Start or resume, iterate, end: the run's one loop (job-iteration's shape)."""
         stats = self.stats = self._new_stats()
         if self.shard is not None and not self.counted():
             return not_begun("nothing to do: the collection is empty")
         with run_log(self.options.output_dir, stats.tool, stats.run_id) as log:
             self.log = log
-            start = self._starting_point(stats, ledger, stopped_by, log)
+            start = self._starting_point(stats, record, stopped_by, log)
             if start.resumed is not None and start.resumed.status == RunStatus.COMPLETED:
                 self.reporter.said(
                     f"✅ {'Shard ' + str(self.shard) + ' of run' if self.shard else 'Run'} "
                     f"{stats.run_id} is already completed: nothing to do")
                 return not_begun("already completed")
-            life = RunLife(None if start.resumed is None or ledger is None
+            life = RunLife(None if start.resumed is None or self.options.dry_run
                            else start.resumed.status)
             life.resume() if life.status is not None else life.begin()
-            session = self._session(stats, ledger, start, stopped_by, log)
-            failure, extra = self._iterate(session, ledger, start, stopped_by, log, life)
+            session = self._session(stats, record, start, stopped_by, log)
+            failure, extra = self._iterate(session, record, start, stopped_by, log, life)
             began = self._began(session.opening)
             if isinstance(began, NothingToDo):
                 log.info("nothing to do: the collection is empty")
@@ -435,7 +434,7 @@ class WritingRun:
                 log.error("%s", began)
                 raise began
             session.clock.count()
-            self._end(stats, life, ledger, log, extra, session.journal,
+            self._end(stats, life, record, log, extra, session.journal,
                       database_failed=isinstance(failure, DatabaseError))
         if isinstance(failure, RunInterrupted):
             failure.said = True  # one line per early end: the summary's
@@ -451,7 +450,7 @@ class WritingRun:
                         database=target.database, collection=target.collection,
                         shard=self.shard, target_field=plan.field.path)
 
-    def _starting_point(self, stats: RunStats, ledger: Ledger | None,
+    def _starting_point(self, stats: RunStats, record: RunRecord,
                         stopped_by: str | None, log: logging.Logger) -> StartingPoint:
         """Which entry the run carries on (a resume's, a shard's run), and a shard's range
         and count; a resumed run's counts and checkpoint restored into `stats`."""
@@ -459,22 +458,22 @@ class WritingRun:
         assert plan is not None
         start = StartingPoint(resumed=plan.resumed)
         if shard is not None:
-            if ledger is not None:  # a shard joins its run's entry behind the lease
+            if self.lease is not None:  # a shard joins its run's entry behind the lease
                 try:
                     self._take_lease(None, stopped_by, log)
                 except BackfillError as error:
                     log.error("%s", error)
                     raise
-            boundaries, joined = self._join_shard(stats, ledger,
+            boundaries, joined = self._join_shard(stats, record,
                                                   options.settings(plan.field.path))
-            start.resumed = joined if ledger is not None else start.resumed
+            start.resumed = start.resumed if options.dry_run else joined
             start.from_id, start.before_id = shard_range(boundaries, shard)
             start.total = count_documents(id_range(self._items(options), start.from_id,
                                                    start.before_id), options.policy)
             self.reporter.said(f"🧩 Shard {shard}: IDs from {start.from_id or 'the start'} "
                                f"to before {start.before_id or 'the end'}: {start.total} items")
         resumed = start.resumed
-        if resumed is not None and ledger is not None and \
+        if resumed is not None and not options.dry_run and \
                 resumed.status != RunStatus.COMPLETED:
             restore(stats, resumed)
             self.reporter.said("↩️  Continuing " + (
@@ -483,7 +482,7 @@ class WritingRun:
                 else f"after {stats.checkpoint or 'the beginning'}"))
         return start
 
-    def _session(self, stats: RunStats, ledger: Ledger | None, start: StartingPoint,
+    def _session(self, stats: RunStats, record: RunRecord, start: StartingPoint,
                  stopped_by: str | None, log: logging.Logger) -> Session:
         """This session's job, journal, settings, gate and pace, and its opening (the lease
         and the first record, taken while the first pages are read)."""
@@ -498,29 +497,29 @@ class WritingRun:
         self._journaled = job.journaled
         if self.recovery is not None:  # the production run's way back, as checked
             self.recovery.add_done_callback(lambda check: log.info("%s", check.result()))
-        journal = self._journal(job, stats, ledger, start.resumed)
+        journal = self._journal(job, stats, record, start.resumed)
         built = replace(run_settings(job, options, self.client, target.collection, stats,
                                      start.from_id, start.before_id, journal,
-                                     fence=self.lease if ledger is not None else None,
+                                     fence=self.lease,
                                      stop=self.stop),
                         written_by_run=self._written_by_run(journal, start.resumed))
         if built.parts is not None:
             stats.parts = built.parts
-        opening = self._open_writes(stats, ledger, start.resumed, settings_recorded,
+        opening = self._open_writes(stats, record, start.resumed, settings_recorded,
                                     stopped_by, log)
         assert built.limiter is not None
         pace = LivePace(built.limiter, options.parallel_batches,
                         self.shard.count if self.shard else 1)
         gate = Gate(max_throttle_seconds=options.max_throttle_seconds, limiter=built.limiter,
-                    on_change=GateListener(stats, self.reporter, ledger, log, opening))
+                    on_change=GateListener(stats, self.reporter, record, log, opening))
         settings = replace(built, gate=gate.wait, batches_in_flight=pace.batches_in_flight,
                            ready=None if opening is None else opening.result)
         return Session(job, journal, settings, gate, opening, SessionClock(gate, stats),
                        PaceListener(pace, self.reporter.said, log))
 
-    def _journal(self, job: Job, stats: RunStats, ledger: Ledger | None,
+    def _journal(self, job: Job, stats: RunStats, record: RunRecord,
                  resumed: LedgerEntry | None) -> Journal | None:
-        if ledger is None or not job.journaled:
+        if self.lease is None or not job.journaled:
             return None
         return Journal(self.client, self.options.ledger_collection, stats.run_id,
                        self.options.policy, self.shard.key if self.shard else "0",
@@ -533,7 +532,7 @@ class WritingRun:
             return frozenset()
         return journal.written_since(uncounted_since_ns(resumed, self.options))
 
-    def _iterate(self, session: Session, ledger: Ledger | None, start: StartingPoint,
+    def _iterate(self, session: Session, record: RunRecord, start: StartingPoint,
                  stopped_by: str | None, log: logging.Logger,
                  life: RunLife) -> tuple[BaseException | None, dict[str, str]]:
         """The run's pages, read, decided, written and counted, until the end or a stop;
@@ -542,11 +541,11 @@ class WritingRun:
         assert plan is not None and stats is not None
         try:
             with contextlib.ExitStack() as shown, \
-                    self._watching(session.gate, ledger, stats.run_id,
+                    self._watching(session.gate, record, stats.run_id,
                                    None if session.opening is None else session.opening.result,
                                    self._entry_at_start or start.resumed,
                                    stopped_by is not None, session.on_pace):
-                on_batch = BatchListener(self, session, ledger, start.total, shown, log)
+                on_batch = BatchListener(self, session, record, start.total, shown, log)
                 Runner(self.client, self.target.collection, session.job, session.settings,
                        self.stop).run(stats, on_batch)
             life.complete()
@@ -589,23 +588,24 @@ class WritingRun:
                 return error
         return began
 
-    def _open_writes(self, stats: RunStats, ledger: Ledger | None,
+    def _open_writes(self, stats: RunStats, record: RunRecord,
                      resumed: LedgerEntry | None, settings_recorded: dict[str, Any],
                      stopped_by: str | None, log: logging.Logger) -> Future[None] | None:
         """A real run's lease and first ledger record, in one commit. A run of the whole
         collection takes them in a thread of its own while its first pages are read: only
-        its first write (and its first line) waits for them. None: nothing to wait for."""
-        if ledger is None:
-            return None
+        its first write (and its first line) waits for them. None: nothing to wait for (a
+        dry run takes no lease)."""
         plan = self.plan
         assert plan is not None
-        reopened = None if resumed is None else ledger.reopen_record(
+        if self.lease is None:
+            return None
+        reopened = None if resumed is None else record.reopen_record(
             stats, resumed.stopped_because)
         if self.shard is not None:  # its lease was taken before it joined its run
             if reopened is not None:
-                ledger.commit(reopened)
+                record.commit(reopened)
             return None
-        first = reopened or ledger.first_record(stats, self.options.arguments(),
+        first = reopened or record.first_record(stats, self.options.arguments(),
                                                 settings_recorded, plan.mode)
         def not_empty() -> None:
             if not self.counted():
@@ -628,7 +628,7 @@ class WritingRun:
         finally:
             opening.shutdown(wait=False)
 
-    def _join_shard(self, stats: RunStats, ledger: Ledger | None,
+    def _join_shard(self, stats: RunStats, record: RunRecord,
                     settings_recorded: dict[str, Any]) -> tuple[list[str], Any]:
         shard, options, plan = self.shard, self.options, self.plan
         assert shard is not None and plan is not None
@@ -638,13 +638,11 @@ class WritingRun:
                                       options.policy,
                                       warn=lambda text: self.reporter.said(f"⚠️  {text}"))
 
-        if ledger is None:
-            return boundaries_now()[0], None
-        return ledger.join_sharded(stats, options.arguments(), settings_recorded, plan.mode,
+        return record.join_sharded(stats, options.arguments(), settings_recorded, plan.mode,
                                    boundaries_now)
 
     @contextmanager
-    def _watching(self, gate: Gate, ledger: Ledger | None, run_id: str,
+    def _watching(self, gate: Gate, record: RunRecord, run_id: str,
                   opened: Callable[[], None] | None,
                   first_look: LedgerEntry | None, stop_cleared: bool,
                   on_pace: Callable[[Pace], None]) -> Iterator[None]:
@@ -662,8 +660,8 @@ class WritingRun:
                 stack.enter_context(HealthWatch(HealthCheck(
                     parse_health_urls(options.throttle_url), options.throttle_interval,
                     options.throttle_max_latency_ms), gate, self.stop))
-            if ledger is not None:
-                stack.enter_context(RunControl(ledger, run_id, gate, self.stop,
+            if not options.dry_run:
+                stack.enter_context(RunControl(self.ledger, run_id, gate, self.stop,
                                                self.reporter.said,
                                                poll_seconds=options.control_poll_seconds,
                                                first_look=first_look,
@@ -689,7 +687,7 @@ class WritingRun:
 
     # --- ending ------------------------------------------------------------------------
 
-    def _end(self, stats: RunStats, life: RunLife, ledger: Ledger | None,
+    def _end(self, stats: RunStats, life: RunLife, record: RunRecord,
              log: logging.Logger, extra: dict[str, str], journal: Journal | None,
              database_failed: bool) -> None:
         """The one place a run ends: its status and reason (as `life` moved), the final
@@ -704,11 +702,11 @@ class WritingRun:
             (log.error if status == RunStatus.FAILED else log.warning)(
                 "%s: %s", status, reason)
         if database_failed:
-            self._closing_quickly(ledger)
-        self._record_end(stats, ledger, journal, log)
-        if ledger is not None and self.shard is not None and status == RunStatus.COMPLETED:
+            self._closing_quickly(record)
+        self._record_end(stats, record, journal, log)
+        if self.shard is not None and status == RunStatus.COMPLETED:
             with contextlib.suppress(BackfillError):
-                if ledger.complete_if_all_shards_are(stats.run_id):
+                if record.complete_if_all_shards_are(stats.run_id):
                     self.reporter.said(f"✅ Every shard of run {stats.run_id} is completed: "
                                        "the run is completed")
         estimate = None
@@ -721,7 +719,7 @@ class WritingRun:
                  stats.updated, stats.would_update, stats.skipped, stats.error_count,
                  stats.checkpoint, stats_path)
         resume = None
-        if status != RunStatus.COMPLETED and ledger is not None:
+        if status != RunStatus.COMPLETED and not self.options.dry_run:
             resume = self.resume_command(self.options, stats.run_id, self.shard)
             # In the log too: a console may be gone by now (SIGHUP, a closed pipe).
             log.info("to continue from the checkpoint: %s", resume)
@@ -755,23 +753,20 @@ class WritingRun:
                         items_written=stats.would_update, volume=stats.volume,
                         dry_run_seconds=stats.duration_seconds)
 
-    def _closing_quickly(self, ledger: Ledger | None) -> None:
+    def _closing_quickly(self, record: RunRecord) -> None:
         """The database has failed this run: what is left to write gets one short try."""
-        if ledger is not None:
-            ledger.flush(drop_pending=True)
-            ledger.policy = CLOSING_POLICY
+        record.flush(drop_pending=True)
+        record.policy = CLOSING_POLICY
         if self.lease is not None:
             self.lease.policy = CLOSING_POLICY
 
-    def _record_end(self, stats: RunStats, ledger: Ledger | None, journal: Journal | None,
+    def _record_end(self, stats: RunStats, record: RunRecord, journal: Journal | None,
                     log: logging.Logger) -> None:
         """The final ledger record and the journal's last outcomes, in the commit that
         gives the lease back (one round trip); on their own when the lease is not this
         run's any more. When the database is what failed, this may fail too: the ledger
         then keeps the last checkpoint, status `running`, and --resume still finds it."""
-        if ledger is None:
-            return
-        last = ledger.last_record(stats)
+        last = record.last_record(stats)
         outcomes_written: list[Callable[[], None]] = []
 
         def closing(batch: WriteBatch) -> None:
@@ -786,7 +781,7 @@ class WritingRun:
                 return
             if journal is not None:
                 journal.write_outcomes()
-            ledger.commit(last)
+            record.commit(last)
         except BackfillError as error:
             log.error("could not record the end of the run in the ledger: %s", error)
             self.reporter.said(f"⚠️  The ledger could not be updated ({error}); it keeps "

@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 from google.api_core import exceptions as gexc
 
-from backfill.cost import index_entries, paced_seconds, storage_bytes
+from backfill.cost import paced_seconds
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION
 from backfill.logs import LOG_FILE_NAME
 from backfill.recovery import recovery_line
 from backfill.target import Target
+from backfill.volume import index_entries, storage_bytes
 from normalizer import FACETS
 from tests.conftest import Database
 from tests.helpers import ROLLBACK, SCRIPT

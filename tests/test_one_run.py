@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
+from backfill.batch import Decision
 from backfill.clock import utc_now
-from backfill.jobs import BackfillJob, Decision
+from backfill.jobs import BackfillJob
 from backfill.journal import Journal
 from backfill.lease import Lease
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger

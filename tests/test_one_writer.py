@@ -18,11 +18,11 @@ import pytest
 from backfill import lease as lease_module
 from backfill import ledger as ledger_module
 from backfill import stats as stats_module
+from backfill.batch import BatchOutcome
 from backfill.errors import ExitCode
 from backfill.lease import LeaseLost
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION
 from backfill.process_identity import process_start
-from backfill.runner import BatchOutcome
 from run_backfill_production import main as backfill
 from tests.conftest import Database
 from tests.helpers import REPO, SCRIPT, Backend, in_namespaces, ledger, start, wait_for

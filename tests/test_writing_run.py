@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
+from backfill.batch import BatchOutcome, Job
 from backfill.errors import DatabaseError, RunInterrupted
-from backfill.jobs import BackfillJob, Job
+from backfill.jobs import BackfillJob
 from backfill.lease import LeaseLost
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger
 from backfill.lifecycle import Outcome
 from backfill.options import RESUME_LATEST, RunOptions
-from backfill.runner import BatchOutcome
 from backfill.stats import RunStats
 from backfill.status import GateState, RunStatus
 from backfill.target import make_client, resolve_target

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from backfill import console
+from backfill.batch import Job
 from backfill.cli import (
     COMMAND_SETTINGS,
     ToolCommand,
@@ -22,7 +23,7 @@ from backfill.cli import (
     version_option,
     writing_tool_options,
 )
-from backfill.jobs import BackfillJob, Job
+from backfill.jobs import BackfillJob
 from backfill.option_specs import GROUP_BACKFILL, RunOptionFields
 from backfill.options import RunOptions
 from backfill.target_field import TargetField

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from backfill import console
+from backfill.batch import Job
 from backfill.cli import (
     COMMAND_SETTINGS,
     ToolCommand,
@@ -23,7 +24,7 @@ from backfill.cli import (
     version_option,
     writing_tool_options,
 )
-from backfill.jobs import Job, RollbackJob, UndoRunJob
+from backfill.jobs import RollbackJob, UndoRunJob
 from backfill.ledger import Ledger
 from backfill.option_specs import GROUP_ROLLBACK, RollbackChoices, RunOptionFields
 from backfill.options import RunOptions

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from backfill.batch import BatchOutcome, Decision
 from backfill.errors import RunInterrupted
-from backfill.jobs import BackfillJob, Decision, RollbackJob
-from backfill.runner import BatchOutcome, Runner, RunSettings
+from backfill.jobs import BackfillJob, RollbackJob
+from backfill.runner import Runner, RunSettings
 from backfill.stats import RunStats
 from backfill.target_field import TargetField
 from tests.conftest import Database
