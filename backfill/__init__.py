@@ -21,6 +21,8 @@ raises typed errors and reports through the Reporter of `writing_run.py`; a run 
 an `Outcome`, which only the CLI turns into an exit code.
 """
 
+from typing import Any
+
 from backfill.logs import defer_warnings
 
 __version__ = "1.0.0"
@@ -28,3 +30,17 @@ __version__ = "1.0.0"
 # Before any third-party import: their warnings (google-auth warns about older grpcio
 # versions at import time) go to the run log, not into what the operator reads.
 defer_warnings()
+
+# The public API: a task, and what its changes() may write. Loaded when asked for: the
+# normalizer imports backfill.fields, and the task's modules import the normalizer.
+__all__ = ["DELETE_FIELD", "SERVER_TIMESTAMP", "Task", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Task":
+        from backfill.task import Task
+        return Task
+    if name in ("DELETE_FIELD", "SERVER_TIMESTAMP"):
+        from google.cloud.firestore_v1 import DELETE_FIELD, SERVER_TIMESTAMP
+        return {"DELETE_FIELD": DELETE_FIELD, "SERVER_TIMESTAMP": SERVER_TIMESTAMP}[name]
+    raise AttributeError(f"module 'backfill' has no attribute {name!r}")

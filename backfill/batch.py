@@ -36,8 +36,18 @@ PageSource = Callable[[str | None], Iterator[tuple[list[Any], str]]]
 
 class Job(Protocol):
     tool: str
-    target: TargetField
-    read_fields: tuple[str, ...]  # the field mask for reads: only what decide() needs
+
+    @property
+    def target(self) -> TargetField | None:
+        """The one field the job writes (its parent read where a mask hid it, before
+        deciding); None: the paths of each decision (a task's)."""
+        ...
+
+    @property
+    def read_fields(self) -> tuple[str, ...] | None:
+        """The field mask for reads: only what decide() needs; None: whole documents."""
+        ...
+
     journaled: bool  # whether a run journals the target's previous values
 
     def decide(self, doc_id: str, data: dict[str, Any]) -> Decision: ...

@@ -37,11 +37,13 @@ class Labels:
     sample: str  # "Would update"
     script: str  # the runbook's script: "run_backfill_production.py" (backfill.invocation)
     show_sample_fields: bool = True  # a dry run's samples show what would be written
+    then: str = ""  # what follows the script in a command (a task's `run MODULE:CLASS`)
 
     def resume_command(self, options: RunOptions, run_id: str, shard: object = None) -> str:
         """The command that carries this run on, complete: what the run is (collection,
         field, mode, force, ...) comes from the ledger; where the ledger is, from here."""
-        words = [typed(self.script), *retyped_words(options),
+        words = [typed(self.script), *([self.then] if self.then else []),
+                 *retyped_words(options),
                  f"--resume {shlex.quote(run_id)}"]
         if shard:
             words.append(f"--shard {shard}")

@@ -14,6 +14,7 @@ INSTALLED = {
     "scripts/backfill_rollback.py": "wardrobe-rollback",
     "scripts/backfill_control.py": "wardrobe-control",
     "scripts/vocabulary_report.py": "wardrobe-vocabulary",
+    "-m backfill": "firestore-backfill",  # any task (backfill.commands.task)
 }
 
 

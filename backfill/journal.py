@@ -16,6 +16,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -25,6 +26,7 @@ from google.cloud.firestore_v1.batch import WriteBatch
 from google.cloud.firestore_v1.types import document
 
 from backfill.fence import Fence
+from backfill.fields import ABSENT
 from backfill.pager import iter_pages
 from backfill.retry import (
     CALL_SECONDS,
@@ -35,7 +37,6 @@ from backfill.retry import (
 )
 from backfill.sizes import within_budget
 from backfill.target_field import Parent, TargetField
-from normalizer import ABSENT
 
 JOURNAL = "journal"
 FORMAT = 2  # previous values encoded (see encode)
@@ -60,8 +61,19 @@ def fingerprint(value: Any) -> str:
     """A short digest of a value as written, to tell later whether it is still there.
 
     The journal keeps this instead of the whole new value: half the bytes per batch."""
-    text = json.dumps(value, sort_keys=True, default=repr, ensure_ascii=False)
+    text = json.dumps(value, sort_keys=True, default=_as_read_back, ensure_ascii=False)
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+def _as_read_back(value: Any) -> str:
+    """A value JSON has no form for, as it reads back from Firestore: a time in UTC
+    (a naive one is stored as UTC), bytes as bytes; the rest by its repr."""
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return "time:" + aware.astimezone(UTC).isoformat()
+    if isinstance(value, bytes):
+        return "bytes:" + value.hex()
+    return repr(value)
 
 
 def encode(value: Any) -> bytes:
@@ -76,12 +88,15 @@ def decode(data: bytes, client: firestore.Client) -> Any:
 
 
 def journal_entry(doc_id: str, target: TargetField, data: dict[str, Any],
-                  new: Any) -> dict[str, Any]:
+                  new: Any, recorded_path: bool = False) -> dict[str, Any]:
     """What to keep of one item before the write: its previous value at the target, and
-    the depth of the parent map the write will create, if it creates one."""
+    the depth of the parent map the write will create, if it creates one.
+    `recorded_path`: the entry names its path (a task's; a backfill's is its run's)."""
     before = target.value(data)
     entry: dict[str, Any] = {"id": doc_id, "had_field": before is not ABSENT,
                              "after": fingerprint(new)}
+    if recorded_path:
+        entry["path"] = target.path
     if before is not ABSENT:  # nothing to keep for an absent field but the fact
         entry["before"] = before
         entry["encoded"] = encode(before)
@@ -128,9 +143,7 @@ class Journal:
             ref = self.collection.document(key)
             document_ = {
                 "format": FORMAT,
-                "items": json.dumps([[e["id"], e["after"], *(
-                    [e["created"]] if "created" in e else [])] for e in chunk],
-                    ensure_ascii=False),
+                "items": json.dumps([_item(e) for e in chunk], ensure_ascii=False),
                 "before": {str(i): e["encoded"] for i, e in enumerate(chunk)
                            if e["had_field"]},
                 "count": len(chunk),
@@ -236,16 +249,28 @@ class Journal:
                     before = {i: decode(v, self.client) for i, v in before.items()}
                 landed = str(data.get("landed", ""))
                 entries = []
-                for i, (doc_id, after, *created) in enumerate(
+                for i, (doc_id, after, *rest) in enumerate(
                         json.loads(data.get("items", "[]"))):
                     entry = {"id": doc_id, "had_field": str(i) in before, "after": after}
-                    if created:
-                        entry["created"] = created[0]
+                    created, path = [*rest, None, None][:2]
+                    if created is not None:
+                        entry["created"] = created
+                    if path is not None:
+                        entry["path"] = path
                     entry["landed"] = (landed[i] == "1") if i < len(landed) else None
                     if str(i) in before:
                         entry["before"] = before[str(i)]
                     entries.append(entry)
                 yield snap.id, entries
+
+
+def _item(entry: dict[str, Any]) -> list[Any]:
+    """An entry as the journal's items string keeps it: [id, after], then the depth of
+    the parent it creates (or null) and its path, when it has them."""
+    item = [entry["id"], entry["after"]]
+    if "path" in entry:
+        return [*item, entry.get("created"), entry["path"]]
+    return [*item, entry["created"]] if "created" in entry else item
 
 
 def written_at_ns(key: str) -> int:

@@ -1,7 +1,6 @@
 """Limits and defaults the options and the engine share: a leaf, so that the options
 need not import the modules that use them."""
 
-import re
 
 MAX_PARALLEL_BATCHES = 16  # --parallel-batches, at the start or set while running
 DEFAULT_PARALLEL_BATCHES = 4
@@ -21,8 +20,3 @@ DEFAULT_COLLECTION = "wardrobe"
 DEFAULT_DATABASE = "(default)"
 DEFAULT_TARGET_FIELD = "normalized"
 TARGET_FIELD_VARIABLE = "BACKFILL_TARGET_FIELD"
-
-# A plain field name: no quoting needed in a field path, nothing Firestore reserves; and
-# how deep a field path (--target-field, --where) may go.
-PLAIN_SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
-MAX_DEPTH = 8

@@ -53,6 +53,7 @@ OTHER_SECTIONS = {"writes_per_second": PACING, "version": OUTPUT, "help": OUTPUT
 GROUP_TARGET, GROUP_OUTPUT, GROUP_WHERE = "target", "output", "where"
 GROUP_FIELD, GROUP_SHARD, GROUP_WRITING = "target_field", "shard", "writing"
 GROUP_BACKFILL, GROUP_ROLLBACK = "backfill", "rollback"  # one writing tool's own
+GROUP_TASK = "task"  # a task run's MODULE:CLASS: an argument, not an option
 
 
 # The values an option takes, as plain data (backfill.cli makes the click types).
@@ -235,6 +236,12 @@ class RunOptionFields:
             "string; FIELD:=JSON for a typed value (count:=3, active:=true). May be repeated: "
             "all must hold. A canary: --where userId=YOUR_UID.",
         multiple=True, metavar="FIELD=VALUE", section=TARGET, group=GROUP_WHERE, recorded=10)
+    task: str | None = option(
+        None, "The task a task run runs: MODULE:CLASS (python3 -m backfill run's argument).",
+        flag="MODULE:CLASS", group=GROUP_TASK, hidden=True, recorded=11)
+    task_version: str | None = option(
+        None, "The task's version, as its class says (recorded; a resume may run a newer one).",
+        group=GROUP_TASK, hidden=True)
     notify_url: tuple[str, ...] = option(
         (), "A webhook (Slack's, or any that reads `text`) told with one JSON POST when the "
             "run ends, however it ends (may be repeated; also BACKFILL_NOTIFY_URL). Shown by "
@@ -272,6 +279,17 @@ class RollbackChoices:
 
     list_runs: bool = option(False, "List recent runs from the ledger, and exit.",
                              kind=Switch())
+
+
+@dataclass(frozen=True)
+class TaskValidationChoices:
+    """`python3 -m backfill validate`'s own."""
+
+    sample_size: int = option(
+        100, "How many items to check, drawn at random from the whole collection (or from "
+             "the --where subset).",
+        kind=Whole(1), show_default=True)
+    seed: int | None = option(None, "Seed of the random sample, to repeat it.", kind=Whole())
 
 
 @dataclass(frozen=True)

@@ -56,11 +56,13 @@ class RunOptions(RunOptionFields):
         """The health URLs as recorded and shown: scheme, host, port and path only."""
         return [url.shown for url in parse_health_urls(self.throttle_url)]
 
-    def settings(self, target_field: str) -> dict[str, Any]:
+    def settings(self, target_field: str | None) -> dict[str, Any]:
         """What a run records of itself, for a resume to carry on as the same run: among
-        it, whether the run was gated by the backend's health, and by which URLs."""
+        it, whether the run was gated by the backend's health, and by which URLs (and a
+        task's version)."""
+        version = {"task_version": self.task_version} if self.task else {}
         return {**{name: getattr(self, name) for name in RECORDED_SETTINGS},
-                "target_field": target_field, HEALTH_GATE: self.health_gate()}
+                "target_field": target_field, HEALTH_GATE: self.health_gate(), **version}
 
     def carrying_on(self, entry: LedgerEntry) -> RunOptions:
         """These options for a resume of `entry`: its recorded settings, which an explicit

@@ -176,12 +176,13 @@ def part_pages(collection: Items, parts: Sequence[Part], *,
     return merged([pages_of(i, part) for i, part in enumerate(parts)])
 
 
-def read_documents(client: Any, references: Sequence[Any], fields: Sequence[str],
+def read_documents(client: Any, references: Sequence[Any], fields: Sequence[str] | None,
                    policy: RetryPolicy, what: str) -> list[DocumentSnapshot]:
     """The given documents (missing ones as snapshots that do not exist), in one round
-    trip, with a field mask, retried whole like a page."""
+    trip, with a field mask (None: whole), retried whole like a page."""
+    mask = None if fields is None else list(fields)
     return call_with_retry(
-        lambda: list(client.get_all(list(references), field_paths=list(fields),
+        lambda: list(client.get_all(list(references), field_paths=mask,
                                     retry=NO_LIBRARY_RETRY,
                                     timeout=call_timeout(PAGE_TIMEOUT_SECONDS))),
         policy, what)

@@ -22,6 +22,9 @@ from backfill.target_field import (
     parse_target_field,
 )
 
+TASK_TOOL = "task"  # the tool a task's runs are recorded as, in the ledger and the lease
+UNDOABLE = ("backfill", TASK_TOOL)  # the runs an exact undo undoes (they journal)
+
 
 def new_run_id(tool: str) -> str:
     return f"{tool}-{utc_now().strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
@@ -32,13 +35,19 @@ class RunPlan:
     tool: str
     run_id: str
     options: RunOptions  # with a resumed run's recorded settings
-    field: TargetField
+    field: TargetField | None  # the field a backfill writes; None: a task's run
     shard: Shard | None = None
     resumed: RunEntry | None = None  # the run carried on (a shard's: found on joining)
     undone: RunEntry | None = None  # the backfill run an exact undo undoes
 
     @property
+    def field_path(self) -> str | None:
+        return None if self.field is None else self.field.path
+
+    @property
     def mode(self) -> str:
+        if self.options.task is not None:
+            return f"task {self.options.task}"
         if self.tool == "backfill":
             return "backfill (forced)" if self.options.force else "backfill"
         if self.options.undo_run_id:
@@ -78,7 +87,8 @@ def plan_run(tool: str, options: RunOptions, shard: Shard | None, ledger: Ledger
 
 
 def _new(tool: str, options: RunOptions, shard: Shard | None, run_id: str) -> RunPlan:
-    field = given_target_field(options) or TargetField(DEFAULT_TARGET_FIELD)
+    field = None if options.task else given_target_field(options) or TargetField(
+        DEFAULT_TARGET_FIELD)
     return RunPlan(tool, run_id, options, field, shard)
 
 
@@ -86,7 +96,8 @@ def _carry_on(tool: str, options: RunOptions, entry: RunEntry) -> RunPlan:
     """The run `entry` again, with its recorded settings (its target field among them;
     an option that contradicts one is refused there)."""
     carried = options.carrying_on(entry)
-    field = TargetField(str(carried.target_field or DEFAULT_TARGET_FIELD))
+    field = None if carried.task else TargetField(
+        str(carried.target_field or DEFAULT_TARGET_FIELD))
     return RunPlan(tool, entry.run_id, carried, field, resumed=entry)
 
 
@@ -125,9 +136,10 @@ def _undoing(plan: RunPlan, ledger: Ledger) -> RunPlan:
     undo_run_id = plan.options.undo_run_id
     assert undo_run_id is not None
     undone = ledger.get(undo_run_id)
-    if undone is None or undone.tool != "backfill" or \
+    if undone is None or undone.tool not in UNDOABLE or \
             undone.collection != plan.options.collection:
         raise ConfigurationError(f"no backfill run {undo_run_id!r} of collection "
                                  f"{plan.options.collection!r} in the ledger (--list-runs)")
-    field = recorded_target_field(given_target_field(plan.options), undone)
+    field = None if undone.tool == TASK_TOOL else recorded_target_field(
+        given_target_field(plan.options), undone)
     return replace(plan, field=field, undone=undone)

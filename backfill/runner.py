@@ -22,17 +22,25 @@ from google.cloud.firestore_v1.document import DocumentReference, DocumentSnapsh
 from backfill.batch import SAMPLES_PER_BATCH, BatchOutcome, Decision, Job
 from backfill.errors import STOPPED_ON_REQUEST, RunInterrupted
 from backfill.fence import Fence
+from backfill.fields import ABSENT
 from backfill.journal import Journal, journal_entry, too_large_to_journal
 from backfill.limits import DEFAULT_PARALLEL_BATCHES, MAX_PARALLEL_BATCHES
-from backfill.pager import iter_pages, part_pages, prefetched, read_documents, with_parents
+from backfill.pager import (
+    iter_pages,
+    part_pages,
+    prefetched,
+    read_documents,
+    snapshot_data,
+    with_parents,
+)
 from backfill.ranges import Part
 from backfill.ratelimit import WriteRateLimiter
 from backfill.retry import RetryPolicy
 from backfill.stats import RunStats
+from backfill.target_field import Parent, TargetField
 from backfill.volume import WriteVolume, index_entries, storage_bytes
 from backfill.where import Condition, holds, narrowed
 from backfill.writer import Write, WriteResult, WritesStopped, WriteStatus, commit_writes
-from normalizer import ABSENT
 
 T = TypeVar("T")
 # How often an item that the app keeps editing is re-read and written again.
@@ -144,7 +152,7 @@ class Runner:
         self.job = job
         # A document read again (after a conflict) is read by ID, not by the query: its
         # read carries the filter's fields too, so that the filter is checked again.
-        self.reread_fields = (*job.read_fields, *(
+        self.reread_fields = None if job.read_fields is None else (*job.read_fields, *(
             c.field for c in settings.where if c.field not in job.read_fields))
         self.settings = settings
         self.stop = stop or threading.Event()
@@ -168,8 +176,7 @@ class Runner:
                     if not page:
                         continue
                     datas = self._data(page)
-                    decisions = [self.job.decide(snap.id, data)
-                                 for snap, data in zip(page, datas, strict=True) if snap.exists]
+                    decisions = self._decide(page, datas, self.job.read_fields)
                     if settings.gate is not None:
                         settings.gate(self.stop)  # a page read may still wait to be written
                     if self.stop.is_set():
@@ -210,9 +217,36 @@ class Runner:
     def _data(self, snaps: Sequence[DocumentSnapshot],
               fields: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """The snapshots' data, with the target's parent read where the mask hid it."""
-        return with_parents(self.client, snaps, self.job.target,
-                            self.job.read_fields if fields is None else fields,
+        fields = self.job.read_fields if fields is None else fields
+        if self.job.target is None or fields is None:
+            return [snapshot_data(snap) if snap.exists else {} for snap in snaps]
+        return with_parents(self.client, snaps, self.job.target, fields,
                             self.settings.policy)
+
+    def _decide(self, snaps: Sequence[DocumentSnapshot], datas: list[dict[str, Any]],
+                fields: Sequence[str] | None) -> list[Decision]:
+        """The job's decision on each existing document. Where it writes a path the mask
+        hid (or hid a parent of), the document's top-level fields of those paths are read
+        too (one read for all), and it decides again on what it then sees: the journal
+        keeps what each write replaces, and no write goes through a non-map."""
+        decisions = [self.job.decide(snap.id, data)
+                     for snap, data in zip(snaps, datas, strict=True) if snap.exists]
+        if fields is None:
+            return decisions
+        existing = [(i, snap) for i, snap in enumerate(snaps) if snap.exists]
+        hidden = {i: tops for (i, snap), decision in zip(existing, decisions, strict=True)
+                  if (tops := hidden_tops(decision, datas[i], fields))}
+        if not hidden:
+            return decisions
+        wanted = sorted({top for tops in hidden.values() for top in tops})
+        fresh = {snap.id: snap for snap in read_documents(
+            self.client, [snaps[i].reference for i in hidden], wanted, self.settings.policy,
+            "reading the fields a task writes")}
+        for i in hidden:
+            snap = fresh.get(snaps[i].id)
+            whole = snapshot_data(snap) if snap is not None and snap.exists else {}
+            datas[i] = {**datas[i], **{top: whole[top] for top in wanted if top in whole}}
+        return [self.job.decide(snap.id, datas[i]) for i, snap in existing]
 
     def _settle(self, number: int, page: Sequence[DocumentSnapshot], checkpoint: str,
                 datas: list[dict[str, Any]], decisions: list[Decision],
@@ -255,37 +289,41 @@ class Runner:
         """What a dry run's page would write (backfill.cost): for the estimate."""
         volume = WriteVolume(batches=1 if to_write else 0, smallest_batch=len(to_write),
                              largest_batch=len(to_write))
-        target = self.job.target
-        name_bytes = storage_bytes(target.segments[-1])
         for snap, data, decision in to_write:
-            for value in (decision.fields or {}).values():
+            for path, value in (decision.fields or {}).items():
                 if value is not DELETE_FIELD:
                     volume.index_entries += index_entries(value)
-                    volume.field_bytes += name_bytes + storage_bytes(value)
-            if self.job.journaled:
-                before = target.value(data)
-                volume.journal_bytes += JOURNAL_ENTRY_BYTES + len(snap.id) + (
-                    0 if before is ABSENT else storage_bytes(before))
+                    volume.field_bytes += storage_bytes(path.split(".")[-1]) + \
+                        storage_bytes(value)
+                if self.job.journaled:
+                    before = TargetField(path).value(data)
+                    volume.journal_bytes += JOURNAL_ENTRY_BYTES + len(snap.id) + (
+                        0 if before is ABSENT else storage_bytes(before))
         return volume
 
     def _commit(self, to_write: list[ToWrite]) -> list[WriteResult]:
         """Journal (when asked) what the writes replace, then write, with preconditions.
         A write whose previous value is too large to journal is not sent: there is never
         an unjournaled write."""
-        journal, target = self.settings.journal, self.job.target
+        journal = self.settings.journal
         if to_write and self.settings.ready is not None:
             self.settings.ready()
         writes = [Write(snap.reference, decision.fields or {}, snap.update_time)
                   for snap, _, decision in to_write]
         refused: dict[int, str] = {}
         parts: list[tuple[str, int]] = []
+        counts: list[int] = []  # journal entries per write sent (a task's: one per path)
         if journal is not None and self.job.journaled:
-            entries = [journal_entry(snap.id, target, data, (decision.fields or {})[target.path])
+            entries = [self._journal_entries(snap.id, data, decision.fields or {})
                        for snap, data, decision in to_write]
-            refused = {i: f"its previous {target.path} ({len(e['encoded']):,} bytes encoded) "
-                          "is too large to journal: not written (an undo could not restore it)"
-                       for i, e in enumerate(entries) if too_large_to_journal(e)}
-            parts = journal.record([e for i, e in enumerate(entries) if i not in refused])
+            refused = {i: f"its previous {self._path_of(e)} ({len(e['encoded']):,} bytes "
+                          "encoded) is too large to journal: not written (an undo could not "
+                          "restore it)"
+                       for i, per_write in enumerate(entries) for e in per_write
+                       if too_large_to_journal(e)}
+            kept = [per_write for i, per_write in enumerate(entries) if i not in refused]
+            counts = [len(per_write) for per_write in kept]
+            parts = journal.record([e for per_write in kept for e in per_write])
         elif self.settings.fence is not None and writes:
             self.settings.fence.commit(lambda batch: None, "checking the collection's lease")
         try:
@@ -294,14 +332,28 @@ class Runner:
                                  self.settings.policy, self.settings.limiter)
         except WritesStopped as stopped:  # journaled, and then not all sent
             if journal is not None and parts:
-                journal.record_outcome(parts, stopped.landed)
+                journal.record_outcome(parts, _per_entry(stopped.landed, counts))
             raise
         if journal is not None and parts:
             # Which of the journaled writes landed: an undo restores exactly those.
-            journal.record_outcome(parts, [r.status is WriteStatus.OK for r in sent])
+            journal.record_outcome(parts, _per_entry(
+                [r.status is WriteStatus.OK for r in sent], counts))
         answers = iter(sent)
         return [WriteResult(write, WriteStatus.FAILED, refused[i]) if i in refused
                 else next(answers) for i, write in enumerate(writes)]
+
+    def _path_of(self, entry: dict[str, Any]) -> str:
+        return entry["path"] if self.job.target is None else self.job.target.path
+
+    def _journal_entries(self, doc_id: str, data: dict[str, Any],
+                         fields: dict[str, Any]) -> list[dict[str, Any]]:
+        """One journal entry per path written; a job with one target (the backfill) leaves
+        its path out (the run records it)."""
+        if self.job.target is not None:
+            target = self.job.target
+            return [journal_entry(doc_id, target, data, fields[target.path])]
+        return [journal_entry(doc_id, TargetField(path), data, value, recorded_path=True)
+                for path, value in fields.items()]
 
     def _decide_again(self, references: list[DocumentReference],
                       outcome: BatchOutcome) -> list[ToWrite]:
@@ -310,15 +362,18 @@ class Runner:
         fresh = read_documents(self.client, references, self.reread_fields,
                                self.settings.policy, "re-reading documents changed during the run")
         to_write: list[ToWrite] = []
-        for snap, data in zip(fresh, self._data(fresh, self.reread_fields), strict=True):
-            if not snap.exists:
-                outcome.vanished += 1
-                continue
-            if not holds(data, self.settings.where):
+        datas = self._data(fresh, self.reread_fields)
+        subset = [(snap, data) for snap, data in zip(fresh, datas, strict=True)
+                  if snap.exists and holds(data, self.settings.where)]
+        outcome.vanished += sum(1 for snap in fresh if not snap.exists)
+        outcome.left_subset += sum(1 for snap in fresh if snap.exists) - len(subset)
+        kept = {snap.id for snap, _ in subset}
+        for snap in fresh:
+            if snap.exists and snap.id not in kept:
                 outcome.decisions.pop(snap.id, None)
-                outcome.left_subset += 1
-                continue
-            decision = self.job.decide(snap.id, data)
+        decided = self._decide([s for s, _ in subset], [d for _, d in subset],
+                               self.reread_fields)
+        for (snap, data), decision in zip(subset, decided, strict=True):
             outcome.decisions[snap.id] = decision
             if decision.problem:
                 outcome.errors.append((snap.id, decision.problem))
@@ -368,6 +423,24 @@ def _limited(pages: Iterator[tuple[list[DocumentSnapshot], str]], limit: int | N
         if left is not None:
             left -= len(page)
         yield page, checkpoint
+
+
+def hidden_tops(decision: Decision, data: dict[str, Any],
+                fields: Sequence[str]) -> set[str]:
+    """The top-level fields to read so that each path `decision` writes, and each of its
+    parents, is seen as it is: those the field mask `fields` hid."""
+    tops: set[str] = set()
+    for path in decision.fields or {}:
+        covered = any(path == read or path.startswith(read + ".") for read in fields)
+        seen = TargetField(path).parent(data)[0] is not Parent.UNSEEN
+        if not (covered and seen):
+            tops.add(path.split(".")[0])
+    return {top for top in tops if top not in fields}
+
+
+def _per_entry(landed: list[bool], counts: list[int]) -> list[bool]:
+    """Each write's outcome, once per journal entry it has."""
+    return [ok for ok, count in zip(landed, counts, strict=False) for _ in range(count)]
 
 
 def _count(stats: RunStats, outcome: BatchOutcome) -> None:

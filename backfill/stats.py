@@ -46,7 +46,7 @@ class RunStats:
     dropped_values: int = 0
     checkpoint: str | None = None  # the last document ID fully done
     shard: Shard | None = None
-    target_field: str = "normalized"  # where the normalized map is written
+    target_field: str | None = "normalized"  # where the normalized map is written (a task: None)
     state: GateState = GateState.RUNNING  # while running: writing, throttled or paused
     held_because: str | None = None  # while throttled or paused: why, or by whom
     total: int | None = None  # the items to go through: the count (a shard's: its range's)

@@ -16,10 +16,10 @@ from enum import Enum
 from typing import Any
 
 from backfill.errors import ConfigurationError
+from backfill.fields import MAX_DEPTH, PLAIN_SEGMENT, stored_value
 from backfill.limits import DEFAULT_TARGET_FIELD as DEFAULT_TARGET_FIELD
-from backfill.limits import MAX_DEPTH, PLAIN_SEGMENT
 from backfill.limits import TARGET_FIELD_VARIABLE as TARGET_FIELD_VARIABLE
-from normalizer import SOURCE_FIELD_PATHS, stored_value
+from normalizer import SOURCE_FIELD_PATHS
 
 
 class Parent(Enum):
@@ -46,7 +46,7 @@ class TargetField:
         return len(self.segments) > 1
 
     def value(self, data: Mapping[str, Any]) -> Any:
-        """The stored value, or normalizer.ABSENT."""
+        """The stored value, or backfill.fields.ABSENT."""
         return stored_value(data, self.segments)
 
     def parent(self, data: Mapping[str, Any], *, masked: bool = True) -> tuple[Parent, int]:

@@ -25,8 +25,7 @@ from typing import Any, TypeVar
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from backfill.errors import ConfigurationError
-from backfill.limits import MAX_DEPTH, PLAIN_SEGMENT
-from normalizer import ABSENT, stored_value
+from backfill.fields import ABSENT, MAX_DEPTH, PLAIN_SEGMENT, stored_value
 
 Q = TypeVar("Q")
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1

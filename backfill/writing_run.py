@@ -87,7 +87,7 @@ class Reporter(Protocol):
                  resume_command: str | None) -> None: ...
 
 
-MakeJob = Callable[[RunOptions, TargetField], Job]
+MakeJob = Callable[[RunOptions, TargetField | None, firestore.Client], Job]
 ResumeCommand = Callable[[RunOptions, str, Shard | None], str]
 
 
@@ -315,7 +315,11 @@ class WritingRun:
             say(f"⏪ Undoing exactly run {plan.undone.run_id} ({plan.undone.status}, "
                 f"started {plan.undone.started_at}) from its journal")
         say(f"📦 Batch size: {plan.options.batch_size}")  # a resumed run's, as recorded
-        say(f"🏷  Field: {plan.field.path}")
+        if plan.field is not None:
+            say(f"🏷  Field: {plan.field.path}")
+        else:
+            say(f"🧩 Task: {plan.options.task}" + (f" (version {plan.options.task_version})"
+                                                  if plan.options.task_version else ""))
         return self.counted() if wait_for_count else True
 
     def _items(self, options: RunOptions) -> Any:
@@ -448,7 +452,7 @@ class WritingRun:
         return RunStats(run_id=plan.run_id, tool=plan.tool, environment=target.environment,
                         dry_run=options.dry_run, project=target.project,
                         database=target.database, collection=target.collection,
-                        shard=self.shard, target_field=plan.field.path)
+                        shard=self.shard, target_field=plan.field_path)
 
     def _starting_point(self, stats: RunStats, record: RunRecord,
                         stopped_by: str | None, log: logging.Logger) -> StartingPoint:
@@ -465,7 +469,7 @@ class WritingRun:
                     log.error("%s", error)
                     raise
             boundaries, joined = self._join_shard(stats, record,
-                                                  options.settings(plan.field.path))
+                                                  options.settings(plan.field_path))
             start.resumed = start.resumed if options.dry_run else joined
             start.from_id, start.before_id = shard_range(boundaries, shard)
             start.total = count_documents(id_range(self._items(options), start.from_id,
@@ -488,12 +492,12 @@ class WritingRun:
         and the first record, taken while the first pages are read)."""
         plan, options, target = self.plan, self.options, self.target
         assert plan is not None
-        settings_recorded = options.settings(plan.field.path)
+        settings_recorded = options.settings(plan.field_path)
         log.info("%s %s (%s): %s, settings %s, options %s",
                  "resume" if start.resumed else "start",
                  "[DRY RUN]" if options.dry_run else f"[{target.environment.upper()}]",
                  plan.mode, target.describe(), settings_recorded, options.arguments())
-        job = self.make_job(options, plan.field)
+        job = self.make_job(options, plan.field, self.client)
         self._journaled = job.journaled
         if self.recovery is not None:  # the production run's way back, as checked
             self.recovery.add_done_callback(lambda check: log.info("%s", check.result()))
@@ -671,7 +675,7 @@ class WritingRun:
     def _coverage_after_resume(self, log: logging.Logger) -> dict[str, str]:
         """A resume reads only after its checkpoint: say what that leaves out."""
         plan = self.plan
-        assert plan is not None
+        assert plan is not None and plan.field is not None
         cover = coverage(self._items(self.options), plan.field, self.options.policy,
                          subset=bool(self.options.where))
         line = (f"{cover.normalized}/{cover.total} carry {plan.field.path} "

@@ -45,7 +45,8 @@ def main(**options: Any) -> int:
                                stats_prefix="backfill_stats")
 
 
-def make_job(options: RunOptions, field: TargetField) -> Job:
+def make_job(options: RunOptions, field: TargetField | None, client: Any = None) -> Job:
     """A backfill, as its own options (--force, ...) say."""
+    assert field is not None, "the wardrobe's tools write a field"
     return BackfillJob(field, **options.of_group(GROUP_BACKFILL))
 

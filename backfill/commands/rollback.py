@@ -24,12 +24,14 @@ from backfill.cli import (
     version_option,
     writing_tool_options,
 )
-from backfill.jobs import RollbackJob, UndoRunJob
+from backfill.errors import ConfigurationError
+from backfill.jobs import RollbackJob
 from backfill.ledger import Ledger
 from backfill.option_specs import GROUP_ROLLBACK, RollbackChoices, RunOptionFields
 from backfill.options import RunOptions
 from backfill.run_view import runs_table
 from backfill.target_field import TargetField
+from backfill.undo import UndoRunJob
 
 LABELS = console.Labels(title="wardrobe rollback", done="rolled back",
                         would="would roll back", sample="Would roll back",
@@ -47,16 +49,21 @@ def main(list_runs: bool, **options: Any) -> int:
     """Roll the backfill back: delete `normalized` from every item that has it, or with
     --run-id undo exactly one backfill run."""
     run = run_options(options)
+    if click.get_current_context().parent is not None and run.undo_run_id is None \
+            and not list_runs:  # python3 -m backfill rollback: only ever one run's undo
+        raise ConfigurationError("python3 -m backfill rollback undoes exactly one run: give "
+                                 "--run-id RUN_ID (--list-runs lists them)")
     if list_runs:
         return print_runs(run)
     return execute_writing_run("rollback", make_job, run, LABELS, stats_prefix="rollback_stats")
 
 
-def make_job(options: RunOptions, field: TargetField) -> Job:
+def make_job(options: RunOptions, field: TargetField | None, client: Any = None) -> Job:
     """An exact undo of one run (--run-id, or as a resumed run recorded it), else removal."""
     if options.undo_run_id is not None:
         return UndoRunJob(options.undo_run_id, options.ledger_collection, field,
                           where=options.conditions)
+    assert field is not None, "the wardrobe's tools write a field"
     return RollbackJob(field)
 
 

@@ -1,0 +1,163 @@
+"""Any backfill written as a Task (backfill.task), with every guarantee the wardrobe
+backfill has:
+
+    python3 -m backfill run MODULE:CLASS --dry-run --environment production
+    python3 -m backfill run MODULE:CLASS --environment production
+    python3 -m backfill validate MODULE:CLASS --sample-size 100
+    python3 -m backfill rollback --run-id RUN_ID --environment production
+    python3 -m backfill control status [RUN_ID]
+
+MODULE is imported from the current directory (as `uvicorn main:app` finds its app).
+Exit codes: 0 clean, 1 item errors (validate: items that still need work) or aborted,
+2 usage or configuration (a task that cannot be loaded among them), 3 fatal during the
+run, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import click
+from google.cloud import firestore
+
+from backfill import console
+from backfill.batch import Job
+from backfill.cli import (
+    COMMAND_SETTINGS,
+    ToolCommand,
+    connect,
+    execute_writing_run,
+    options_of,
+    output_options,
+    run_boundary,
+    run_options,
+    shard_options,
+    split_params,
+    target_options,
+    version_option,
+    where_option,
+    writing_options,
+)
+from backfill.commands import control
+from backfill.commands.rollback import main as rollback_main
+from backfill.errors import ConfigurationError, ExitCode
+from backfill.estimate import Estimate
+from backfill.option_specs import RunOptionFields, TaskValidationChoices
+from backfill.options import RunOptions
+from backfill.pager import count_documents, read_documents, snapshot_data
+from backfill.sampling import describe as describe_sample
+from backfill.sampling import draw_sample
+from backfill.target_field import TargetField
+from backfill.task import Task, TaskJob, load_task, task_name
+from backfill.where import narrowed
+
+SCRIPT = "-m backfill"  # as backfill.invocation types it
+
+
+def task_options(command: Any) -> Any:
+    """A task run's options: the wardrobe backfill's, but its field (a task says what it
+    writes)."""
+    for group in (shard_options, writing_options, output_options, where_option,
+                  target_options):
+        command = group(command)
+    return command
+
+
+@click.group(context_settings=COMMAND_SETTINGS)
+@version_option
+def main() -> None:
+    """Run any backfill written as a backfill.Task, with a dry run, a precondition on
+    every write, a journal and its exact undo, resume, control and shards."""
+
+
+@main.command("run", cls=ToolCommand, context_settings=COMMAND_SETTINGS)
+@click.argument("task")
+@task_options
+@run_boundary
+def run(task: str, **options: Any) -> int:
+    """Run the task MODULE:CLASS over its collection (--dry-run first)."""
+    found = load_task(task)
+    labels = console.Labels(title=f"task {task_name(found)}", done="updated",
+                            would="would update", sample="Would update", script=SCRIPT,
+                            then=f"run {task}")
+    return execute_writing_run("task", TaskMaker(found),
+                               task_run_options(found, task, options), labels,
+                               stats_prefix="task_stats")
+
+
+def task_run_options(found: type[Task], spec: str, params: dict[str, Any]) -> RunOptions:
+    """The run's options, its collection the task's (a --collection must say the same)."""
+    options = run_options(params)
+    if "collection" in options.explicit and options.collection != found.collection:
+        raise ConfigurationError(f"task {spec} writes collection {found.collection!r}, not "
+                                 f"{options.collection!r} (leave --collection out)")
+    # Typed each time: a resume with another task contradicts the run's (exit 2).
+    return replace(options, collection=found.collection, task=spec,
+                   task_version=str(found.version) or None,
+                   explicit=options.explicit | {"task"})
+
+
+class TaskMaker:
+    """The job of a task run: the task, given the run's client before its first call."""
+
+    def __init__(self, task: type[Task]) -> None:
+        self.task = task
+
+    def __call__(self, options: RunOptions, field: TargetField | None,
+                 client: firestore.Client) -> Job:
+        instance = self.task()
+        instance.client = client
+        return TaskJob(instance)
+
+
+main.add_command(rollback_main, "rollback")
+main.add_command(control.main, "control")
+
+
+@main.command("validate", cls=ToolCommand, context_settings=COMMAND_SETTINGS)
+@click.argument("task")
+@options_of(TaskValidationChoices)
+@output_options
+@where_option
+@target_options
+@run_boundary
+def validate(task: str, **params: Any) -> int:
+    """Check a uniform random sample: an item is fine when the task's changes() has
+    nothing to write on it. Exit 0 when every sampled item is fine, 1 otherwise."""
+    found = load_task(task)
+    given, rest = split_params(RunOptionFields, params)
+    options = task_run_options(found, task, given)
+    target, client = connect(options)
+    console.say(f"🔍 Validating task {task_name(found)} on {target.describe()}")
+    collection = client.collection(options.collection)
+    total = count_documents(narrowed(collection, options.conditions), options.policy)
+    sample = draw_sample(narrowed(collection, options.conditions), rest["sample_size"],
+                         rest["seed"], options.policy, total=total)
+    console.say(describe_sample(sample, rest["sample_size"]))
+    needing = still_needing_work(TaskMaker(found)(options, None, client), client,
+                                 collection, sample.ids, options)
+    for doc_id, why in needing[:10]:
+        console.say(f"   ❌ {doc_id}: {why}")
+    estimate = Estimate(invalid=len(needing), sampled=len(sample.ids), total=total)
+    click.echo(f"{len(needing)} of {len(sample.ids):,} sampled items still need work: "
+               f"at most {100 * estimate.upper_share:.1f}% of the {total:,} items do "
+               f"({100 * estimate.confidence:.0f}% confidence)")
+    return ExitCode.ITEM_ERRORS if needing else ExitCode.OK
+
+
+def still_needing_work(job: Job, client: firestore.Client, collection: Any, ids: list[str],
+                       options: RunOptions) -> list[tuple[str, str]]:
+    """The sampled items the task would still write (or cannot decide on), with why."""
+    needing: list[tuple[str, str]] = []
+    for start in range(0, len(ids), options.batch_size):
+        refs = [collection.document(doc_id) for doc_id in ids[start:start + options.batch_size]]
+        for snap in read_documents(client, refs, None, options.policy, "reading the sample"):
+            if not snap.exists:
+                continue
+            decision = job.decide(snap.id, snapshot_data(snap))
+            if decision.problem:
+                needing.append((snap.id, decision.problem))
+            elif decision.fields:
+                needing.append((snap.id, "would write " + ", ".join(sorted(decision.fields))))
+    return needing

@@ -1,0 +1,205 @@
+"""Any backfill as a Task (backfill.task), through `python3 -m backfill`, on the emulator:
+the examples' dry run, run, re-run, validation and exact undo; a task that races the app;
+bad tasks refused in one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO, Database
+
+EXAMPLES = REPO / "examples"
+USERS = {
+    "u1": {"email": "Ann@Example.COM", "name": "Ann", "settings": {"theme": "dark"}},
+    "u2": {"email": "bob@example.com", "emailLower": "bob@example.com", "name": "Bob",
+           "settings": {"plan": "pro"}},
+    "u3": {"name": "No Email"},
+    "u4": {"email": "CAROL@x.org", "emailLower": "stale", "name": "Carol"},
+}
+
+
+def backfill(db: Database, args: list[str], cwd: Path = EXAMPLES,
+             input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`python3 -m backfill ARGS` as typed in the folder of the task's module."""
+    env = {**db.env, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "backfill", *args, "--output-dir",
+                           str(db.output_dir)], cwd=cwd, env=env, input=input,
+                          capture_output=True, text=True, timeout=120)
+
+
+def run_id_of(result: subprocess.CompletedProcess[str]) -> str:
+    stats = json.loads(result.stdout) if result.stdout.startswith("{") else None
+    if stats is not None:
+        return str(stats["run_id"])
+    line = next(line for line in result.stderr.splitlines() if "Run ID" in line)
+    return line.split()[-1]
+
+
+def test_a_task_runs_dry_then_for_real_then_again_and_is_undone_exactly(db: Database) -> None:
+    db.seed(USERS, collection="users")
+    before = db.documents("users")
+    dry = backfill(db, ["run", "lowercase_emails:LowercaseEmails", "--dry-run"])
+    assert dry.returncode == 0, dry.stderr
+    assert "Would update" in dry.stderr and "emailLower" in dry.stderr
+    assert db.documents("users") == before  # a dry run writes nothing
+    real = backfill(db, ["run", "lowercase_emails:LowercaseEmails", "--yes"])
+    assert real.returncode == 0, real.stderr
+    after = db.documents("users")
+    assert after["u1"] == {**before["u1"], "emailLower": "ann@example.com"}
+    assert after["u4"] == {**before["u4"], "emailLower": "carol@x.org"}
+    assert after["u2"] == before["u2"] and after["u3"] == before["u3"]
+    stats = json.loads(db.stats_files("task_stats")[-1].read_text())
+    assert (stats["total_updated"], stats["total_skipped"]) == (2, 2)
+    valid = backfill(db, ["validate", "lowercase_emails:LowercaseEmails"])
+    assert valid.returncode == 0, valid.stderr
+    assert "0 of 4 sampled items still need work" in valid.stdout
+    again = backfill(db, ["run", "lowercase_emails:LowercaseEmails", "--yes"])
+    assert again.returncode == 0 and db.documents("users") == after
+    assert json.loads(db.stats_files("task_stats")[-1].read_text())["total_updated"] == 0
+    undo = backfill(db, ["rollback", "--run-id", stats["run_id"], "--collection", "users",
+                         "--yes"])
+    assert undo.returncode == 0, undo.stderr
+    assert db.documents("users") == before  # u4's stale value back, u1's field gone
+
+
+def test_validation_counts_the_items_a_task_would_still_change(db: Database) -> None:
+    db.seed(USERS, collection="users")
+    result = backfill(db, ["validate", "lowercase_emails:LowercaseEmails",
+                           "--sample-size", "10"])
+    assert result.returncode == 1
+    assert "2 of 4 sampled items still need work" in result.stdout
+    assert "u1: would write emailLower" in result.stderr
+
+
+def test_deleted_nested_fields_come_back_with_their_values_on_undo(db: Database) -> None:
+    items = {"a": {"legacyColor": "red", "metadata": {"oldTags": ["x"], "keep": 1}},
+             "b": {"metadata": {"oldTags": {"deep": True}}},
+             "c": {"style": "boho"}}
+    db.seed(items)
+    run = backfill(db, ["run", "drop_legacy_fields:DropLegacyFields", "--yes"])
+    assert run.returncode == 0, run.stderr
+    assert db.documents() == {"a": {"metadata": {"keep": 1}}, "b": {"metadata": {}},
+                              "c": {"style": "boho"}}
+    stats = json.loads(db.stats_files("task_stats")[-1].read_text())
+    undo = backfill(db, ["rollback", "--run-id", stats["run_id"], "--yes"])
+    assert undo.returncode == 0, undo.stderr
+    assert db.documents() == items
+
+
+def test_a_task_reads_another_collection_and_sets_several_fields(db: Database) -> None:
+    db.seed(USERS, collection="users")
+    db.seed({"i1": {"userId": "u1"}, "i2": {"userId": "u1"}, "i3": {"userId": "u2"}})
+    run = backfill(db, ["run", "fill_plan_defaults:FillPlanDefaults", "--yes"])
+    assert run.returncode == 0, run.stderr
+    users = db.documents("users")
+    assert users["u1"] == {**USERS["u1"], "settings": {"theme": "dark", "plan": "free"},
+                           "itemCount": 2}
+    assert users["u2"] == {**USERS["u2"], "itemCount": 1}  # its plan kept
+    assert users["u3"] == {**USERS["u3"], "settings": {"plan": "free"}, "itemCount": 0}
+
+
+RACING_TASK = '''
+from backfill import Task
+
+class Racing(Task):
+    """Lower-cases emails; the first time it meets u1, the app changes u1's email first."""
+    collection = "users"
+    reads = ("email", "emailLower")
+    raced = set()
+
+    def changes(self, doc_id, data):
+        if doc_id == "u1" and not Racing.raced:
+            Racing.raced.add(doc_id)
+            self.client.collection("users").document("u1").update({"email": "New@Mail.io"})
+        if isinstance(data.get("email"), str) and data.get("emailLower") != data["email"].lower():
+            return {"emailLower": data["email"].lower()}
+        return None
+'''
+
+
+def test_an_edit_the_app_makes_during_the_run_is_never_lost(db: Database,
+                                                          tmp_path: Path) -> None:
+    (tmp_path / "racing.py").write_text(RACING_TASK)
+    db.seed(USERS, collection="users")
+    run = backfill(db, ["run", "racing:Racing", "--yes"], cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    u1 = db.documents("users")["u1"]
+    assert (u1["email"], u1["emailLower"]) == ("New@Mail.io", "new@mail.io")
+    stats = json.loads(db.stats_files("task_stats")[-1].read_text())
+    assert stats["conflicts_retried"] == 1
+
+
+BAD_TASKS = '''
+from backfill import Task
+
+class NotATask:
+    pass
+
+class NoCollection(Task):
+    def changes(self, doc_id, data):
+        return None
+
+class ReturnsAList(Task):
+    collection = "users"
+    def changes(self, doc_id, data):
+        return ["email"] if doc_id == "u1" else None
+
+class BadPath(Task):
+    collection = "users"
+    def changes(self, doc_id, data):
+        return {"a..b": 1} if doc_id == "u2" else None
+'''
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("missing_module:X", "task missing_module:X: module 'missing_module' could not be "
+                         "imported: ModuleNotFoundError: No module named 'missing_module'"),
+    ("bad:Nowhere", "task bad:Nowhere: module bad has no class 'Nowhere'"),
+    ("bad:NotATask", "task bad:NotATask: module bad has a non-Task class 'NotATask'"),
+    ("bad:NoCollection", "task bad:NoCollection: no collection"),
+    ("bad", "task 'bad' is not MODULE:CLASS"),
+])
+def test_a_task_that_cannot_be_loaded_is_one_line_and_exit_2(
+        db: Database, tmp_path: Path, spec: str, message: str) -> None:
+    (tmp_path / "bad.py").write_text(BAD_TASKS)
+    result = backfill(db, ["run", spec, "--dry-run"], cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_task_that_returns_no_mapping_or_a_bad_path_is_an_item_error(
+        db: Database, tmp_path: Path) -> None:
+    (tmp_path / "bad.py").write_text(BAD_TASKS)
+    db.seed(USERS, collection="users")
+    before = db.documents("users")
+    for spec, doc_id, why in [("bad:ReturnsAList", "u1", "changes() returned list, not a "
+                                                         "mapping or None"),
+                              ("bad:BadPath", "u2", "changes() returned a bad path")]:
+        result = backfill(db, ["run", spec, "--yes"], cwd=tmp_path)
+        assert result.returncode == 1, result.stderr
+        stats = json.loads(db.stats_files("task_stats")[-1].read_text())
+        assert stats["total_processed"] == 4
+        assert [error["id"] for error in stats["errors"]] == [doc_id]
+        assert why in stats["errors"][0]["error"]
+    assert db.documents("users") == before
+
+
+def test_a_resume_with_another_task_is_refused(db: Database) -> None:
+    db.seed(USERS, collection="users")
+    first = backfill(db, ["run", "lowercase_emails:LowercaseEmails", "--yes", "--limit", "1"])
+    assert first.returncode == 0, first.stderr
+    run_id = json.loads(db.stats_files("task_stats")[-1].read_text())["run_id"]
+    db.client.collection("_backfill_runs").document(run_id).update({"status": "interrupted"})
+    other = backfill(db, ["run", "fill_plan_defaults:FillPlanDefaults", "--yes",
+                          "--resume", run_id])
+    assert other.returncode == 2
+    assert "lowercase_emails:LowercaseEmails" in other.stderr
+
+
