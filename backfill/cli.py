@@ -125,10 +125,20 @@ def click_type(kind: Kind) -> click.ParamType[Any] | None:
     return None
 
 
+class ToolOption(click.Option):
+    """A click option that knows whether the first --help screen shows it (the rest:
+    --help-all)."""
+
+    def __init__(self, *args: Any, first: bool = False, **settings: Any) -> None:
+        super().__init__(*args, **settings)
+        self.first = first
+
+
 def click_option(name: str, spec: OptionSpec, default: Any) -> Callable[[F], F]:
     """The click option `name` as declared in backfill.option_specs."""
     settings: dict[str, Any] = {"help": spec.help, "envvar": spec.envvar,
-                                "metavar": spec.metavar}
+                                "metavar": spec.metavar, "cls": ToolOption,
+                                "first": spec.first}
     if isinstance(spec.kind, Switch):
         settings["is_flag"] = True
     else:
@@ -211,15 +221,40 @@ def writing_tool_options(command: F) -> F:
     return command
 
 
+def _show_all_help(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    ctx.meta[HELP_ALL] = True
+    click.echo(ctx.get_help(), color=ctx.color)
+    ctx.exit()
+
+
+HELP_ALL = "help_all"
+# The first screen's option column: as wide as `--max-writes-per-second N`, no wider, so
+# that the help beside it wraps less (click's default is 30).
+FIRST_SCREEN_COLUMN = 25
+HELP_ALL_OPTION = click.Option(
+    ["--help-all"], is_flag=True, expose_value=False, is_eager=True, callback=_show_all_help,
+    help="Show every option, in sections, and exit.")
+
+
 class ToolCommand(click.Command):
     """A click command whose usage errors (a bad option or value) are one line and exit 2,
-    like every other refusal of the tools, and whose --help comes in sections."""
+    like every other refusal of the tools, and whose --help fits a screen: the options
+    declared `first`, then --help-all, which shows every option in sections."""
+
+    def __init__(self, *args: Any, **settings: Any) -> None:
+        super().__init__(*args, **settings)
+        self.params.append(HELP_ALL_OPTION)
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Arguments are in the usage line.
         records = [(param.name, record) for param in self.get_params(ctx)
                    if isinstance(param, click.Option)
                    and (record := param.get_help_record(ctx)) is not None]
+        if not ctx.meta.get(HELP_ALL, False):
+            self.format_first_screen(ctx, formatter)
+            return
         for title in SECTIONS:
             rows = [record for name, record in records if SECTION_OF.get(str(name)) == title]
             if rows:
@@ -229,6 +264,19 @@ class ToolCommand(click.Command):
         if rest:
             with formatter.section("Other options"):
                 formatter.write_dl(rest)
+
+    def format_first_screen(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The options declared `first`, in the sections' order but under one heading (a
+        heading each would not fit a screen), and the ways to more help."""
+        ways = (HELP_ALL, self.get_help_option(ctx))
+        shown = [param for param in self.get_params(ctx) if isinstance(param, click.Option)
+                 and (getattr(param, "first", False) or param.name in ways or param in ways)]
+        order = {title: place for place, title in enumerate(SECTIONS)}
+        shown.sort(key=lambda param: order.get(SECTION_OF.get(str(param.name), ""), 99))
+        with formatter.section("Options (the runbook's; every option: --help-all)"):
+            formatter.write_dl([record for param in shown
+                                if (record := param.get_help_record(ctx)) is not None],
+                               col_max=FIRST_SCREEN_COLUMN)
 
     def make_context(self, info_name: str | None, args: list[str],
                      parent: click.Context | None = None, **extra: Any) -> click.Context:

@@ -47,7 +47,7 @@ SECTIONS = (TARGET, RUN, PACING, HEALTH, SHARDS, OUTPUT)
 # The sections of the parameters not declared here: click's own, and the pace options of
 # `backfill_control.py set` (backfill.commands.control declares them).
 OTHER_SECTIONS = {"writes_per_second": PACING, "version": OUTPUT, "help": OUTPUT,
-                  "_click_default_help": OUTPUT}
+                  "help_all": OUTPUT, "_click_default_help": OUTPUT}
 
 # Groups of options, as the tools take them (backfill.cli.options_of).
 GROUP_TARGET, GROUP_OUTPUT, GROUP_WHERE = "target", "output", "where"
@@ -107,6 +107,8 @@ class OptionSpec:
     metavar: str | None = None
     show_default: bool = False
     hidden: bool = False  # an option the tests shorten, an operator has no reason to
+    # On the first --help screen: what the runbook needs. The rest are behind --help-all.
+    first: bool = False
     multiple: bool = False  # may be repeated: a tuple
     flag_value: str | None = None  # the value when given without one (--resume)
     # Its place among the settings a run records, for a resume to carry on the same run
@@ -130,7 +132,7 @@ class RunOptionFields:
     environment: str = option(
         "development", "Which environment this is (also BACKFILL_ENVIRONMENT).",
         kind=OneOf(ENVIRONMENTS), envvar="BACKFILL_ENVIRONMENT", show_default=True,
-        section=TARGET, group=GROUP_TARGET, retyped="always")
+        section=TARGET, group=GROUP_TARGET, retyped="always", first=True)
     project: str | None = option(
         None, "Google Cloud project (default: GOOGLE_CLOUD_PROJECT, GCLOUD_PROJECT, "
               "FIREBASE_PROJECT_ID, FIREBASE_CONFIG, the key's).",
@@ -142,15 +144,16 @@ class RunOptionFields:
                              recorded=1)
     batch_size: int = option(500, "Documents per page read and per batch write.",
                              kind=Whole(1, 500), show_default=True, section=PACING,
-                             group=GROUP_OUTPUT, recorded=4)
+                             group=GROUP_OUTPUT, recorded=4, first=True, metavar="N")
     # option() is a dataclasses.field, the default a constant
     output_dir: Path = option(HERE, "Where the stats file and the log go.",  # noqa: RUF009
                               kind=Folder(), show_default=True, section=OUTPUT,
                               group=GROUP_OUTPUT)
     quiet: bool = option(False, "No progress bar.", kind=Switch(), section=OUTPUT,
                          group=GROUP_OUTPUT)
-    as_json: bool = option(False, "Print the final stats as one JSON object on stdout.",
-                           kind=Switch(), flag="--json", section=OUTPUT, group=GROUP_OUTPUT)
+    as_json: bool = option(False, "The final stats as one JSON object on stdout.",
+                           kind=Switch(), flag="--json", section=OUTPUT, group=GROUP_OUTPUT,
+                           first=True)
     max_retry_seconds: float = option(
         120.0, "How long to keep retrying a transient database error.",
         kind=Number(0, MAX_RETRY_SECONDS), show_default=True, section=OUTPUT,
@@ -160,23 +163,22 @@ class RunOptionFields:
            "cursor, in ID order).",
         kind=Whole(1, 32), show_default=True, section=PACING, group=GROUP_OUTPUT)
     dry_run: bool = option(False, "Read everything, write nothing.", kind=Switch(),
-                           group=GROUP_WRITING)
-    yes: bool = option(False, "Skip the production confirmation (scheduled jobs).",
-                       kind=Switch(), group=GROUP_WRITING)
+                           group=GROUP_WRITING, first=True)
+    yes: bool = option(False, "Skip production's typed YES (scheduled jobs).",
+                       kind=Switch(), group=GROUP_WRITING, first=True)
     limit: int | None = option(None, "Stop after N items (a canary run).", kind=Whole(1),
-                               group=GROUP_WRITING, recorded=5)
+                               group=GROUP_WRITING, recorded=5, first=True, metavar="N")
     resume: str | None = option(
-        None, "Continue the newest unfinished run of this tool and collection from its "
-              "checkpoint, or the run RUN_ID.",
-        flag_value=RESUME_LATEST, metavar="[RUN_ID]", group=GROUP_WRITING)
+        None, "Continue the newest unfinished run of this tool and collection (or RUN_ID) "
+              "from its checkpoint.",
+        flag_value=RESUME_LATEST, metavar="[RUN_ID]", group=GROUP_WRITING, first=True)
     ledger_collection: str = option(
         DEFAULT_LEDGER_COLLECTION, "Where runs record themselves.", show_default=True,
         section=TARGET, group=GROUP_WRITING, retyped="changed")
     max_writes_per_second: float = option(
-        10_000.0, "Ceiling of the write rate; 0 turns pacing off (also "
-                  "BACKFILL_MAX_WRITES_PER_SECOND).",
-        kind=Rate(), envvar="BACKFILL_MAX_WRITES_PER_SECOND", show_default=True,
-        section=PACING, group=GROUP_WRITING, recorded=7, pace=True)
+        10_000.0, "Write rate ceiling, 0: unpaced (also BACKFILL_MAX_WRITES_PER_SECOND).",
+        kind=Rate(), envvar="BACKFILL_MAX_WRITES_PER_SECOND", show_default=True, metavar="N",
+        section=PACING, group=GROUP_WRITING, recorded=7, pace=True, first=True)
     initial_writes_per_second: float = option(
         RAMP_START, "Starting write rate, raised by 50% every 5 minutes (Firestore's "
                     "500/50/5 ramp-up guidance).",
@@ -199,16 +201,15 @@ class RunOptionFields:
         envvar="CLOUD_RUN_EXECUTION", group=GROUP_WRITING)
     # rollback: the backfill run to undo exactly
     undo_run_id: str | None = option(
-        None, "Undo exactly this backfill run, from its journal: every item it changed gets "
-              "its previous `normalized` back; nothing else is touched.",
-        flag="--run-id", metavar="RUN_ID", group=GROUP_ROLLBACK, recorded=6)
+        None, "Undo exactly this backfill run: each item it changed gets its previous value "
+              "back.",
+        flag="--run-id", metavar="RUN_ID", group=GROUP_ROLLBACK, recorded=6, first=True)
     # None: not given (the default, or what a run recorded)
     target_field: str | None = option(
-        None, "Where the normalized map lives: a field path such as normalized or "
-              f"metadata.normalized (default: {DEFAULT_TARGET_FIELD}; also "
-              f"{TARGET_FIELD_VARIABLE}).",
+        None, "Where the map lives: metadata.normalized is what the app reads (default: "
+              f"{DEFAULT_TARGET_FIELD}; also {TARGET_FIELD_VARIABLE}).",
         envvar=TARGET_FIELD_VARIABLE, metavar="PATH", section=TARGET, group=GROUP_FIELD,
-        recorded=2)
+        recorded=2, first=True)
     force: bool = option(False, "Rewrite items that are already up to date.", kind=Switch(),
                          group=GROUP_BACKFILL, recorded=3)
     throttle_url: tuple[str, ...] = option(
@@ -232,10 +233,10 @@ class RunOptionFields:
         kind=Number(0, 7 * 86400), show_default=True, section=HEALTH, group=GROUP_WRITING,
         retyped="gated")
     where: tuple[str, ...] = option(
-        (), "Only the items whose FIELD (a top-level field, or a dotted path) equals VALUE, a "
-            "string; FIELD:=JSON for a typed value (count:=3, active:=true). May be repeated: "
-            "all must hold. A canary: --where userId=YOUR_UID.",
-        multiple=True, metavar="FIELD=VALUE", section=TARGET, group=GROUP_WHERE, recorded=10)
+        (), "Only the items whose FIELD (or dotted path) equals VALUE (FIELD:=JSON: a typed "
+            "value); repeatable. A canary: --where userId=YOUR_UID.",
+        multiple=True, metavar="FIELD=VALUE", section=TARGET, group=GROUP_WHERE, recorded=10,
+        first=True)
     task: str | None = option(
         None, "The task a task run runs: MODULE:CLASS (python3 -m backfill run's argument).",
         flag="MODULE:CLASS", group=GROUP_TASK, hidden=True, recorded=11)
@@ -278,7 +279,7 @@ class RollbackChoices:
     """wardrobe-rollback's own."""
 
     list_runs: bool = option(False, "List recent runs from the ledger, and exit.",
-                             kind=Switch())
+                             kind=Switch(), first=True)
 
 
 @dataclass(frozen=True)
@@ -288,7 +289,7 @@ class TaskValidationChoices:
     sample_size: int = option(
         100, "How many items to check, drawn at random from the whole collection (or from "
              "the --where subset).",
-        kind=Whole(1), show_default=True)
+        kind=Whole(1), show_default=True, first=True)
     seed: int | None = option(None, "Seed of the random sample, to repeat it.", kind=Whole())
 
 
@@ -299,15 +300,16 @@ class ValidationChoices:
     sample_size: int = option(
         100, "How many items to check, drawn at random from the whole collection (or from "
              "the --where subset).",
-        kind=Whole(1), show_default=True)
+        kind=Whole(1), show_default=True, first=True, metavar="N")
     check_all: bool = option(False, "Check every item instead of a sample.", kind=Switch(),
-                             flag="--all")
+                             flag="--all", first=True)
     seed: int | None = option(None, "Seed of the random sample, to repeat it.", kind=Whole())
     exact_sample: bool = option(
         False, "Draw the sample by scanning every key (one read per item), whatever the "
                "collection's size.",
         kind=Switch())
-    run_id: str | None = option(None, "Also report what this run recorded in the ledger.")
+    run_id: str | None = option(None, "Also report what this run recorded in the ledger.",
+                                first=True)
 
 
 @dataclass(frozen=True)
@@ -315,7 +317,8 @@ class VocabularyChoices:
     """wardrobe-vocabulary's own: what it reads and shows."""
 
     sample_size: int | None = option(
-        None, "Look at a uniform random sample instead of every item.", kind=Whole(1))
+        None, "Look at a uniform random sample instead of every item.", kind=Whole(1),
+        first=True, metavar="N")
     seed: int | None = option(None, "Seed of the random sample, to repeat it.", kind=Whole())
     exact_sample: bool = option(False, "Draw the sample by scanning every key (one read per "
                                        "item).", kind=Switch())

@@ -220,7 +220,8 @@ def bench_at(delay: float, emulator: Emulator,
     ]
 
 
-def main() -> None:
+def arguments() -> argparse.ArgumentParser:
+    """The bench's options (`make bench BENCH_ARGS="..."`; the docs' test reads them too)."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=5_000,
@@ -234,7 +235,11 @@ def main() -> None:
                         help="how many items contender (b) is timed on")
     parser.add_argument("--memory-factor", type=int, default=5)
     parser.add_argument("--output", type=Path, default=REPO / "bench-output")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = arguments().parse_args()
     n = args.items
     data = make_wardrobe(n)
     checks: list[tuple[str, bool]] = []

@@ -33,6 +33,7 @@ from backfill.cli import (
     WRITES_PER_SECOND,
     FiniteFloat,
     ToolCommand,
+    ToolOption,
     connect_target,
     log_format_option,
     run_boundary,
@@ -58,10 +59,11 @@ from backfill.run_view import (
 @click.command(cls=ToolCommand, context_settings=COMMAND_SETTINGS)
 @click.argument("action", type=click.Choice(["status", *COMMANDS, SET]))
 @click.argument("run_id", required=False)
-@click.option("--writes-per-second", type=WRITES_PER_SECOND,
+@click.option("--writes-per-second", type=WRITES_PER_SECOND, cls=ToolOption, first=True,
+              metavar="N",
               help="set: the run's write rate from now on, and its ceiling (0: unpaced).")
-@click.option("--parallel-batches", type=PARALLEL_BATCHES,
-              help="set: write batches each task has in flight.")
+@click.option("--parallel-batches", type=PARALLEL_BATCHES, cls=ToolOption, first=True,
+              metavar="N", help="set: write batches each task has in flight.")
 @target_options
 @click.option("--ledger-collection", default=DEFAULT_LEDGER_COLLECTION, show_default=True,
               help="Where runs record themselves.")
