@@ -38,6 +38,8 @@ SCRIPTS = {
 TOOL = re.compile(r"(?:^|(?<=python3 )|(?<=\$ )|(?<=: ))(?:scripts/)?"
                   r"(run_backfill_production\.py|backfill_rollback\.py|backfill_validation\.py|"
                   r"backfill_control\.py|vocabulary_report\.py|wardrobe-[a-z]+)(?=$|[\s`),;])")
+# A task's command (backfill.commands.task): `python3 -m backfill SUB`, or installed.
+TASK_TOOL = re.compile(r"(?:(?<=python3 )-m backfill|firestore-backfill) ([a-z]+)(?=$|[\s`),;])")
 MAKE = re.compile(r"(?<![\w-])make ([a-z][\w-]*)")
 BENCH_ARGS = re.compile(r"BENCH_ARGS=\"([^\"]*)\"")
 # Options the docs name for other programs, in spans of their own.
@@ -132,6 +134,17 @@ def option_problems(tool: click.Command, name: str, words: list[str]) -> Iterato
         yield f"{name} has no action {positional[0]!r} (it takes {', '.join(choices[0])})"
 
 
+def task_problems(sub: str, rest: str) -> Iterator[str]:
+    """What is wrong with `python3 -m backfill SUB REST`: no such subcommand, or options
+    it does not have."""
+    group = importlib.import_module("backfill.commands.task").main
+    if sub not in group.commands:
+        yield f"python3 -m backfill has no command {sub!r}"
+        return
+    yield from option_problems(group.commands[sub], f"python3 -m backfill {sub}",
+                               words_of(rest))
+
+
 def bench_options() -> set[str]:
     return set(arguments()._option_string_actions)  # argparse keeps no public list
 
@@ -160,6 +173,11 @@ def command_problems() -> tuple[list[str], int]:
                 words = words_of(snippet.text[found.end():])
                 problems += [f"{snippet.where()}: {problem}: `{snippet.text}`"
                              for problem in option_problems(tools[name], name, words)]
+            for found in TASK_TOOL.finditer(snippet.text):
+                checked += 1
+                problems += [f"{snippet.where()}: {problem}: `{snippet.text}`"
+                             for problem in task_problems(found.group(1),
+                                                          snippet.text[found.end():])]
             for found in MAKE.finditer(snippet.text):
                 checked += 1
                 if found.group(1) not in targets:
