@@ -62,7 +62,8 @@ class Told:
         self.ended = (stats, resume_command)
 
 
-def make_job(options: RunOptions, field: TargetField) -> Job:
+def make_job(options: RunOptions, field: TargetField | None, client: Any) -> Job:
+    assert field is not None
     return BackfillJob(field, force=options.force)
 
 
