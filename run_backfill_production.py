@@ -6,11 +6,11 @@ Exit codes: 0 clean, 1 item errors or aborted, 2 usage or configuration, 3 fatal
 the run, 130 interrupted. Installed, the same command is `wardrobe-backfill`.
 
 A shim for the runbook's command in a checkout: the command itself is
-backfill.commands.backfill."""
+wardrobe.commands.backfill."""
 
 from __future__ import annotations
 
-from backfill.commands.backfill import main
+from wardrobe.commands.backfill import main
 
 __all__ = ["main"]
 

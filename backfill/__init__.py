@@ -16,24 +16,28 @@ below it):
 
 No chain of imports among these modules is more than 8 deep.
 
-The normalizer (a pure package beside this one) knows nothing of Firestore. The engine
+The engine knows no tool's data: the wardrobe's (`wardrobe/`) is a job of it, as any
+task (`task.py`) is. The engine
 raises typed errors and reports through the Reporter of `writing_run.py`; a run returns
 an `Outcome`, which only the CLI turns into an exit code.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backfill.logs import defer_warnings
-
-__version__ = "1.0.0"
+from backfill.version import __version__ as __version__
 
 # Before any third-party import: their warnings (google-auth warns about older grpcio
 # versions at import time) go to the run log, not into what the operator reads.
 defer_warnings()
 
-# The public API: a task, and what its changes() may write. Loaded when asked for: the
-# normalizer imports backfill.fields, and the task's modules import the normalizer.
+# The public API: a task, and what its changes() may write. Loaded when asked for, so
+# that importing a leaf such as backfill.fields loads nothing more.
 __all__ = ["DELETE_FIELD", "SERVER_TIMESTAMP", "Task", "__version__"]
+if TYPE_CHECKING:
+    from google.cloud.firestore_v1 import DELETE_FIELD, SERVER_TIMESTAMP
+
+    from backfill.task import Task
 
 
 def __getattr__(name: str) -> Any:

@@ -12,7 +12,6 @@ from google.cloud import firestore
 from backfill.retry import RetryPolicy
 from backfill.target_field import TargetField
 from backfill.volume import WriteVolume
-from normalizer import Report
 
 SAMPLES_PER_BATCH = 3  # the writes of a batch a dry run shows
 
@@ -23,7 +22,7 @@ class Decision:
 
     doc_id: str
     fields: dict[str, Any] | None  # field path -> new value (or DELETE_FIELD)
-    report: Report | None = None
+    report: Any = None  # the job's own account of the item (its tool's Tally counts it)
     problem: str | None = None  # nothing is written, and the item is listed as an error
     # The item was counted in an earlier batch of this run (an undo meets an item once
     # per journal entry): this decision is carried out, not counted again.

@@ -9,7 +9,7 @@ import math
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
@@ -21,7 +21,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 from google.cloud import firestore
 
-from backfill import __version__, console
+from backfill import console
 from backfill.errors import (
     Aborted,
     BackfillError,
@@ -29,13 +29,12 @@ from backfill.errors import (
     ExitCode,
     RunInterrupted,
 )
-from backfill.health_url import parse_health_urls
+from backfill.health_url import parse_health_urls, parse_notify_urls
 from backfill.lease import engine_task
 from backfill.lifecycle import Outcome
 from backfill.limits import RESUME_LATEST
 from backfill.log_format import set_context, structured_streams, wants_json
 from backfill.names import check_database, check_id, check_output_dir, check_run_id
-from backfill.notify import parse_notify_urls
 from backfill.option_specs import (
     GROUP_FIELD,
     GROUP_OUTPUT,
@@ -68,6 +67,7 @@ from backfill.ranges import Shard
 from backfill.ratelimit import MIN_WRITES_PER_SECOND, workable_rate
 from backfill.recovery import recovery_line
 from backfill.shards import shard_from
+from backfill.stats import ToolExtras
 from backfill.status import StopRequest
 from backfill.streams import surviving_console
 from backfill.target import (
@@ -75,9 +75,9 @@ from backfill.target import (
     make_client,
     resolve_target,
 )
+from backfill.version import __version__
 from backfill.where import parse_where
 from backfill.writing_run import MakeJob, WritingRun
-from normalizer import NORMALIZED_VERSION
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -134,9 +134,12 @@ class ToolOption(click.Option):
         self.first = first
 
 
-def click_option(name: str, spec: OptionSpec, default: Any) -> Callable[[F], F]:
-    """The click option `name` as declared in backfill.option_specs."""
-    settings: dict[str, Any] = {"help": spec.help, "envvar": spec.envvar,
+def click_option(name: str, spec: OptionSpec, default: Any,
+                 words: Mapping[str, str] | None = None) -> Callable[[F], F]:
+    """The click option `name` as declared in backfill.option_specs; a help that names
+    the tool's own things (`{default_field}`) says them in `words`."""
+    help_text = spec.help.format_map(words) if words else spec.help
+    settings: dict[str, Any] = {"help": help_text, "envvar": spec.envvar,
                                 "metavar": spec.metavar, "cls": ToolOption,
                                 "first": spec.first}
     if isinstance(spec.kind, Switch):
@@ -161,8 +164,8 @@ class OptionGroup:
     those of `group`, or the one named `only`, when given), in the order declared."""
 
     def __init__(self, declared: type, group: str | None = None,
-                 only: str | None = None) -> None:
-        self.options = [click_option(name, spec, default)
+                 only: str | None = None, words: Mapping[str, str] | None = None) -> None:
+        self.options = [click_option(name, spec, default, words)
                         for name, spec, default in specs_of(declared)
                         if (group is None or spec.group == group)
                         and (only is None or name == only)]
@@ -173,9 +176,9 @@ class OptionGroup:
         return command
 
 
-def options_of(declared: type, group: str | None = None,
-               only: str | None = None) -> Callable[[F], F]:
-    return OptionGroup(declared, group, only)
+def options_of(declared: type, group: str | None = None, only: str | None = None,
+               words: Mapping[str, str] | None = None) -> Callable[[F], F]:
+    return OptionGroup(declared, group, only, words)
 
 
 def split_params(declared: type, params: dict[str, Any]) -> tuple[dict[str, Any],
@@ -199,7 +202,12 @@ CONFIRMATION_PROMPT = "⚠️  You are about to modify PRODUCTION data. Type 'YE
 target_options = options_of(RunOptionFields, GROUP_TARGET)
 log_format_option = options_of(BoundaryOptions)
 where_option = options_of(RunOptionFields, GROUP_WHERE)
-target_field_option = options_of(RunOptionFields, GROUP_FIELD)
+
+
+def target_field_option(words: Mapping[str, str]) -> Callable[[F], F]:
+    """--target-field, its help in the tool's words (`default_field`, `app_field`)."""
+    return options_of(RunOptionFields, GROUP_FIELD, words=words)
+
 # --shard, --shard-count: one part of a collection, for parallel tasks.
 shard_options = options_of(RunOptionFields, GROUP_SHARD)
 # --dry-run, --yes, --limit, --resume, --ledger-collection, the pace, the health gate,
@@ -213,12 +221,17 @@ def output_options(command: F) -> F:
     return log_format_option(options_of(RunOptionFields, GROUP_OUTPUT)(command))
 
 
-def writing_tool_options(command: F) -> F:
-    """Every option of a writing tool (backfill, rollback), in --help order."""
-    for group in (shard_options, writing_options, output_options, where_option,
-                  target_field_option, target_options):
-        command = group(command)
-    return command
+def writing_tool_options(field_words: Mapping[str, str] | None) -> Callable[[F], F]:
+    """Every option of a writing tool (backfill, rollback, a task), in --help order; with
+    `field_words`, a tool that writes one field: its --target-field too."""
+    def add(command: F) -> F:
+        groups = [shard_options, writing_options, output_options, where_option]
+        if field_words is not None:
+            groups.append(target_field_option(field_words))
+        for group in (*groups, target_options):
+            command = group(command)
+        return command
+    return add
 
 
 def _show_all_help(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -292,7 +305,12 @@ class ToolCommand(click.Command):
 
 # What every script's click.command and --version say.
 COMMAND_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
-version_option = click.version_option(f"{__version__} (normalizer {NORMALIZED_VERSION})")
+version_option = click.version_option(__version__)
+
+
+def version_option_with(more: str) -> Callable[[F], F]:
+    """--version, with what a tool adds (the version of its rules)."""
+    return click.version_option(f"{__version__} ({more})")
 
 
 def run_boundary(body: Callable[..., int]) -> Callable[..., NoReturn]:
@@ -459,7 +477,8 @@ def stop_on_signals(stop: StopRequest,
 
 
 def execute_writing_run(tool: str, make_job: MakeJob, options: RunOptions,
-                        labels: console.Labels, stats_prefix: str) -> int:
+                        labels: console.Labels, stats_prefix: str,
+                        extras: ToolExtras | None = None) -> int:
     """A writing tool (backfill, rollback): options checked, the banner, the run opened
     (which run, how many items), the confirmation, then the run, stopped by signals."""
     options, shard = _check_options(options)
@@ -475,7 +494,7 @@ def execute_writing_run(tool: str, make_job: MakeJob, options: RunOptions,
                      console.ConsoleReporter(labels, options.quiet, options.as_json,
                                              console.resume_notes(options)),
                      labels.resume_command, stats_prefix, engine=engine_task(os.environ),
-                     recovery=recovery)
+                     recovery=recovery, extras=extras)
     run.open(wait_for_count=False)  # without a prompt, the count goes on while it reads
     assert run.plan is not None
     set_context(run_id=run.plan.run_id, shard=str(shard) if shard else None)

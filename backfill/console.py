@@ -14,10 +14,9 @@ import click
 from tqdm import tqdm
 
 from backfill.batch import BatchOutcome
-from backfill.health_url import parse_health_urls
+from backfill.health_url import parse_health_urls, shown_urls
 from backfill.invocation import typed
 from backfill.log_format import fields_for_next_line, record
-from backfill.notify import shown_urls
 from backfill.option_specs import RUN_SPECS, option_name
 from backfill.options import RunOptions
 from backfill.stats import RunStats
@@ -152,8 +151,7 @@ def summary(stats: RunStats, labels: Labels, extra: dict[str, str], as_json: boo
         rows.append(("Deleted meanwhile", str(stats.vanished)))
     if stats.left_subset:
         rows.append(("Left the subset", str(stats.left_subset)))
-    if stats.dropped_values:
-        rows.append(("Dropped values", str(stats.dropped_values)))
+    rows += stats.tally.rows()
     if stats.throttle_spells:
         rows.append(("Throttled", f"{stats.throttled_seconds:.1f}s in "
                                   f"{stats.throttle_spells} spell(s)"))

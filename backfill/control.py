@@ -23,6 +23,7 @@ from collections.abc import Callable
 from backfill.errors import BackfillError, ConfigurationError
 from backfill.ledger import Ledger, Pace, RunEntry
 from backfill.limits import CONTROL_POLL_SECONDS
+from backfill.ratelimit import rate_shown
 from backfill.status import UNFINISHED, RunStatus, StopRequest
 from backfill.throttle import Gate
 
@@ -105,10 +106,6 @@ def standing_stop(entry: RunEntry | None) -> str | None:
 
 
 # --- how the control is shown ---------------------------------------------------------
-
-
-def rate_shown(writes_per_second: float) -> str:
-    return "unpaced" if writes_per_second <= 0 else f"{writes_per_second:g} writes/s"
 
 
 def control_line(entry: RunEntry) -> str | None:

@@ -18,6 +18,7 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,3 +178,30 @@ def call(url: str, authorization: str | None, timeout: float, body: bytes | None
         reason = getattr(error, "reason", error)
         return f"did not answer ({type(reason).__name__})"
     return None if 200 <= status < 300 else f"answered {status}"
+
+
+NOTIFY_OPTION = "--notify-url (or BACKFILL_NOTIFY_URL)"
+
+
+@dataclass(frozen=True)
+class NotifyUrl:
+    url: str
+    authorization: str | None
+    shown: str  # scheme://host[:port]: never the path, the query or credentials
+
+
+def parse_notify_urls(texts: Sequence[str]) -> tuple[NotifyUrl, ...]:
+    """Checked before anything is read; a refusal never shows the URL."""
+    urls = []
+    for position, text in enumerate(texts, start=1):
+        checked = parse_health_url(text, position, NOTIFY_OPTION, "webhook URL this tool "
+                                   "can post to")
+        parts = urllib.parse.urlsplit(checked.url)
+        urls.append(NotifyUrl(checked.url, checked.authorization,
+                              f"{parts.scheme}://{parts.netloc}"))
+    return tuple(urls)
+
+
+def shown_urls(texts: Sequence[str]) -> list[str]:
+    """The URLs as recorded in the ledger and the log."""
+    return [url.shown for url in parse_notify_urls(texts)]

@@ -26,7 +26,6 @@ from backfill.errors import BackfillError, ConfigurationError
 from backfill.identity import signed_by, who
 from backfill.lifecycle import RunLife
 from backfill.limits import DEFAULT_LEDGER_COLLECTION as DEFAULT_LEDGER_COLLECTION
-from backfill.limits import DEFAULT_TARGET_FIELD
 from backfill.ranges import Part
 from backfill.retry import (
     CALL_SECONDS,
@@ -37,14 +36,13 @@ from backfill.retry import (
 )
 from backfill.stats import RunStats
 from backfill.status import UNFINISHED, GateState, RunStatus
-from normalizer import NORMALIZED_VERSION
 
 SHARDS = "shards"  # a sharded run's subcollection: one progress document per shard
 # The ledger keeps this many item errors in full (a document holds at most 1 MiB); the
 # stats file of each run session has every one.
 MAX_ERRORS_KEPT = 200
 COUNTS = ("batches", "processed", "updated", "skipped", "vanished", "left_subset",
-          "conflicts_retried", "dropped_values")
+          "conflicts_retried")
 
 
 
@@ -89,7 +87,7 @@ class RunEntry:
     mode: str | None = None  # the tool's, when the entry has none
     environment: str | None = None
     collection: str | None = None
-    target_field: str = DEFAULT_TARGET_FIELD
+    target_field: str | None = None  # a one-field tool's field (a task's run: none)
     settings: Mapping[str, Any] = field(default_factory=dict)
     started_at: str | None = None
     updated_at: str | None = None
@@ -131,7 +129,7 @@ class RunEntry:
             run_id=str(d.get("run_id")), status=str(d.get("status")), tool=_text(d.get("tool")),
             mode=_text(d.get("mode", d.get("tool"))), environment=_text(d.get("environment")),
             collection=_text(d.get("collection")),
-            target_field=str(d.get("target_field", DEFAULT_TARGET_FIELD)),
+            target_field=_text(d.get("target_field")),
             settings=dict(d.get("settings") or {}), started_at=_text(d.get("started_at")),
             updated_at=_text(d.get("updated_at")), finished_at=_text(d.get("finished_at")),
             user=_text(d.get("user")), host=_text(d.get("host")), shard=_text(d.get("shard")),
@@ -168,6 +166,13 @@ class RunEntry:
         """What a resume carries on: the run's collection, field and recorded settings."""
         return {"collection": self.collection, "target_field": self.target_field,
                 **self.settings}
+
+    @property
+    def writes(self) -> str:
+        """What the run writes: `field PATH`, or `task MODULE:CLASS`."""
+        if self.target_field is not None:
+            return f"field {self.target_field}"
+        return f"task {self.settings.get('task') or '?'}"
 
     def count(self, name: str) -> int:
         return int(self.counts.get(name, 0))
@@ -230,7 +235,7 @@ class Ledger:
             "checkpoint": stats.checkpoint,
             "parts": None if stats.parts is None else [p.to_dict() for p in stats.parts],
             "counts": {**{name: getattr(stats, name) for name in COUNTS},
-                       "errors": stats.error_count},
+                       **stats.tally.counts(), "errors": stats.error_count},
             "errors": stats.errors[:MAX_ERRORS_KEPT],
             "state": stats.state,  # running, throttled or paused, while status is running
             "held_because": stats.held_because,
@@ -254,7 +259,7 @@ class Ledger:
                 "project": stats.project, "database": stats.database,
                 "collection": stats.collection, "target_field": stats.target_field,
                 "settings": settings, "arguments": arguments,
-                "normalized_version": NORMALIZED_VERSION, "started_at": iso(stats.started_at)}
+                **stats.recorded, "started_at": iso(stats.started_at)}
 
     def first_record(self, stats: RunStats, arguments: dict[str, Any],
                      settings: dict[str, Any], mode: str) -> Callable[[WriteBatch], None]:
@@ -532,6 +537,7 @@ def restore(stats: RunStats, entry: LedgerEntry) -> None:
     """Carry a resumed run's counts on: the totals cover the whole run, all sessions."""
     for name in COUNTS:
         setattr(stats, name, entry.count(name))
+    stats.tally.restore(entry.counts)
     stats.errors = list(entry.errors)
     stats.errors_not_listed = max(0, entry.count("errors") - len(stats.errors))
     stats.checkpoint = entry.checkpoint

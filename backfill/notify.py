@@ -14,44 +14,15 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.parse
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from backfill.health_url import call, parse_health_url
+from backfill.health_url import NotifyUrl, call, parse_notify_urls
 from backfill.limits import NOTIFY_TIMEOUT_SECONDS as NOTIFY_TIMEOUT_SECONDS
 from backfill.stats import RunStats
 from backfill.status import RunStatus
 
 NOTIFY_TRIES = 2
-NOTIFY_OPTION = "--notify-url (or BACKFILL_NOTIFY_URL)"
-
-
-@dataclass(frozen=True)
-class NotifyUrl:
-    url: str
-    authorization: str | None
-    shown: str  # scheme://host[:port]: never the path, the query or credentials
-
-
-def parse_notify_urls(texts: Sequence[str]) -> tuple[NotifyUrl, ...]:
-    """Checked before anything is read; a refusal never shows the URL."""
-    urls = []
-    for position, text in enumerate(texts, start=1):
-        checked = parse_health_url(text, position, NOTIFY_OPTION, "webhook URL this tool "
-                                   "can post to")
-        parts = urllib.parse.urlsplit(checked.url)
-        urls.append(NotifyUrl(checked.url, checked.authorization,
-                              f"{parts.scheme}://{parts.netloc}"))
-    return tuple(urls)
-
-
-def shown_urls(texts: Sequence[str]) -> list[str]:
-    """The URLs as recorded in the ledger and the log."""
-    return [url.shown for url in parse_notify_urls(texts)]
-
-
 def run_message(stats: RunStats) -> dict[str, Any]:
     """What is posted: one line for people, the run's facts for machines."""
     errors = stats.error_count

@@ -22,7 +22,6 @@ from backfill.limits import (
     DEFAULT_DATABASE,
     DEFAULT_LEDGER_COLLECTION,
     DEFAULT_PARALLEL_BATCHES,
-    DEFAULT_TARGET_FIELD,
     ENVIRONMENTS,
     HEARTBEAT_SECONDS,
     LEASE_TIMEOUT_SECONDS,
@@ -206,8 +205,8 @@ class RunOptionFields:
         flag="--run-id", metavar="RUN_ID", group=GROUP_ROLLBACK, recorded=6, first=True)
     # None: not given (the default, or what a run recorded)
     target_field: str | None = option(
-        None, "Where the map lives: metadata.normalized is what the app reads (default: "
-              f"{DEFAULT_TARGET_FIELD}; also {TARGET_FIELD_VARIABLE}).",
+        None, "Where the field lives: {app_field} is what the app reads (default: "
+              "{default_field}; also " f"{TARGET_FIELD_VARIABLE}).",
         envvar=TARGET_FIELD_VARIABLE, metavar="PATH", section=TARGET, group=GROUP_FIELD,
         recorded=2, first=True)
     force: bool = option(False, "Rewrite items that are already up to date.", kind=Switch(),

@@ -3,15 +3,14 @@ records in the ledger so that a resume carries the same run on."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from backfill.errors import ConfigurationError
-from backfill.health_url import parse_health_urls
-from backfill.ledger import LedgerEntry
+from backfill.health_url import parse_health_urls, shown_urls
 from backfill.limits import RESUME_LATEST as RESUME_LATEST  # where the tools' callers find it
-from backfill.notify import shown_urls
 from backfill.option_specs import (
     PACE_SETTINGS,
     RECORDED_SETTINGS,
@@ -23,6 +22,7 @@ from backfill.option_specs import (
 )
 from backfill.ratelimit import workable_number
 from backfill.retry import RetryPolicy
+from backfill.target_field import FieldRules
 from backfill.where import Condition, parse_where
 
 HEALTH_GATE = "throttle_urls"  # in a run's recorded settings: its health URLs, as shown
@@ -37,6 +37,8 @@ class RunOptions(RunOptionFields):
     # has them again).
     explicit: frozenset[str] = field(default=frozenset(), compare=False)
     from_environment: frozenset[str] = field(default=frozenset(), compare=False)
+    # A one-field tool's field (its default, ...); None: a task, writing the paths it returns.
+    field_rules: FieldRules | None = field(default=None, compare=False)
 
     def of_group(self, group: str) -> dict[str, Any]:
         """The values of the options of one group (backfill.option_specs), by name."""
@@ -64,10 +66,11 @@ class RunOptions(RunOptionFields):
         return {**{name: getattr(self, name) for name in RECORDED_SETTINGS},
                 "target_field": target_field, HEALTH_GATE: self.health_gate(), **version}
 
-    def carrying_on(self, entry: LedgerEntry) -> RunOptions:
-        """These options for a resume of `entry`: its recorded settings, which an explicit
-        option may repeat but not contradict."""
-        recorded = entry.settings_recorded()
+    def carrying_on(self, run_id: str, recorded: Mapping[str, Any],
+                    pace_changed: bool) -> RunOptions:
+        """These options for a resume of run `run_id`: its `recorded` settings, which an
+        explicit option may repeat but not contradict (`pace_changed`: its pace was set
+        while it ran)."""
         changes: dict[str, Any] = {}
         for name in RECORDED_SETTINGS:
             if name not in recorded:
@@ -77,28 +80,28 @@ class RunOptions(RunOptionFields):
                 value = tuple(value or ())
             mine = getattr(self, name)
             if name in self.explicit and mine != value:
-                how = ("was set to" if name in PACE_SETTINGS and entry.pace_changed
+                how = ("was set to" if name in PACE_SETTINGS and pace_changed
                        else "was started with")
                 # A pace is changed on the run itself, and the resume carries it on.
                 leave = (f"leave the option out; to change its pace first: "
-                         f"{_set_command(name, mine, entry.run_id)}"
+                         f"{_set_command(name, mine, run_id)}"
                          if name in PACE_SETTINGS else "leave the option out, or start a new run")
                 raise ConfigurationError(
-                    f"run {entry.run_id} {how} {option_name(name)} "
+                    f"run {run_id} {how} {option_name(name)} "
                     f"{_shown(value)}; this resume says {_shown(mine)}: a resume carries the "
                     f"same run on ({leave})")
             unpaced = recorded.get("max_writes_per_second") == 0  # its start is moot
             if name in PACE_SETTINGS and not _workable(name, value) and \
                     not (unpaced and name == "initial_writes_per_second"):
                 raise ConfigurationError(
-                    f"run {entry.run_id} has {option_name(name)} {_shown(value)} recorded, "
+                    f"run {run_id} has {option_name(name)} {_shown(value)} recorded, "
                     f"which cannot work: set a pace that can "
-                    f"({_set_command(name, None, entry.run_id)}), then resume")
+                    f"({_set_command(name, None, run_id)}), then resume")
             changes[name] = value
         gate = list(recorded.get(HEALTH_GATE) or [])
         if gate and not self.throttle_url and not self.no_throttle:
             raise ConfigurationError(
-                f"run {entry.run_id} was gated by the backend's health (--throttle-url "
+                f"run {run_id} was gated by the backend's health (--throttle-url "
                 f"{' '.join(gate)}): give the URL again (--throttle-url, or "
                 "BACKFILL_THROTTLE_URL, with its query string if it had one: that is not "
                 "recorded), or --no-throttle to go on without the gate")

@@ -12,9 +12,13 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from backfill.control import rate_shown
 from backfill.limits import MAX_PARALLEL_BATCHES
-from backfill.ratelimit import MIN_WRITES_PER_SECOND, WriteRateLimiter, workable_number
+from backfill.ratelimit import (
+    MIN_WRITES_PER_SECOND,
+    WriteRateLimiter,
+    rate_shown,
+    workable_number,
+)
 
 if TYPE_CHECKING:
     from backfill.ledger import Pace

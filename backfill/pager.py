@@ -40,7 +40,8 @@ def collection_name(items: Items) -> str:
 def snapshot_data(snap: DocumentSnapshot) -> dict[str, Any]:
     """A snapshot's fields, read-only. DocumentSnapshot.to_dict() deep-copies every
     document (a third of the run loop's CPU in a profile); nothing here mutates what it
-    reads (the normalizer is pure), so the snapshot's own data is used as it is."""
+    reads (a job decides; a task's own code gets a copy), so the snapshot's own data is
+    used as it is."""
     data = getattr(snap, "_data", None)
     if isinstance(data, dict):
         return data

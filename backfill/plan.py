@@ -12,17 +12,16 @@ from dataclasses import dataclass, replace
 from backfill.clock import utc_now
 from backfill.errors import ConfigurationError
 from backfill.ledger import Ledger, RunEntry
-from backfill.limits import RESUME_LATEST
+from backfill.limits import RESUME_LATEST, TASK_TOOL
 from backfill.options import RunOptions
 from backfill.ranges import Shard
 from backfill.target_field import (
-    DEFAULT_TARGET_FIELD,
     TARGET_FIELD_VARIABLE,
+    FieldRules,
     TargetField,
     parse_target_field,
 )
 
-TASK_TOOL = "task"  # the tool a task's runs are recorded as, in the ledger and the lease
 UNDOABLE = ("backfill", TASK_TOOL)  # the runs an exact undo undoes (they journal)
 
 
@@ -56,13 +55,29 @@ class RunPlan:
 
 
 def given_target_field(options: RunOptions) -> TargetField | None:
-    """--target-field (or BACKFILL_TARGET_FIELD), checked; None when not given."""
-    return None if options.target_field is None else parse_target_field(options.target_field)
+    """--target-field (or BACKFILL_TARGET_FIELD), checked; None when not given (or when
+    the tool writes no one field: a task)."""
+    rules = options.field_rules
+    if options.target_field is None or rules is None:
+        return None
+    return parse_target_field(options.target_field, rules)
 
 
-def recorded_target_field(given: TargetField | None, entry: RunEntry) -> TargetField:
-    """The field a run wrote; an explicit --target-field must say the same."""
-    recorded = TargetField(entry.target_field)
+def tool_field(options: RunOptions) -> TargetField | None:
+    """The field a one-field tool writes: the one given, else its default; None: a task."""
+    if options.field_rules is None:
+        return None
+    return given_target_field(options) or TargetField(options.field_rules.default)
+
+
+def recorded_target_field(given: TargetField | None, entry: RunEntry,
+                          rules: FieldRules | None) -> TargetField:
+    """The field a run wrote (an entry older than --target-field: the tool's default); an
+    explicit --target-field must say the same."""
+    path = entry.target_field or (rules.default if rules is not None else None)
+    if path is None:
+        raise ConfigurationError(f"run {entry.run_id} recorded no field it wrote")
+    recorded = TargetField(path)
     if given is not None and given != recorded:
         raise ConfigurationError(f"run {entry.run_id} wrote {recorded.path}, not "
                                  f"{given.path} (--target-field or {TARGET_FIELD_VARIABLE})")
@@ -87,18 +102,14 @@ def plan_run(tool: str, options: RunOptions, shard: Shard | None, ledger: Ledger
 
 
 def _new(tool: str, options: RunOptions, shard: Shard | None, run_id: str) -> RunPlan:
-    field = None if options.task else given_target_field(options) or TargetField(
-        DEFAULT_TARGET_FIELD)
-    return RunPlan(tool, run_id, options, field, shard)
+    return RunPlan(tool, run_id, options, tool_field(options), shard)
 
 
 def _carry_on(tool: str, options: RunOptions, entry: RunEntry) -> RunPlan:
     """The run `entry` again, with its recorded settings (its target field among them;
     an option that contradicts one is refused there)."""
-    carried = options.carrying_on(entry)
-    field = None if carried.task else TargetField(
-        str(carried.target_field or DEFAULT_TARGET_FIELD))
-    return RunPlan(tool, entry.run_id, carried, field, resumed=entry)
+    carried = options.carrying_on(entry.run_id, entry.settings_recorded(), entry.pace_changed)
+    return RunPlan(tool, entry.run_id, carried, tool_field(carried), resumed=entry)
 
 
 def _resume(tool: str, options: RunOptions, ledger: Ledger) -> RunPlan:
@@ -141,5 +152,5 @@ def _undoing(plan: RunPlan, ledger: Ledger) -> RunPlan:
         raise ConfigurationError(f"no backfill run {undo_run_id!r} of collection "
                                  f"{plan.options.collection!r} in the ledger (--list-runs)")
     field = None if undone.tool == TASK_TOOL else recorded_target_field(
-        given_target_field(plan.options), undone)
+        given_target_field(plan.options), undone, plan.options.field_rules)
     return replace(plan, field=field, undone=undone)

@@ -34,6 +34,11 @@ def workable_rate(writes_per_second: float) -> bool:
         MIN_WRITES_PER_SECOND <= writes_per_second < float("inf"))
 
 
+def rate_shown(writes_per_second: float) -> str:
+    """A write rate as the operator reads it."""
+    return "unpaced" if writes_per_second <= 0 else f"{writes_per_second:g} writes/s"
+
+
 def workable_number(value: Any, *, zero: bool = True, low: float | None = None,
                     high: float | None = None, whole: bool = False) -> bool:
     """Whether a pace read back (the ledger, a control) can work: a number (not a bool;

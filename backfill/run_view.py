@@ -35,7 +35,7 @@ def headline(entry: RunEntry) -> str:
     where = entry.where
     subset = f" where {' and '.join(where)}" if where else ""  # a canary's, as typed
     return (f"Run {entry.run_id}: {entry.mode} of {entry.collection}{subset}, "
-            f"{entry.status}, field {entry.target_field}, {entry.environment}, started "
+            f"{entry.status}, {entry.writes}, {entry.environment}, started "
             f"{entry.started_at}")
 
 
@@ -110,7 +110,7 @@ def runs_table(entries: list[RunEntry]) -> list[str]:
         who = f"{entry.user}@{entry.host or ''}" if entry.user else "sharded"
         lines.append(f"{entry.run_id:<38}{entry.tool or '':<10}"
                      f"{entry.environment or '':<13}"
-                     f"{entry.target_field[:21]:<22}{who[:23]:<24}"
+                     f"{(entry.target_field or entry.writes)[:21]:<22}{who[:23]:<24}"
                      f"{(entry.started_at or '')[:19]:<21}{status_of(entry):<13}"
                      f"{counts.get('processed', ''):>10}{counts.get('updated', ''):>9}"
                      f"{counts.get('errors', ''):>8}")

@@ -459,7 +459,7 @@ def _count(stats: RunStats, outcome: BatchOutcome) -> None:
         stats.add_error(doc_id, message)
     for decision in outcome.decisions.values():
         if decision.report is not None:
-            stats.add_report(decision.report)
+            stats.tally.add(decision.report)
     stats.checkpoint = outcome.last_id
     if outcome.part is not None and stats.parts is not None:
         # Outcomes are collected in the order their pages came, and within a part pages

@@ -3,20 +3,68 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from backfill.clock import file_stamp, iso, utc_now
 from backfill.ranges import Part, Shard
 from backfill.status import GateState, RunStatus
 from backfill.volume import WriteVolume
-from normalizer import FACETS, NORMALIZED_VERSION, Report
 
 RATE_WINDOW = timedelta(minutes=1)
 RATE_STEP = timedelta(seconds=5)
+
+
+class Tally(Protocol):
+    """What a tool counts of its job's reports (Decision.report), beside the run's own
+    counts: into the stats file (`as_dict`), across a resume through the ledger
+    (`counts`, `restore`), into the summary (`rows`) and, per item, the log."""
+
+    def add(self, report: Any) -> None: ...
+
+    def counts(self) -> dict[str, int]: ...
+
+    def restore(self, counts: Mapping[str, Any]) -> None: ...
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+    def rows(self) -> list[tuple[str, str]]: ...
+
+    def item_lines(self, report: Any) -> list[str]: ...
+
+
+class NoTally:
+    """A job whose decisions report nothing of their own."""
+
+    def add(self, report: Any) -> None:
+        pass
+
+    def counts(self) -> dict[str, int]:
+        return {}
+
+    def restore(self, counts: Mapping[str, Any]) -> None:
+        pass
+
+    def as_dict(self) -> dict[str, Any]:
+        return {}
+
+    def rows(self) -> list[tuple[str, str]]:
+        return []
+
+    def item_lines(self, report: Any) -> list[str]:
+        return []
+
+
+@dataclass(frozen=True)
+class ToolExtras:
+    """What a tool adds to its runs' stats: a tally of its job's reports, and what it
+    records of itself (its versions) in the stats file and the ledger."""
+
+    tally: Callable[[], Tally] = NoTally
+    recorded: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -41,12 +89,12 @@ class RunStats:
     conflicts_retried: int = 0
     errors: list[dict[str, str]] = field(default_factory=list)
     errors_not_listed: int = 0  # a resumed run's earlier errors beyond what the ledger keeps
-    unknown_terms: dict[str, Counter[str]] = field(
-        default_factory=lambda: {facet: Counter() for facet in FACETS})
-    dropped_values: int = 0
+    tally: Tally = field(default_factory=NoTally)  # the tool's own counts of its reports
     checkpoint: str | None = None  # the last document ID fully done
     shard: Shard | None = None
-    target_field: str | None = "normalized"  # where the normalized map is written (a task: None)
+    target_field: str | None = None  # the field the job writes (a task's: the paths it returns)
+    # What the tool records of itself in the stats file and the ledger (its versions).
+    recorded: dict[str, Any] = field(default_factory=dict)
     state: GateState = GateState.RUNNING  # while running: writing, throttled or paused
     held_because: str | None = None  # while throttled or paused: why, or by whom
     total: int | None = None  # the items to go through: the count (a shard's: its range's)
@@ -62,11 +110,6 @@ class RunStats:
     parts: list[Part] | None = None  # parallel reads: each part's range and checkpoint
     volume: WriteVolume = field(default_factory=WriteVolume)  # a dry run's: backfill.cost
     estimate: dict[str, Any] | None = None  # a dry run's estimate of the real run
-
-    def add_report(self, report: Report) -> None:
-        for facet, term in report.unknown:
-            self.unknown_terms[facet][term] += 1
-        self.dropped_values += len(report.dropped)
 
     def note_progress(self, now: datetime | None = None) -> None:
         """Keep how far the run is now, and what the last minute's rate needs."""
@@ -113,7 +156,7 @@ class RunStats:
             "database": self.database,
             "collection": self.collection,
             "target_field": self.target_field,
-            "normalized_version": NORMALIZED_VERSION,
+            **self.recorded,
             "started_at": iso(self.started_at),
             "finished_at": iso(self.finished_at),
             "duration_seconds": round(self.duration_seconds, 3),
@@ -132,9 +175,7 @@ class RunStats:
             "parts": None if self.parts is None else [p.to_dict() for p in self.parts],
             "shard": None if self.shard is None else str(self.shard),
             "errors": self.errors,
-            "unknown_terms": {facet: dict(counter.most_common())
-                              for facet, counter in self.unknown_terms.items()},
-            "dropped_values": self.dropped_values,
+            **self.tally.as_dict(),
             "throttled_seconds": round(self.throttled_seconds, 1),
             "throttle_spells": self.throttle_spells,
             "paused_seconds": round(self.paused_seconds, 1),

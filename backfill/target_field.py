@@ -1,5 +1,5 @@
-"""Where the normalized map lives in a document: `normalized`, or a nested path such as
-`metadata.normalized` (what the wardrobe app's outfit filters read).
+"""The field a one-field tool writes (--target-field): a top-level field, or a nested
+path such as `metadata.tags`; and what a job sees of the maps on the way to it.
 
 A write touches that path only. Firestore's update of `a.b` replaces a non-map `a` with
 a map, so a parent holding anything else (null, a string, a list) must never be written
@@ -17,9 +17,7 @@ from typing import Any
 
 from backfill.errors import ConfigurationError
 from backfill.fields import MAX_DEPTH, PLAIN_SEGMENT, stored_value
-from backfill.limits import DEFAULT_TARGET_FIELD as DEFAULT_TARGET_FIELD
 from backfill.limits import TARGET_FIELD_VARIABLE as TARGET_FIELD_VARIABLE
-from normalizer import SOURCE_FIELD_PATHS
 
 
 class Parent(Enum):
@@ -66,8 +64,19 @@ class TargetField:
         return ".".join(self.segments[:depth + 1])
 
 
-def parse_target_field(text: str) -> TargetField:
-    """Check a --target-field against the rules: plain segments, and nowhere the rules read
+@dataclass(frozen=True)
+class FieldRules:
+    """A one-field tool's field: its default, the examples its messages give, and the
+    fields its job reads from (never written over: that would replace what the app
+    wrote)."""
+
+    default: str
+    examples: str
+    sources: tuple[str, ...] = ()
+
+
+def parse_target_field(text: str, rules: FieldRules) -> TargetField:
+    """Check a --target-field against the rules: plain segments, and nowhere the job reads
     from (writing there would replace what the app wrote)."""
     segments = text.split(".")
     bad = [s for s in segments if not PLAIN_SEGMENT.fullmatch(s) or
@@ -76,8 +85,8 @@ def parse_target_field(text: str) -> TargetField:
         raise ConfigurationError(
             f"--target-field {text!r} is not a field path of plain names joined by dots "
             f"(letters, digits and _, not starting with a digit, at most {MAX_DEPTH} "
-            "deep), such as normalized or metadata.normalized")
-    for source in SOURCE_FIELD_PATHS:
+            f"deep), such as {rules.examples}")
+    for source in rules.sources:
         if text == source or text.startswith(source + ".") or source.startswith(text + "."):
             raise ConfigurationError(
                 f"--target-field {text!r} overlaps the source field {source!r}: writing "

@@ -33,7 +33,7 @@ from backfill.batch import Decision, PageSource
 from backfill.errors import ConfigurationError
 from backfill.fields import ABSENT, describe, field_path_problem
 from backfill.journal import fingerprint
-from backfill.plan import TASK_TOOL
+from backfill.limits import TASK_TOOL
 from backfill.retry import RetryPolicy
 from backfill.target_field import Parent, TargetField
 

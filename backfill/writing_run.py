@@ -30,6 +30,7 @@ from backfill.batch import BatchOutcome, Job
 from backfill.clock import utc_now
 from backfill.control import RunControl, standing_stop
 from backfill.cost import CostEstimate, RunShape, estimate
+from backfill.coverage import coverage
 from backfill.errors import BackfillError, DatabaseError, RunInterrupted
 from backfill.fence import Fence
 from backfill.health_url import parse_health_urls
@@ -49,12 +50,11 @@ from backfill.retry import RetryPolicy
 from backfill.run_view import where_it_stands
 from backfill.runner import Runner, RunSettings
 from backfill.shards import compute_boundaries, shard_range, split_range
-from backfill.stats import RunStats
+from backfill.stats import RunStats, Tally, ToolExtras
 from backfill.status import GateState, RunStatus, StopRequest
 from backfill.target import Target
 from backfill.target_field import TargetField
 from backfill.throttle import Gate, HealthCheck, HealthWatch
-from backfill.validation import coverage
 from backfill.where import described, empty_subset_message, narrowed
 
 # Once the database has failed a run, each closing step (the final ledger record, the
@@ -250,7 +250,7 @@ class BatchListener:
         gate = self.session.gate
         self.log.info("%s", run.reporter.batch_done(
             outcome, options.dry_run, gate.paused_by or gate.throttled_because))
-        _log_items(outcome, self.log)
+        _log_items(outcome, stats.tally, self.log)
 
 
 class WritingRun:
@@ -259,13 +259,15 @@ class WritingRun:
     def __init__(self, tool: str, make_job: MakeJob, options: RunOptions, shard: Shard | None,
                  target: Target, client: firestore.Client, reporter: Reporter,
                  resume_command: ResumeCommand, stats_prefix: str,
-                 engine: str | None = None, recovery: Future[str] | None = None) -> None:
+                 engine: str | None = None, recovery: Future[str] | None = None,
+                 extras: ToolExtras | None = None) -> None:
         """`recovery`: a production run's point-in-time recovery check (backfill.recovery),
         going on while the run opens: logged, and said after a dry run's estimate."""
         self.tool, self.make_job, self.options, self.shard = tool, make_job, options, shard
         self.engine = engine  # the engine's attempt of this task (lease.engine_task)
         self.target, self.client, self.reporter = target, client, reporter
         self.resume_command, self.stats_prefix = resume_command, stats_prefix
+        self.extras = extras or ToolExtras()
         self.ledger = Ledger(client, options.ledger_collection, options.policy)
         self.stop = StopRequest()
         self.plan: RunPlan | None = None
@@ -452,7 +454,8 @@ class WritingRun:
         return RunStats(run_id=plan.run_id, tool=plan.tool, environment=target.environment,
                         dry_run=options.dry_run, project=target.project,
                         database=target.database, collection=target.collection,
-                        shard=self.shard, target_field=plan.field_path)
+                        shard=self.shard, target_field=plan.field_path,
+                        tally=self.extras.tally(), recorded=dict(self.extras.recorded))
 
     def _starting_point(self, stats: RunStats, record: RunRecord,
                         stopped_by: str | None, log: logging.Logger) -> StartingPoint:
@@ -678,10 +681,10 @@ class WritingRun:
         assert plan is not None and plan.field is not None
         cover = coverage(self._items(self.options), plan.field, self.options.policy,
                          subset=bool(self.options.where))
-        line = (f"{cover.normalized}/{cover.total} carry {plan.field.path} "
+        line = (f"{cover.carrying}/{cover.total} carry {plan.field.path} "
                 f"({cover.percent:.1f}%)")
-        if cover.normalized < cover.total:
-            note = (f"⚠️  {cover.total - cover.normalized} items lack {plan.field.path}: a "
+        if cover.carrying < cover.total:
+            note = (f"⚠️  {cover.total - cover.carrying} items lack {plan.field.path}: a "
                     "resumed run does not re-read the items before its checkpoint (items "
                     "added or changed there since). Run the backfill again without --resume "
                     "to cover them (items already done are skipped).")
@@ -792,14 +795,13 @@ class WritingRun:
                                f"the last checkpoint, {stats.checkpoint}")
 
 
-def _log_items(outcome: BatchOutcome, log: logging.Logger) -> None:
+def _log_items(outcome: BatchOutcome, tally: Tally, log: logging.Logger) -> None:
     for doc_id, message in outcome.errors:
         log.error("item %s: %s", doc_id, message)
-    # Per item, a dropped value is detail (DEBUG, below the run log's level): its count is
-    # in the summary and the stats, and at INFO a run over many items grew the log by MBs.
+    # Per item, a report's detail is DEBUG, below the run log's level: its count is in the
+    # summary and the stats, and at INFO a run over many items grew the log by MBs.
     if not log.isEnabledFor(logging.DEBUG):
         return
     for decision in outcome.decisions.values():
-        for dropped in decision.report.dropped if decision.report else []:
-            log.debug("item %s: dropped %s value %s (%s)", decision.doc_id,
-                      dropped.facet, dropped.value, dropped.reason)
+        for line in tally.item_lines(decision.report) if decision.report else []:
+            log.debug("item %s: %s", decision.doc_id, line)

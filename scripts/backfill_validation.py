@@ -3,7 +3,7 @@
 Installed, the same command is `wardrobe-validate`.
 
 A shim for the runbook's command in a checkout: the command itself is
-backfill.commands.validate."""
+wardrobe.commands.validate."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 # the checkout's own package comes first (installed, nothing here is needed).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backfill.commands.validate import main
+from wardrobe.commands.validate import main
 
 __all__ = ["main"]
 

@@ -27,11 +27,11 @@ PAGES = [README, *sorted((REPO / "docs").glob("*.md"))]
 # The runbook's scripts, by the click command each is a shim over; the installed names
 # (wardrobe-*) come from pyproject.toml.
 SCRIPTS = {
-    "run_backfill_production.py": "backfill.commands.backfill:main",
-    "backfill_rollback.py": "backfill.commands.rollback:main",
-    "backfill_validation.py": "backfill.commands.validate:main",
+    "run_backfill_production.py": "wardrobe.commands.backfill:main",
+    "backfill_rollback.py": "wardrobe.commands.rollback:main",
+    "backfill_validation.py": "wardrobe.commands.validate:main",
     "backfill_control.py": "backfill.commands.control:main",
-    "vocabulary_report.py": "backfill.commands.vocabulary:main",
+    "vocabulary_report.py": "wardrobe.commands.vocabulary:main",
 }
 # A tool named where a command starts (the span's start, after `python3 `, `$ ` or `: `):
 # a script, with or without its folder, or an installed name.
@@ -137,7 +137,7 @@ def option_problems(tool: click.Command, name: str, words: list[str]) -> Iterato
 def task_problems(sub: str, rest: str) -> Iterator[str]:
     """What is wrong with `python3 -m backfill SUB REST`: no such subcommand, or options
     it does not have."""
-    group = importlib.import_module("backfill.commands.task").main
+    group = importlib.import_module("backfill.__main__").main
     if sub not in group.commands:
         yield f"python3 -m backfill has no command {sub!r}"
         return

@@ -19,7 +19,6 @@ import pytest
 
 from backfill.batch import Decision
 from backfill.clock import utc_now
-from backfill.jobs import BackfillJob
 from backfill.journal import Journal
 from backfill.lease import Lease
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger
@@ -44,6 +43,7 @@ from tests.helpers import (
 )
 from tools.sample_data import make_wardrobe
 from tools.tcp_proxy import TcpProxy
+from wardrobe.jobs import BackfillJob
 
 ROLLBACK = "scripts/backfill_rollback.py"
 APP_VALUE = {"style": ["from-the-app"], "occasion": [], "mood": [], "season": ["all"],

@@ -8,10 +8,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from backfill.vocabulary import near_misses, within_one_edit
 from scripts.vocabulary_report import main as vocabulary
 from tests.conftest import Database
 from tools.tcp_proxy import TcpProxy
+from wardrobe.vocabulary import near_misses, within_one_edit
 
 SEEDED = {
     "a": {"style": ["Cottage Core", "Boho"], "occasion": ["Festival"], "mood": ["Moody"]},

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from backfill.jobs import BackfillJob, RollbackJob
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION
 from backfill.runner import Runner, RunSettings
 from backfill.stats import RunStats
@@ -31,6 +30,7 @@ from tests.helpers import (
     wait_for,
 )
 from tools.sample_data import make_wardrobe
+from wardrobe.jobs import BackfillJob, RollbackJob
 
 
 def seed_users(db: Database, count: int = 600) -> dict[str, str]:

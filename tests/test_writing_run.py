@@ -15,7 +15,6 @@ import pytest
 
 from backfill.batch import BatchOutcome, Job
 from backfill.errors import DatabaseError, RunInterrupted
-from backfill.jobs import BackfillJob
 from backfill.lease import LeaseLost
 from backfill.ledger import DEFAULT_LEDGER_COLLECTION, Ledger
 from backfill.lifecycle import Outcome
@@ -29,6 +28,8 @@ from backfill.writing_run import WritingRun
 from tests.conftest import Database
 from tests.helpers import dead_address, ledger
 from tools.tcp_proxy import TcpProxy
+from wardrobe.jobs import BackfillJob
+from wardrobe.tool import RULES
 
 
 class Told:
@@ -75,7 +76,7 @@ def writing_run(db: Database, told: Told, host: str | None = None,
         "quiet": True, "as_json": False, "max_retry_seconds": 5.0, "parallel_reads": 1,
         "parallel_batches": 1, "control_poll_seconds": 0.05, "heartbeat_seconds": 0.05,
         **overrides}
-    options = RunOptions(**settings, explicit=frozenset(overrides))
+    options = RunOptions(**settings, explicit=frozenset(overrides), field_rules=RULES)
     env = {"FIRESTORE_EMULATOR_HOST": host or db.emulator.host,
            "GOOGLE_CLOUD_PROJECT": db.project}
     target = resolve_target(environment=options.environment, project=None,

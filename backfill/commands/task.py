@@ -32,36 +32,25 @@ from backfill.cli import (
     output_options,
     run_boundary,
     run_options,
-    shard_options,
     split_params,
     target_options,
     version_option,
     where_option,
-    writing_options,
+    writing_tool_options,
 )
-from backfill.commands import control
-from backfill.commands.rollback import main as rollback_main
 from backfill.errors import ConfigurationError, ExitCode
 from backfill.estimate import Estimate
-from backfill.option_specs import RunOptionFields, TaskValidationChoices
+from backfill.option_specs import GROUP_ROLLBACK, RunOptionFields, TaskValidationChoices
 from backfill.options import RunOptions
 from backfill.pager import count_documents, read_documents, snapshot_data
 from backfill.sampling import describe as describe_sample
 from backfill.sampling import draw_sample
 from backfill.target_field import TargetField
 from backfill.task import Task, TaskJob, load_task, task_name
+from backfill.undo import UndoRunJob
 from backfill.where import narrowed
 
 SCRIPT = "-m backfill"  # as backfill.invocation types it
-
-
-def task_options(command: Any) -> Any:
-    """A task run's options: the wardrobe backfill's, but its field (a task says what it
-    writes)."""
-    for group in (shard_options, writing_options, output_options, where_option,
-                  target_options):
-        command = group(command)
-    return command
 
 
 @click.group(context_settings=COMMAND_SETTINGS)
@@ -73,7 +62,7 @@ def main() -> None:
 
 @main.command("run", cls=ToolCommand, context_settings=COMMAND_SETTINGS)
 @click.argument("task")
-@task_options
+@writing_tool_options(None)
 @run_boundary
 def run(task: str, **options: Any) -> int:
     """Run the task MODULE:CLASS over its collection (--dry-run first)."""
@@ -111,8 +100,28 @@ class TaskMaker:
         return TaskJob(instance)
 
 
-main.add_command(rollback_main, "rollback")
-main.add_command(control.main, "control")
+@main.command("rollback", cls=ToolCommand, context_settings=COMMAND_SETTINGS)
+@writing_tool_options(None)
+@options_of(RunOptionFields, GROUP_ROLLBACK)
+@run_boundary
+def rollback(**options: Any) -> int:
+    """Undo exactly one run (--run-id RUN_ID): each path it wrote gets back what it held
+    before, where it still holds what the run wrote."""
+    run = run_options(options)
+    if run.undo_run_id is None:
+        raise ConfigurationError("rollback undoes exactly one run: give --run-id RUN_ID "
+                                 "(python3 -m backfill control status lists the newest)")
+    labels = console.Labels(title="undo", done="rolled back", would="would roll back",
+                            sample="Would roll back", show_sample_fields=False,
+                            script=SCRIPT, then="rollback")
+    return execute_writing_run("rollback", make_undo, run, labels, stats_prefix="rollback_stats")
+
+
+def make_undo(options: RunOptions, field: TargetField | None, client: firestore.Client) -> Job:
+    """The exact undo of the run --run-id names (`field`: a one-field tool's run's)."""
+    assert options.undo_run_id is not None
+    return UndoRunJob(options.undo_run_id, options.ledger_collection, field,
+                      where=options.conditions)
 
 
 @main.command("validate", cls=ToolCommand, context_settings=COMMAND_SETTINGS)

@@ -10,10 +10,11 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from backfill.commands import backfill, control, rollback, validate, vocabulary
+from backfill.commands import control
 from backfill.console import Labels
 from backfill.option_specs import SECTION_OF
 from backfill.options import RunOptions
+from wardrobe.commands import backfill, rollback, validate, vocabulary
 
 TOOLS = [backfill.main, rollback.main, validate.main, vocabulary.main, control.main]
 

@@ -14,11 +14,11 @@ import pytest
 
 from backfill.batch import BatchOutcome, Decision
 from backfill.errors import RunInterrupted
-from backfill.jobs import BackfillJob, RollbackJob
 from backfill.runner import Runner, RunSettings
 from backfill.stats import RunStats
 from backfill.target_field import TargetField
 from tests.conftest import Database
+from wardrobe.jobs import BackfillJob, RollbackJob
 
 NORMALIZED = TargetField("normalized")
 # What the README promises: an item the app keeps editing is re-read and written again

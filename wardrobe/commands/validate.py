@@ -30,10 +30,10 @@ from backfill.cli import (
     split_params,
     target_field_option,
     target_options,
-    version_option,
     where_option,
 )
 from backfill.clock import file_stamp, iso, utc_now
+from backfill.coverage import Coverage, coverage
 from backfill.errors import ConfigurationError, ExitCode
 from backfill.estimate import Estimate
 from backfill.ledger import Ledger
@@ -50,16 +50,11 @@ from backfill.sampling import describe as describe_sample
 from backfill.shards import compute_boundaries, shard_from, shard_range
 from backfill.stats import write_json
 from backfill.target import Target
-from backfill.target_field import DEFAULT_TARGET_FIELD, TargetField
-from backfill.validation import (
-    Coverage,
-    ValidationResult,
-    coverage,
-    fetch_items,
-    scan_items,
-)
+from backfill.target_field import TargetField
 from backfill.where import described, empty_subset_message, narrowed
 from normalizer import NORMALIZED_VERSION
+from wardrobe.tool import FIELD_WORDS, RULES, WARDROBE_FIELD, version_option, wardrobe_options
+from wardrobe.validation import ValidationResult, fetch_items, scan_items
 
 SHOWN_INVALID = 20
 ItemsRead = Iterator[tuple[str, dict[str, Any]]]
@@ -91,7 +86,7 @@ class Validation:
 
 @click.command(cls=ToolCommand, context_settings=COMMAND_SETTINGS)
 @target_options
-@target_field_option
+@target_field_option(FIELD_WORDS)
 @where_option
 @output_options
 @options_of(ValidationChoices)
@@ -103,14 +98,14 @@ def main(**params: Any) -> int:
     """Check that items carry a valid, current normalized map (the field `normalized`, or
     --target-field; with --run-id, the field that run wrote)."""
     own, rest = split_params(ValidationChoices, params)
-    choices, run = ValidationChoices(**own), run_options(rest)
+    choices, run = ValidationChoices(**own), wardrobe_options(run_options(rest))
     part = checked_part(run, choices)
     given_field = given_target_field(run)
     if choices.run_id is not None:
         check_run_id(choices.run_id, "--run-id")
     target, client = connect(run)
     validation = Validation(run, choices, target, client,
-                            given_field or TargetField(DEFAULT_TARGET_FIELD), utc_now())
+                            given_field or TargetField(WARDROBE_FIELD), utc_now())
     ledger = Ledger(client, run.ledger_collection, run.policy)
     validation.environment, shown_environment = environment_read(
         run, ledger, choices.run_id, target.collection)
@@ -148,7 +143,7 @@ def read_recorded_run(validation: Validation, ledger: Ledger, run_id: str,
         raise ConfigurationError(
             f"no run {run_id!r} in the ledger {validation.run.ledger_collection!r}")
     if entry.tool == "backfill":
-        validation.field = recorded_target_field(given_field, entry)
+        validation.field = recorded_target_field(given_field, entry, RULES)
     console.say(f"📒 {headline(entry)}")
     parts = ledger.shards(run_id) if entry.sharded else [entry]
     for progress in parts:
@@ -163,7 +158,7 @@ def measured_coverage(validation: Validation) -> Coverage:
     items_read = narrowed(validation.client.collection(target.collection), run.conditions)
     cover = coverage(items_read, validation.field, run.policy, subset=bool(run.where),
                      page_size=run.batch_size)
-    console.say(f"📊 Coverage: {cover.normalized} of {cover.total} items{validation.subset} "
+    console.say(f"📊 Coverage: {cover.carrying} of {cover.total} items{validation.subset} "
                 f"carry a `{validation.field.path}` map ({cover.percent:.1f}%)")
     if cover.total == 0:  # nothing to validate is not valid: often a mistyped name
         empty = (empty_subset_message(run.conditions) if run.where
@@ -229,7 +224,7 @@ def write_report(validation: Validation, report: dict[str, Any]) -> Path:
     log = open_run_log(output_dir, "validation", report["run_id"])
     log.info("%s items checked (%s), %s valid, %s invalid %s; coverage %s/%s; report %s",
              result.checked, validation.mode, result.valid, len(result.invalid),
-             dict(result.reasons), cover.normalized, cover.total, path)
+             dict(result.reasons), cover.carrying, cover.total, path)
     for invalid_item in result.invalid:
         log.warning("item %s invalid: %s", invalid_item["id"], ", ".join(invalid_item["reasons"]))
     close_run_log(log)
@@ -255,7 +250,7 @@ def report_of(validation: Validation, report_id: str) -> dict[str, Any]:
         "seed": choices.seed,
         "sample_method": sample.method if sample else None,
         "sample_reads": sample.reads if sample else None,
-        "coverage": {"total": cover.total, "normalized": cover.normalized,
+        "coverage": {"total": cover.total, "normalized": cover.carrying,
                      "percent": cover.percent},
         "checked": result.checked, "valid": result.valid,
         "invalid": len(result.invalid), "invalid_by_reason": dict(result.reasons),
@@ -271,7 +266,7 @@ def say_summary(validation: Validation, report: dict[str, Any], path: Path) -> N
     lines = [console.RULE,
              f"{'✅' if not result.invalid else '❌'} Validation of "
              f"{validation.target.collection}{validation.subset}",
-             f"{'Coverage:':<20}{cover.normalized}/{cover.total} ({cover.percent:.1f}%)",
+             f"{'Coverage:':<20}{cover.carrying}/{cover.total} ({cover.percent:.1f}%)",
              f"{'Checked:':<20}{result.checked} ({validation.mode})",
              f"{'Valid:':<20}{result.valid}",
              f"{'Invalid:':<20}{len(result.invalid)}"]

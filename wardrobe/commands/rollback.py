@@ -21,17 +21,17 @@ from backfill.cli import (
     options_of,
     run_boundary,
     run_options,
-    version_option,
     writing_tool_options,
 )
-from backfill.errors import ConfigurationError
-from backfill.jobs import RollbackJob
 from backfill.ledger import Ledger
 from backfill.option_specs import GROUP_ROLLBACK, RollbackChoices, RunOptionFields
 from backfill.options import RunOptions
 from backfill.run_view import runs_table
 from backfill.target_field import TargetField
 from backfill.undo import UndoRunJob
+from wardrobe.jobs import RollbackJob
+from wardrobe.tally import WARDROBE_EXTRAS
+from wardrobe.tool import FIELD_WORDS, version_option, wardrobe_options
 
 LABELS = console.Labels(title="wardrobe rollback", done="rolled back",
                         would="would roll back", sample="Would roll back",
@@ -40,7 +40,7 @@ LABELS = console.Labels(title="wardrobe rollback", done="rolled back",
 
 
 @click.command(cls=ToolCommand, context_settings=COMMAND_SETTINGS)
-@writing_tool_options
+@writing_tool_options(FIELD_WORDS)
 @options_of(RunOptionFields, GROUP_ROLLBACK)
 @options_of(RollbackChoices)
 @version_option
@@ -48,14 +48,11 @@ LABELS = console.Labels(title="wardrobe rollback", done="rolled back",
 def main(list_runs: bool, **options: Any) -> int:
     """Roll the backfill back: delete `normalized` from every item that has it, or with
     --run-id undo exactly one backfill run."""
-    run = run_options(options)
-    if click.get_current_context().parent is not None and run.undo_run_id is None \
-            and not list_runs:  # python3 -m backfill rollback: only ever one run's undo
-        raise ConfigurationError("python3 -m backfill rollback undoes exactly one run: give "
-                                 "--run-id RUN_ID (--list-runs lists them)")
+    run = wardrobe_options(run_options(options))
     if list_runs:
         return print_runs(run)
-    return execute_writing_run("rollback", make_job, run, LABELS, stats_prefix="rollback_stats")
+    return execute_writing_run("rollback", make_job, run, LABELS, stats_prefix="rollback_stats",
+                               extras=WARDROBE_EXTRAS)
 
 
 def make_job(options: RunOptions, field: TargetField | None, client: Any = None) -> Job:

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from google.cloud import firestore
-from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.collection import CollectionReference
 
 from backfill.pager import (
     Items,
-    count_documents,
     iter_pages,
     part_pages,
     read_documents,
@@ -23,37 +21,6 @@ from backfill.retry import RetryPolicy
 from backfill.shards import split_range
 from backfill.target_field import TargetField
 from normalizer import SOURCE_FIELD_PATHS, problems
-
-
-@dataclass
-class Coverage:
-    total: int
-    normalized: int
-
-    @property
-    def percent(self) -> float:
-        return round(100.0 * self.normalized / self.total, 2) if self.total else 0.0
-
-
-def coverage(collection: Items, target: TargetField, policy: RetryPolicy,
-             subset: bool = False, page_size: int = 500) -> Coverage:
-    """Two count() aggregations: all items, and those whose target field is a map.
-
-    A range filter only matches values of its own type, so `>= {}` matches every map.
-    A `subset` (--where) is counted by reading its items' target field instead (one read
-    per item): a range filter beside the subset's equality filters would need a
-    composite index.
-    """
-    if subset:
-        total = normalized = 0
-        for page in iter_pages(collection, fields=(target.path,), page_size=page_size,
-                               policy=policy):
-            total += len(page)
-            normalized += sum(isinstance(target.value(snapshot_data(snap)), Mapping)
-                              for snap in page)
-        return Coverage(total, normalized)
-    with_map = collection.where(filter=FieldFilter(target.path, ">=", {}))
-    return Coverage(count_documents(collection, policy), count_documents(with_map, policy))
 
 
 def checked_fields(target: TargetField | None) -> tuple[str, ...]:

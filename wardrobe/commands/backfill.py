@@ -20,13 +20,14 @@ from backfill.cli import (
     options_of,
     run_boundary,
     run_options,
-    version_option,
     writing_tool_options,
 )
-from backfill.jobs import BackfillJob
 from backfill.option_specs import GROUP_BACKFILL, RunOptionFields
 from backfill.options import RunOptions
 from backfill.target_field import TargetField
+from wardrobe.jobs import BackfillJob
+from wardrobe.tally import WARDROBE_EXTRAS
+from wardrobe.tool import FIELD_WORDS, version_option, wardrobe_options
 
 LABELS = console.Labels(title="wardrobe backfill", done="updated", would="would update",
                         sample="Would update",
@@ -34,15 +35,15 @@ LABELS = console.Labels(title="wardrobe backfill", done="updated", would="would 
 
 
 @click.command(cls=ToolCommand, context_settings=COMMAND_SETTINGS)
-@writing_tool_options
+@writing_tool_options(FIELD_WORDS)
 @options_of(RunOptionFields, GROUP_BACKFILL)
 @version_option
 @run_boundary
 def main(**options: Any) -> int:
     """Backfill the normalized tags onto every item of the wardrobe collection (the field
     `normalized`, or --target-field)."""
-    return execute_writing_run("backfill", make_job, run_options(options), LABELS,
-                               stats_prefix="backfill_stats")
+    return execute_writing_run("backfill", make_job, wardrobe_options(run_options(options)),
+                               LABELS, stats_prefix="backfill_stats", extras=WARDROBE_EXTRAS)
 
 
 def make_job(options: RunOptions, field: TargetField | None, client: Any = None) -> Job:

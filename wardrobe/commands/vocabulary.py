@@ -25,7 +25,6 @@ from backfill.cli import (
     output_options,
     run_boundary,
     target_options,
-    version_option,
     where_option,
 )
 from backfill.clock import file_stamp, utc_now
@@ -36,10 +35,11 @@ from backfill.pager import empty_collection_message
 from backfill.sampling import describe as describe_sample
 from backfill.sampling import draw_sample
 from backfill.stats import write_json
-from backfill.validation import fetch_items, scan_items
-from backfill.vocabulary import VocabularyReport, near_misses
 from backfill.where import described, empty_subset_message, narrowed
 from normalizer import FACETS
+from wardrobe.tool import version_option
+from wardrobe.validation import fetch_items, scan_items
+from wardrobe.vocabulary import VocabularyReport, near_misses
 
 
 @click.command(cls=ToolCommand, context_settings=COMMAND_SETTINGS)

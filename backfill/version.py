@@ -1,0 +1,3 @@
+"""The version --version prints and the package has: a leaf."""
+
+__version__ = "1.0.0"
