@@ -33,17 +33,22 @@ defer_warnings()
 
 # The public API: a task, and what its changes() may write. Loaded when asked for, so
 # that importing a leaf such as backfill.fields loads nothing more.
-__all__ = ["DELETE_FIELD", "SERVER_TIMESTAMP", "Task", "__version__"]
+__all__ = ["DELETE_FIELD", "SERVER_TIMESTAMP", "Task", "__version__", "run_task"]
 if TYPE_CHECKING:
     from google.cloud.firestore_v1 import DELETE_FIELD, SERVER_TIMESTAMP
 
+    from backfill.commands.task import run_task
     from backfill.task import Task
 
 
 def __getattr__(name: str) -> Any:
     if name == "Task":
-        from backfill.task import Task
+        from backfill.commands.task import run_task
+    from backfill.task import Task
         return Task
+    if name == "run_task":
+        from backfill.commands.task import run_task
+        return run_task
     if name in ("DELETE_FIELD", "SERVER_TIMESTAMP"):
         from google.cloud.firestore_v1 import DELETE_FIELD, SERVER_TIMESTAMP
         return {"DELETE_FIELD": DELETE_FIELD, "SERVER_TIMESTAMP": SERVER_TIMESTAMP}[name]

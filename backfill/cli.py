@@ -481,7 +481,7 @@ def execute_writing_run(tool: str, make_job: MakeJob, options: RunOptions,
                         extras: ToolExtras | None = None) -> int:
     """A writing tool (backfill, rollback): options checked, the banner, the run opened
     (which run, how many items), the confirmation, then the run, stopped by signals."""
-    options, shard = _check_options(options)
+    options, shard = check_combinations(options)
     given_target_field(options)  # a bad --target-field is refused before any read
     target, client = connect(options)
     console.banner(target, labels, options.dry_run)
@@ -514,7 +514,7 @@ def exit_code(outcome: Outcome) -> ExitCode:
     return ExitCode.OK if outcome.clean else ExitCode.ITEM_ERRORS
 
 
-def _check_options(options: RunOptions) -> tuple[RunOptions, Shard | None]:
+def check_combinations(options: RunOptions) -> tuple[RunOptions, Shard | None]:
     """Option combinations, checked before anything touches the database."""
     if options.resume is not None and options.dry_run:
         raise ConfigurationError("--resume and --dry-run do not go together "

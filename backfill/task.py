@@ -20,6 +20,7 @@ its MODULE:CLASS, imported from the current directory as `uvicorn main:app` is.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import os
 import sys
@@ -119,7 +120,9 @@ class TaskJob:
 
     def decide(self, doc_id: str, data: dict[str, Any]) -> Decision:
         try:
-            returned = self.task.changes(doc_id, data)
+            # A copy: the engine journals what the document held, whatever the task does
+            # with what it is given.
+            returned = self.task.changes(doc_id, copy.deepcopy(data))
         except Exception as error:  # one item's failure is an item error; the run goes on
             return Decision(doc_id, None, problem=f"changes() raised {type(error).__name__}: "
                                                   f"{describe(error)}")

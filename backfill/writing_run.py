@@ -737,6 +737,9 @@ class WritingRun:
         if estimate is not None:
             for line in estimate.lines():
                 self.reporter.said(line)
+            if self.options.task is not None:
+                self.reporter.said("   Not in it: what the task itself reads through "
+                                   "self.client (one read per document it gets).")
             if self.recovery is not None:
                 self.reporter.said(self.recovery.result())
         if self.options.notify_url and not self.options.dry_run:

@@ -5,13 +5,20 @@ bad tasks refused in one line."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from backfill import Task
+from backfill.commands.task import run_task
+from backfill.errors import ConfigurationError
 from tests.conftest import REPO, Database
+from tests.helpers import Backend, start, wait_for
+from tools.sample_data import make_wardrobe
 
 EXAMPLES = REPO / "examples"
 USERS = {
@@ -30,14 +37,6 @@ def backfill(db: Database, args: list[str], cwd: Path = EXAMPLES,
     return subprocess.run([sys.executable, "-m", "backfill", *args, "--output-dir",
                            str(db.output_dir)], cwd=cwd, env=env, input=input,
                           capture_output=True, text=True, timeout=120)
-
-
-def run_id_of(result: subprocess.CompletedProcess[str]) -> str:
-    stats = json.loads(result.stdout) if result.stdout.startswith("{") else None
-    if stats is not None:
-        return str(stats["run_id"])
-    line = next(line for line in result.stderr.splitlines() if "Run ID" in line)
-    return line.split()[-1]
 
 
 def test_a_task_runs_dry_then_for_real_then_again_and_is_undone_exactly(db: Database) -> None:
@@ -81,11 +80,15 @@ def test_deleted_nested_fields_come_back_with_their_values_on_undo(db: Database)
              "b": {"metadata": {"oldTags": {"deep": True}}},
              "c": {"style": "boho"}}
     db.seed(items)
+    dry = backfill(db, ["run", "drop_legacy_fields:DropLegacyFields", "--dry-run"])
+    assert dry.returncode == 0 and db.documents() == items, dry.stderr
     run = backfill(db, ["run", "drop_legacy_fields:DropLegacyFields", "--yes"])
     assert run.returncode == 0, run.stderr
-    assert db.documents() == {"a": {"metadata": {"keep": 1}}, "b": {"metadata": {}},
-                              "c": {"style": "boho"}}
+    done = {"a": {"metadata": {"keep": 1}}, "b": {"metadata": {}}, "c": {"style": "boho"}}
+    assert db.documents() == done
     stats = json.loads(db.stats_files("task_stats")[-1].read_text())
+    again = backfill(db, ["run", "drop_legacy_fields:DropLegacyFields", "--yes"])
+    assert again.returncode == 0 and db.documents() == done, again.stderr
     undo = backfill(db, ["rollback", "--run-id", stats["run_id"], "--yes"])
     assert undo.returncode == 0, undo.stderr
     assert db.documents() == items
@@ -101,6 +104,49 @@ def test_a_task_reads_another_collection_and_sets_several_fields(db: Database) -
                            "itemCount": 2}
     assert users["u2"] == {**USERS["u2"], "itemCount": 1}  # its plan kept
     assert users["u3"] == {**USERS["u3"], "settings": {"plan": "free"}, "itemCount": 0}
+    run_id = json.loads(db.stats_files("task_stats")[-1].read_text())["run_id"]
+    again = backfill(db, ["run", "fill_plan_defaults:FillPlanDefaults", "--yes"])
+    assert again.returncode == 0 and db.documents("users") == users, again.stderr
+    undo = backfill(db, ["rollback", "--run-id", run_id, "--collection", "users", "--yes"])
+    assert undo.returncode == 0, undo.stderr
+    assert db.documents("users") == USERS  # u3's settings map, made by the run, gone too
+
+
+GUIDE = REPO / "docs" / "tasks.md"
+
+
+def test_the_guides_task_runs_as_the_guide_says_in_a_folder_of_its_own(
+        db: Database, tmp_path: Path) -> None:
+    """The guide's example task and commands, as a reader copies them into a new folder."""
+    code = re.search(r"```python\n(# migrations/user_ids.py\n.*?)```", GUIDE.read_text(),
+                     re.DOTALL)
+    assert code is not None
+    (tmp_path / "migrations").mkdir()
+    (tmp_path / "migrations" / "user_ids.py").write_text(code.group(1))
+    items = {"a": {"uid": "u1", "style": "boho"}, "b": {"ownerId": "u2", "userId": "old"},
+             "c": {"userId": "u3"}, "d": {"user_id": "u4", "userId": "u4"}}
+    db.seed(items)
+    spec = "migrations.user_ids:UnifyUserId"
+    steps = {command.split(spec)[0].split()[-1]: command.split(spec)[1]
+             for command in re.findall(r"^python3 -m backfill .*$", GUIDE.read_text(),
+                                       re.MULTILINE) if spec in command}
+    assert set(steps) == {"run", "validate"}
+    dry = backfill(db, ["run", spec, "--dry-run"], cwd=tmp_path)
+    assert dry.returncode == 0 and db.documents() == items, dry.stderr
+    run = backfill(db, ["run", spec, "--yes"], cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    done = db.documents()
+    assert done == {"a": {**items["a"], "userId": "u1"}, "b": {**items["b"], "userId": "u2"},
+                    "c": items["c"], "d": items["d"]}
+    valid = backfill(db, ["validate", spec], cwd=tmp_path)
+    assert valid.returncode == 0 and "0 of 4 sampled items still need work" in valid.stdout
+    again = backfill(db, ["run", spec, "--yes"], cwd=tmp_path)
+    assert again.returncode == 0 and db.documents() == done, again.stderr
+    run_id = next(stats["run_id"] for stats in map(json.loads, (
+        path.read_text() for path in db.stats_files("task_stats"))) if not stats["dry_run"])
+    undo = backfill(db, ["rollback", "--run-id", run_id, "--yes"], cwd=tmp_path)
+    assert undo.returncode == 0, undo.stderr
+    assert db.documents() == items
 
 
 RACING_TASK = '''
@@ -202,3 +248,51 @@ def test_a_resume_with_another_task_is_refused(db: Database) -> None:
     assert "lowercase_emails:LowercaseEmails" in other.stderr
 
 
+
+
+@pytest.mark.slow
+def test_a_task_and_the_wardrobe_backfill_never_write_at_once(db: Database,
+                                                              backend: Backend) -> None:
+    """One writer per collection, across tools: the wardrobe backfill, held at its gate,
+    keeps the lease; a task on `wardrobe` is refused, and writes nothing."""
+    db.seed(make_wardrobe(50))
+    db.seed({"old": {"legacyColor": "red"}})
+    seeded = db.update_times()
+    backend.mode = "failing"
+    first, log = start(db, db.env, "--throttle-url", backend.url, "--throttle-interval", "0.1")
+    wait_for(log, "⏸  Throttled: ")
+    second = backfill(db, ["run", "drop_legacy_fields:DropLegacyFields", "--yes"])
+    assert second.returncode == 2, second.stderr
+    assert re.search(r"❌ collection 'wardrobe' is being written by run backfill-\S+ ",
+                     second.stderr.strip().splitlines()[-1])
+    assert db.update_times() == seeded
+    assert first.poll() is None, log.read_text()
+    first.kill()
+    first.wait()
+
+
+class TitleNames(Task):
+    """Names in title case (a task defined where a test or a scheduled job can use it)."""
+
+    collection = "users"
+    reads = ("name",)
+
+    def changes(self, doc_id: str, data: dict[str, Any]) -> dict[str, Any] | None:
+        name = data.get("name")
+        return {"name": name.title()} if isinstance(name, str) and name != name.title() \
+            else None
+
+
+def test_a_task_runs_from_python_and_returns_its_stats(db: Database,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    db.seed({"a": {"name": "ann lee"}, "b": {"name": "Bob"}}, collection="users")
+    for name, value in db.env.items():
+        monkeypatch.setenv(name, value)
+    dry = run_task(TitleNames, dry_run=True, output_dir=db.output_dir)
+    assert (dry.would_update, dry.updated, dry.status) == (1, 0, "completed")
+    assert db.documents("users")["a"]["name"] == "ann lee"
+    real = run_task(TitleNames, output_dir=db.output_dir)
+    assert (real.updated, real.skipped, real.status) == (1, 1, "completed")
+    assert db.documents("users")["a"]["name"] == "Ann Lee"
+    with pytest.raises(ConfigurationError, match="is not MODULE:CLASS"):
+        run_task("no-colon", output_dir=db.output_dir)

@@ -26,6 +26,7 @@ from backfill.batch import Job
 from backfill.cli import (
     COMMAND_SETTINGS,
     ToolCommand,
+    check_combinations,
     connect,
     execute_writing_run,
     options_of,
@@ -45,10 +46,12 @@ from backfill.options import RunOptions
 from backfill.pager import count_documents, read_documents, snapshot_data
 from backfill.sampling import describe as describe_sample
 from backfill.sampling import draw_sample
+from backfill.stats import RunStats
 from backfill.target_field import TargetField
 from backfill.task import Task, TaskJob, load_task, task_name
 from backfill.undo import UndoRunJob
 from backfill.where import narrowed
+from backfill.writing_run import WritingRun
 
 SCRIPT = "-m backfill"  # as backfill.invocation types it
 
@@ -67,17 +70,13 @@ def main() -> None:
 def run(task: str, **options: Any) -> int:
     """Run the task MODULE:CLASS over its collection (--dry-run first)."""
     found = load_task(task)
-    labels = console.Labels(title=f"task {task_name(found)}", done="updated",
-                            would="would update", sample="Would update", script=SCRIPT,
-                            then=f"run {task}")
     return execute_writing_run("task", TaskMaker(found),
-                               task_run_options(found, task, options), labels,
-                               stats_prefix="task_stats")
+                               for_task(found, task, run_options(options)),
+                               task_labels(found, task), stats_prefix="task_stats")
 
 
-def task_run_options(found: type[Task], spec: str, params: dict[str, Any]) -> RunOptions:
+def for_task(found: type[Task], spec: str, options: RunOptions) -> RunOptions:
     """The run's options, its collection the task's (a --collection must say the same)."""
-    options = run_options(params)
     if "collection" in options.explicit and options.collection != found.collection:
         raise ConfigurationError(f"task {spec} writes collection {found.collection!r}, not "
                                  f"{options.collection!r} (leave --collection out)")
@@ -85,6 +84,34 @@ def task_run_options(found: type[Task], spec: str, params: dict[str, Any]) -> Ru
     return replace(options, collection=found.collection, task=spec,
                    task_version=str(found.version) or None,
                    explicit=options.explicit | {"task"})
+
+
+def run_task(task: type[Task] | str, **options: Any) -> RunStats:
+    """Run a task from Python (a scheduled job, a test), as `python3 -m backfill run`
+    would with --yes and --quiet, and return its stats. `options`: the run's options by
+    their names (dry_run=True, environment="production", limit=100, output_dir=...).
+    Raises the engine's typed errors: ConfigurationError before anything is read,
+    RunInterrupted, DatabaseError, LeaseLost, ... after the run's end is recorded."""
+    found = load_task(task) if isinstance(task, str) else task
+    spec = task if isinstance(task, str) else f"{found.__module__}:{found.__qualname__}"
+    wanted = replace(RunOptions(), yes=True, quiet=True, explicit=frozenset(options),
+                     **options)
+    options_checked, shard = check_combinations(for_task(found, spec, wanted))
+    target, client = connect(options_checked)
+    labels = task_labels(found, spec)
+    run = WritingRun("task", TaskMaker(found), options_checked, shard, target, client,
+                     console.ConsoleReporter(labels, quiet=True, as_json=False),
+                     labels.resume_command, "task_stats")
+    run.open()
+    run.execute()
+    assert run.stats is not None
+    return run.stats
+
+
+def task_labels(found: type[Task], spec: str) -> console.Labels:
+    return console.Labels(title=f"task {task_name(found)}", done="updated",
+                          would="would update", sample="Would update", script=SCRIPT,
+                          then=f"run {spec}")
 
 
 class TaskMaker:
@@ -136,7 +163,7 @@ def validate(task: str, **params: Any) -> int:
     nothing to write on it. Exit 0 when every sampled item is fine, 1 otherwise."""
     found = load_task(task)
     given, rest = split_params(RunOptionFields, params)
-    options = task_run_options(found, task, given)
+    options = for_task(found, task, run_options(given))
     target, client = connect(options)
     console.say(f"🔍 Validating task {task_name(found)} on {target.describe()}")
     collection = client.collection(options.collection)
