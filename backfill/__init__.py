@@ -43,8 +43,7 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     if name == "Task":
-        from backfill.commands.task import run_task
-    from backfill.task import Task
+        from backfill.task import Task
         return Task
     if name == "run_task":
         from backfill.commands.task import run_task
