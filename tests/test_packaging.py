@@ -60,7 +60,7 @@ def build_and_install(work: Path) -> None:
     for name in ("pyproject.toml", "README.md", "requirements.txt"):
         source.mkdir(exist_ok=True)
         shutil.copy(REPO / name, source / name)
-    for package in ("backfill", "normalizer"):
+    for package in ("backfill", "normalizer", "wardrobe"):
         shutil.copytree(REPO / package, source / package,
                         ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
@@ -206,3 +206,18 @@ def test_log_format_text_forces_the_console_and_json_is_never_unasked(db: Databa
     assert not plain.stdout.startswith("{")
     asked = db.run_script(SCRIPT, ["--dry-run", "--quiet", "--log-format", "json"])
     assert all(json.loads(line)["message"] for line in asked.stderr.splitlines())
+
+
+@pytest.mark.slow
+def test_the_installed_task_command_runs_a_task_of_the_folder_it_is_typed_in(
+        installed: Path, db: Database, tmp_path: Path) -> None:
+    db.seed({"u1": {"email": "Ann@X.io"}}, collection="users")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(REPO / "examples" / "lowercase_emails.py", elsewhere)
+    run = subprocess.run([str(installed / "bin" / "firestore-backfill"), "run",
+                          "lowercase_emails:LowercaseEmails", "--yes", "--quiet",
+                          "--output-dir", str(tmp_path / "out")], cwd=elsewhere,
+                         capture_output=True, text=True, env=db.env, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert db.documents("users")["u1"]["emailLower"] == "ann@x.io"
