@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import click
+from google.cloud.firestore_v1 import DELETE_FIELD, SERVER_TIMESTAMP
 from tqdm import tqdm
 
 from backfill.batch import BatchOutcome
@@ -180,6 +181,15 @@ def summary(stats: RunStats, labels: Labels, extra: dict[str, str], as_json: boo
         click.echo(text)
 
 
+def shown_value(value: Any) -> str:
+    """A value JSON has no form for, in a dry run's sample: what a write would do."""
+    if value is DELETE_FIELD:
+        return "<deleted>"
+    if value is SERVER_TIMESTAMP:
+        return "<the write's time>"
+    return str(value)
+
+
 class ConsoleReporter:
     """What a writing run tells the operator, on this console (backfill.writing_run's
     Reporter)."""
@@ -212,7 +222,7 @@ class ConsoleReporter:
         say(line)
         if dry_run and outcome.number <= 2:
             for sample in outcome.samples:
-                shown = (f": {json.dumps(sample.fields, ensure_ascii=False, default=str)}"
+                shown = (f": {json.dumps(sample.fields, ensure_ascii=False, default=shown_value)}"
                          if labels.show_sample_fields else "")
                 say(f"  {labels.sample} {sample.doc_id}{shown}")
         return line

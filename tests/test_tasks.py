@@ -82,6 +82,8 @@ def test_deleted_nested_fields_come_back_with_their_values_on_undo(db: Database)
     db.seed(items)
     dry = backfill(db, ["run", "drop_legacy_fields:DropLegacyFields", "--dry-run"])
     assert dry.returncode == 0 and db.documents() == items, dry.stderr
+    assert 'Would update a: {"legacyColor": "<deleted>", "metadata.oldTags": "<deleted>"}' \
+        in dry.stderr
     run = backfill(db, ["run", "drop_legacy_fields:DropLegacyFields", "--yes"])
     assert run.returncode == 0, run.stderr
     done = {"a": {"metadata": {"keep": 1}}, "b": {"metadata": {}}, "c": {"style": "boho"}}
