@@ -181,6 +181,13 @@ def summary(stats: RunStats, labels: Labels, extra: dict[str, str], as_json: boo
         click.echo(text)
 
 
+SAMPLE_CHARACTERS = 300  # of a sample's values: a line, not a megabyte
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= SAMPLE_CHARACTERS else text[:SAMPLE_CHARACTERS] + " …"
+
+
 def shown_value(value: Any) -> str:
     """A value JSON has no form for, in a dry run's sample: what a write would do."""
     if value is DELETE_FIELD:
@@ -222,8 +229,8 @@ class ConsoleReporter:
         say(line)
         if dry_run and outcome.number <= 2:
             for sample in outcome.samples:
-                shown = (f": {json.dumps(sample.fields, ensure_ascii=False, default=shown_value)}"
-                         if labels.show_sample_fields else "")
+                written = json.dumps(sample.fields, ensure_ascii=False, default=shown_value)
+                shown = f": {_cut(written)}" if labels.show_sample_fields else ""
                 say(f"  {labels.sample} {sample.doc_id}{shown}")
         return line
 

@@ -10,13 +10,11 @@ still as it was before, and leaves it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -26,7 +24,7 @@ from google.cloud.firestore_v1.batch import WriteBatch
 from google.cloud.firestore_v1.types import document
 
 from backfill.fence import Fence
-from backfill.fields import ABSENT
+from backfill.fields import ABSENT, fingerprint
 from backfill.pager import iter_pages
 from backfill.retry import (
     CALL_SECONDS,
@@ -55,25 +53,6 @@ def longest_in_flight(max_retry_seconds: float) -> float:
 
 # What an undo assumes of a run it cannot ask: the default retry budget.
 LANDING_WINDOW_SECONDS = longest_in_flight(RetryPolicy().max_total_wait)
-
-
-def fingerprint(value: Any) -> str:
-    """A short digest of a value as written, to tell later whether it is still there.
-
-    The journal keeps this instead of the whole new value: half the bytes per batch."""
-    text = json.dumps(value, sort_keys=True, default=_as_read_back, ensure_ascii=False)
-    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
-
-
-def _as_read_back(value: Any) -> str:
-    """A value JSON has no form for, as it reads back from Firestore: a time in UTC
-    (a naive one is stored as UTC), bytes as bytes; the rest by its repr."""
-    if isinstance(value, datetime):
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        return "time:" + aware.astimezone(UTC).isoformat()
-    if isinstance(value, bytes):
-        return "bytes:" + value.hex()
-    return repr(value)
 
 
 def encode(value: Any) -> bytes:
@@ -125,7 +104,7 @@ class Journal:
         self.fence = fence  # each journal document is written behind the run's lease
         # Which writes landed, per journal document, not yet written: they go with the
         # next journal commit or the run's last record (no round trip of their own).
-        self._outcomes: dict[str, str] = {}
+        self._outcomes: dict[str, dict[str, Any]] = {}
         self._outcomes_lock = threading.Lock()
 
     def record(self, entries: list[dict[str, Any]]) -> list[tuple[str, int]]:
@@ -161,44 +140,52 @@ class Journal:
             keys.append((key, len(chunk)))
         return keys
 
-    def record_outcome(self, parts: list[tuple[str, int]], landed: list[bool]) -> None:
+    def record_outcome(self, parts: list[tuple[str, int]], landed: list[bool],
+                       times: list[int | None] | None = None) -> None:
         """After the batch: which of its journaled writes landed ("1") and which did not
         ("0": a conflict, a deleted item, a refusal), in the order of the entries, per
-        journal document. Behind a fence, kept to go with the next journal commit or the
-        run's last record (`outcomes_in`); else written now. An entry without an outcome
-        (a kill in between) is not guessed at by an undo."""
+        journal document; and `times`, the commit time (ns) of each write whose value was
+        the server's time (what an undo compares). Behind a fence, kept to go with the
+        next journal commit or the run's last record (`outcomes_in`); else written now. An
+        entry without an outcome (a kill in between) is not guessed at by an undo."""
         flags = "".join("1" if ok else "0" for ok in landed)
         start = 0
         for key, size in parts:
+            fields: dict[str, Any] = {"landed": flags[start:start + size]}
+            stamped = {str(i): at for i, at in enumerate((times or [])[start:start + size])
+                       if at is not None}
+            if stamped:
+                fields["times"] = stamped
             if self.fence is not None:
                 with self._outcomes_lock:
-                    self._outcomes[key] = flags[start:start + size]
+                    self._outcomes[key] = fields
             else:
-                self._write_landed(key, flags[start:start + size])
+                self._write_landed(key, fields)
             start += size
 
-    def _write_landed(self, key: str, flags: str) -> None:
-        call_with_retry(partial(_write, self.collection.document(key).update,
-                                {"landed": flags}), self.policy, "writing the run journal")
+    def _write_landed(self, key: str, fields: dict[str, Any]) -> None:
+        call_with_retry(partial(_write, self.collection.document(key).update, fields),
+                        self.policy, "writing the run journal")
 
-    def _pending(self) -> dict[str, str]:
+    def _pending(self) -> dict[str, dict[str, Any]]:
         with self._outcomes_lock:
             return dict(self._outcomes)
 
-    def _written(self, outcomes: dict[str, str]) -> None:
+    def _written(self, outcomes: dict[str, dict[str, Any]]) -> None:
         with self._outcomes_lock:
             for key in outcomes:
                 if self._outcomes.get(key) == outcomes[key]:
                     del self._outcomes[key]
 
-    def _set_with_outcomes(self, ref: Any, fields: dict[str, Any], outcomes: dict[str, str],
+    def _set_with_outcomes(self, ref: Any, fields: dict[str, Any],
+                           outcomes: dict[str, dict[str, Any]],
                            batch: WriteBatch) -> None:
         batch.set(ref, fields)
         self._add_outcomes(outcomes, batch)
 
-    def _add_outcomes(self, outcomes: dict[str, str], batch: WriteBatch) -> None:
-        for key, flags in outcomes.items():
-            batch.update(self.collection.document(key), {"landed": flags})
+    def _add_outcomes(self, outcomes: dict[str, dict[str, Any]], batch: WriteBatch) -> None:
+        for key, fields in outcomes.items():
+            batch.update(self.collection.document(key), fields)
 
     def outcomes_in(self, batch: WriteBatch) -> Callable[[], None]:
         """Put the outcomes not yet written into `batch` (the run's last commit); returns
@@ -211,8 +198,8 @@ class Journal:
         """The outcomes not yet written, on their own (when the run's last commit could
         not carry them: its lease was lost)."""
         outcomes = self._pending()
-        for key, flags in outcomes.items():
-            self._write_landed(key, flags)
+        for key, fields in outcomes.items():
+            self._write_landed(key, fields)
         self._written(outcomes)
 
     def written_since(self, cutoff_ns: int, page_size: int = 100) -> frozenset[str]:
@@ -248,6 +235,7 @@ class Journal:
                 if data.get("format") == FORMAT:
                     before = {i: decode(v, self.client) for i, v in before.items()}
                 landed = str(data.get("landed", ""))
+                times = data.get("times") or {}
                 entries = []
                 for i, (doc_id, after, *rest) in enumerate(
                         json.loads(data.get("items", "[]"))):
@@ -258,6 +246,8 @@ class Journal:
                     if path is not None:
                         entry["path"] = path
                     entry["landed"] = (landed[i] == "1") if i < len(landed) else None
+                    if str(i) in times:
+                        entry["committed_ns"] = int(times[str(i)])
                     if str(i) in before:
                         entry["before"] = before[str(i)]
                     entries.append(entry)

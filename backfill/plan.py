@@ -147,6 +147,10 @@ def _undoing(plan: RunPlan, ledger: Ledger) -> RunPlan:
     undo_run_id = plan.options.undo_run_id
     assert undo_run_id is not None
     undone = ledger.get(undo_run_id)
+    if undone is not None and "collection" not in plan.options.explicit and \
+            undone.tool == TASK_TOOL and undone.collection:
+        # A task's run is of its task's collection: the ledger says which.
+        plan = replace(plan, options=replace(plan.options, collection=undone.collection))
     if undone is None or undone.tool not in UNDOABLE or \
             undone.collection != plan.options.collection:
         raise ConfigurationError(f"no backfill run {undo_run_id!r} of collection "

@@ -11,7 +11,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, TypeVar
 
@@ -22,7 +22,7 @@ from google.cloud.firestore_v1.document import DocumentReference, DocumentSnapsh
 from backfill.batch import SAMPLES_PER_BATCH, BatchOutcome, Decision, Job
 from backfill.errors import STOPPED_ON_REQUEST, RunInterrupted
 from backfill.fence import Fence
-from backfill.fields import ABSENT
+from backfill.fields import ABSENT, SERVER_TIME, without_unchanged
 from backfill.journal import Journal, journal_entry, too_large_to_journal
 from backfill.limits import DEFAULT_PARALLEL_BATCHES, MAX_PARALLEL_BATCHES
 from backfill.pager import (
@@ -88,6 +88,25 @@ class RunSettings:
     # Blocks while no new page may be read nor batch written (throttled, paused), until
     # the stop event; raises when that lasts too long.
     gate: Callable[[threading.Event], None] | None = None
+
+
+@dataclass
+class Journaled:
+    """A batch's journal entries as recorded (a task's: one per path written), and the
+    writes refused for being too large to journal."""
+
+    journal: Journal
+    refused: dict[int, str]
+    parts: list[tuple[str, int]]  # each journal document's key and its number of entries
+    entries: list[dict[str, Any]]
+    counts: list[int]  # entries per write sent
+
+    def landed(self, landed: list[bool], server_times: list[int | None]) -> None:
+        """Which writes sent landed, and the time the server set where they asked for it."""
+        times = [at if entry["after"] == SERVER_TIME else None
+                 for entry, at in zip(self.entries, _per_entry(server_times, self.counts),
+                                      strict=True)]
+        self.journal.record_outcome(self.parts, _per_entry(landed, self.counts), times)
 
 
 class BatchLimit:
@@ -232,7 +251,7 @@ class Runner:
         decisions = [self.job.decide(snap.id, data)
                      for snap, data in zip(snaps, datas, strict=True) if snap.exists]
         if fields is None:
-            return decisions
+            return self._changing(decisions, datas, snaps)
         existing = [(i, snap) for i, snap in enumerate(snaps) if snap.exists]
         hidden = {i: tops for (i, snap), decision in zip(existing, decisions, strict=True)
                   if (tops := hidden_tops(decision, datas[i], fields))}
@@ -246,7 +265,19 @@ class Runner:
             snap = fresh.get(snaps[i].id)
             whole = snapshot_data(snap) if snap is not None and snap.exists else {}
             datas[i] = {**datas[i], **{top: whole[top] for top in wanted if top in whole}}
-        return [self.job.decide(snap.id, datas[i]) for i, snap in existing]
+        return self._changing([self.job.decide(snap.id, datas[i]) for i, snap in existing],
+                              datas, snaps)
+
+    def _changing(self, decisions: list[Decision], datas: list[dict[str, Any]],
+                  snaps: Sequence[DocumentSnapshot]) -> list[Decision]:
+        """A task's decisions without the writes that change nothing (every path they
+        write read by now): a re-run writes nothing. A job with one target decides that
+        itself."""
+        if self.job.target is not None:
+            return decisions
+        existing = [data for snap, data in zip(snaps, datas, strict=True) if snap.exists]
+        return [replace(d, fields=without_unchanged(d.fields, data) or None) if d.fields
+                else d for d, data in zip(decisions, existing, strict=True)]
 
     def _settle(self, number: int, page: Sequence[DocumentSnapshot], checkpoint: str,
                 datas: list[dict[str, Any]], decisions: list[Decision],
@@ -305,42 +336,48 @@ class Runner:
         """Journal (when asked) what the writes replace, then write, with preconditions.
         A write whose previous value is too large to journal is not sent: there is never
         an unjournaled write."""
-        journal = self.settings.journal
         if to_write and self.settings.ready is not None:
             self.settings.ready()
         writes = [Write(snap.reference, decision.fields or {}, snap.update_time)
                   for snap, _, decision in to_write]
-        refused: dict[int, str] = {}
-        parts: list[tuple[str, int]] = []
-        counts: list[int] = []  # journal entries per write sent (a task's: one per path)
-        if journal is not None and self.job.journaled:
-            entries = [self._journal_entries(snap.id, data, decision.fields or {})
-                       for snap, data, decision in to_write]
-            refused = {i: f"its previous {self._path_of(e)} ({len(e['encoded']):,} bytes "
-                          "encoded) is too large to journal: not written (an undo could not "
-                          "restore it)"
-                       for i, per_write in enumerate(entries) for e in per_write
-                       if too_large_to_journal(e)}
-            kept = [per_write for i, per_write in enumerate(entries) if i not in refused]
-            counts = [len(per_write) for per_write in kept]
-            parts = journal.record([e for per_write in kept for e in per_write])
-        elif self.settings.fence is not None and writes:
+        journaled = self._journaled(to_write)
+        if journaled is None and self.settings.fence is not None and writes:
             self.settings.fence.commit(lambda batch: None, "checking the collection's lease")
+        refused = journaled.refused if journaled is not None else {}
         try:
             sent = commit_writes(self.client,
                                  [w for i, w in enumerate(writes) if i not in refused],
                                  self.settings.policy, self.settings.limiter)
         except WritesStopped as stopped:  # journaled, and then not all sent
-            if journal is not None and parts:
-                journal.record_outcome(parts, _per_entry(stopped.landed, counts))
+            if journaled is not None:
+                journaled.landed(stopped.landed, [None] * len(stopped.landed))
             raise
-        if journal is not None and parts:
-            # Which of the journaled writes landed: an undo restores exactly those.
-            journal.record_outcome(parts, _per_entry(
-                [r.status is WriteStatus.OK for r in sent], counts))
+        if journaled is not None:
+            # Which of the journaled writes landed: an undo restores exactly those (and,
+            # for a value that was the server's time, the time it was).
+            journaled.landed([r.status is WriteStatus.OK for r in sent],
+                             [r.server_time for r in sent])
         answers = iter(sent)
         return [WriteResult(write, WriteStatus.FAILED, refused[i]) if i in refused
                 else next(answers) for i, write in enumerate(writes)]
+
+    def _journaled(self, to_write: list[ToWrite]) -> Journaled | None:
+        """The writes' journal entries, recorded before they are sent (None: this run
+        journals nothing); those too large to journal refused."""
+        journal = self.settings.journal
+        if journal is None or not self.job.journaled:
+            return None
+        entries = [self._journal_entries(snap.id, data, decision.fields or {})
+                   for snap, data, decision in to_write]
+        refused = {i: f"its previous {self._path_of(e)} ({len(e['encoded']):,} bytes "
+                      "encoded) is too large to journal: not written (an undo could not "
+                      "restore it)"
+                   for i, per_write in enumerate(entries) for e in per_write
+                   if too_large_to_journal(e)}
+        kept = [per_write for i, per_write in enumerate(entries) if i not in refused]
+        recorded = [e for per_write in kept for e in per_write]
+        return Journaled(journal, refused, journal.record(recorded), recorded,
+                         [len(per_write) for per_write in kept])
 
     def _path_of(self, entry: dict[str, Any]) -> str:
         return entry["path"] if self.job.target is None else self.job.target.path
@@ -438,9 +475,9 @@ def hidden_tops(decision: Decision, data: dict[str, Any],
     return {top for top in tops if top not in fields}
 
 
-def _per_entry(landed: list[bool], counts: list[int]) -> list[bool]:
+def _per_entry(outcomes: list[T], counts: list[int]) -> list[T]:
     """Each write's outcome, once per journal entry it has."""
-    return [ok for ok, count in zip(landed, counts, strict=False) for _ in range(count)]
+    return [ok for ok, count in zip(outcomes, counts, strict=False) for _ in range(count)]
 
 
 def _count(stats: RunStats, outcome: BatchOutcome) -> None:

@@ -25,15 +25,24 @@ import importlib
 import os
 import sys
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, ClassVar
 
 from google.cloud import firestore
-from google.cloud.firestore_v1 import DELETE_FIELD, SERVER_TIMESTAMP
+from google.cloud.firestore_v1 import DELETE_FIELD, SERVER_TIMESTAMP, GeoPoint
+from google.cloud.firestore_v1.document import DocumentReference
+from google.cloud.firestore_v1.transforms import (
+    ArrayRemove,
+    ArrayUnion,
+    Increment,
+    Maximum,
+    Minimum,
+)
+from google.cloud.firestore_v1.vector import Vector
 
 from backfill.batch import Decision, PageSource
 from backfill.errors import ConfigurationError
-from backfill.fields import ABSENT, describe, field_path_problem
-from backfill.journal import fingerprint
+from backfill.fields import describe, field_path_problem
 from backfill.limits import TASK_TOOL
 from backfill.retry import RetryPolicy
 from backfill.target_field import Parent, TargetField
@@ -91,6 +100,13 @@ def _check_declaration(spec: str, task: type[Task]) -> None:
     if not isinstance(task.collection, str) or not task.collection:
         raise ConfigurationError(f"task {spec}: no collection (set `collection = \"...\"` "
                                  "on the class)")
+    if not callable(task.changes) or task.changes is Task.changes:
+        raise ConfigurationError(f"task {spec}: no changes(self, doc_id, data) method")
+    try:
+        task()
+    except Exception as error:  # its own __init__: the user's to see, in a line
+        raise ConfigurationError(f"task {spec}: {task.__name__}() failed: "
+                                 f"{type(error).__name__}: {error}") from error
     if task.reads is not None:
         if isinstance(task.reads, str) or not all(isinstance(r, str) for r in task.reads):
             raise ConfigurationError(f"task {spec}: reads must be a tuple of field paths")
@@ -123,7 +139,7 @@ class TaskJob:
             # A copy: the engine journals what the document held, whatever the task does
             # with what it is given.
             returned = self.task.changes(doc_id, copy.deepcopy(data))
-        except Exception as error:  # one item's failure is an item error; the run goes on
+        except (Exception, SystemExit) as error:  # an item error: the run goes on
             return Decision(doc_id, None, problem=f"changes() raised {type(error).__name__}: "
                                                   f"{describe(error)}")
         if returned is None:
@@ -132,12 +148,12 @@ class TaskJob:
             return Decision(doc_id, None, problem=f"changes() returned "
                                                   f"{type(returned).__name__}, not a "
                                                   "mapping or None: nothing written")
-        problem = self._bad_path(returned, data)
+        problem = self._bad_path(returned, data) or _bad_value(returned)
         if problem:
             return Decision(doc_id, None, problem=problem + ": nothing written")
-        fields = {path: value for path, value in returned.items()
-                  if not _holds_already(TargetField(path).value(data), value)}
-        return Decision(doc_id, fields or None)
+        # What the document holds already is dropped by the run, once it has read every
+        # path written (backfill.fields.without_unchanged).
+        return Decision(doc_id, dict(returned) or None)
 
     def _bad_path(self, returned: Mapping[Any, Any], data: dict[str, Any]) -> str | None:
         paths = list(returned)
@@ -146,9 +162,13 @@ class TaskJob:
                 f"{describe(path)} is not a field path"
             if problem:
                 return f"changes() returned a bad path: {problem}"
+        given = set(paths)
         for path in paths:
-            if any(other.startswith(path + ".") for other in paths):
-                return f"changes() returned {path!r} and a path inside it"
+            segments = path.split(".")
+            outer = next((".".join(segments[:k]) for k in range(1, len(segments))
+                          if ".".join(segments[:k]) in given), None)
+            if outer is not None:
+                return f"changes() returned {outer!r} and a path inside it, {path!r}"
             state, depth = TargetField(path).parent(data, masked=False)
             if state is Parent.HOSTILE:
                 prefix = TargetField(path).prefix(depth)
@@ -161,10 +181,38 @@ class TaskJob:
         return None  # every document of the collection
 
 
-def _holds_already(current: Any, new: Any) -> bool:
-    """Whether writing `new` would change nothing (a re-run writes nothing)."""
-    if new is DELETE_FIELD:
-        return current is ABSENT
-    if new is SERVER_TIMESTAMP or current is ABSENT:
-        return False
-    return type(current) is type(new) and fingerprint(current) == fingerprint(new)
+TRANSFORMS = (Increment, ArrayUnion, ArrayRemove, Maximum, Minimum)
+PLAIN = (type(None), bool, str, bytes, float, datetime, GeoPoint, DocumentReference, Vector)
+
+
+def _bad_value(returned: Mapping[str, Any]) -> str | None:
+    """Why a value returned cannot be written (or undone), if one cannot."""
+    for path, value in returned.items():
+        problem = _value_problem(value, whole=True)
+        if problem:
+            return f"changes() returned for {path}: {problem}"
+    return None
+
+
+def _value_problem(value: Any, whole: bool = False) -> str | None:
+    """What Firestore does not store, or an undo could not give back: a transform (its
+    effect depends on what is there), a sentinel inside a value, an array in an array, a
+    map key that is not a string, an integer beyond 64 bits, a foreign object."""
+    if value is DELETE_FIELD or value is SERVER_TIMESTAMP:
+        return None if whole else f"{describe(value)} inside a value (only a path's whole value)"
+    if isinstance(value, TRANSFORMS):
+        return (f"{type(value).__name__}: a transform, which an undo could not give back "
+                "(return the value itself)")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return None if -2**63 <= value < 2**63 else "an integer beyond 64 bits"
+    if isinstance(value, PLAIN):
+        return None
+    if isinstance(value, list | tuple):
+        if any(isinstance(element, list | tuple) for element in value):
+            return "an array in an array, which Firestore does not store"
+        return next(filter(None, map(_value_problem, value)), None)
+    if isinstance(value, Mapping):
+        if not all(isinstance(key, str) and key for key in value):
+            return "a map with a key that is not a non-empty string"
+        return next(filter(None, map(_value_problem, value.values())), None)
+    return f"{describe(value)}, a {type(value).__name__}, which Firestore does not store"

@@ -7,21 +7,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from datetime import datetime
 from typing import Any
 
 from google.cloud import firestore
-from google.cloud.firestore_v1 import DELETE_FIELD, SERVER_TIMESTAMP
+from google.cloud.firestore_v1 import DELETE_FIELD
 
 from backfill.batch import Decision, PageSource
-from backfill.fields import ABSENT, stored_value
-from backfill.journal import LANDING_WINDOW_SECONDS, Journal, fingerprint, written_at_ns
+from backfill.fields import ABSENT, DELETED, SERVER_TIME, fingerprint, nanoseconds, stored_value
+from backfill.journal import LANDING_WINDOW_SECONDS, Journal, written_at_ns
 from backfill.pager import read_documents, snapshot_data
 from backfill.retry import RetryPolicy
 from backfill.target_field import TargetField
 from backfill.where import Condition, holds
-
-DELETED, SERVER_TIME = fingerprint(DELETE_FIELD), fingerprint(SERVER_TIMESTAMP)
 
 
 class UndoRunJob:
@@ -95,10 +92,8 @@ class UndoRunJob:
         current = self._field(entry).value(data)
         if entry["after"] == DELETED:
             return current is ABSENT
-        if entry["after"] == SERVER_TIME:  # the commit's time: within the write's window
-            at = entry["written_ns"] / 1e9
-            return isinstance(current, datetime) and \
-                at - 60 <= current.timestamp() <= at + LANDING_WINDOW_SECONDS
+        if entry["after"] == SERVER_TIME:  # the time the server set for the run, exactly
+            return "committed_ns" in entry and nanoseconds(current) == entry["committed_ns"]
         return current is not ABSENT and fingerprint(current) == entry["after"]
 
     def page_source(self, client: firestore.Client, collection: str,
@@ -154,10 +149,11 @@ class UndoRunJob:
         if entry["had_field"]:
             return {field.path: entry.get("before")}
         created = entry.get("created")
-        if created is not None and _holds_only(
-                stored_value(data, field.segments[:created + 1]),
-                field.segments[created + 1:]):
-            return {field.prefix(created): DELETE_FIELD}  # the parent the run made
+        # The outermost map the run made that still holds nothing else goes with it.
+        for depth in range(len(field.segments) - 1)[created:] if created is not None else ():
+            if _holds_only(stored_value(data, field.segments[:depth + 1]),
+                           field.segments[depth + 1:]):
+                return {field.prefix(depth): DELETE_FIELD}
         return {field.path: DELETE_FIELD}
 
 

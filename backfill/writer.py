@@ -62,6 +62,9 @@ class WriteResult:
     write: Write
     status: WriteStatus
     message: str = ""
+    # The time the server set where the write asked for it (SERVER_TIMESTAMP), in ns:
+    # one per request, and not its update_time (the emulator's differ).
+    server_time: int | None = None
 
 
 class WritesStopped(RunInterrupted):
@@ -135,10 +138,12 @@ def _commit_request(client: firestore.Client, writes: Sequence[Write], policy: R
         response = call_with_retry(
             partial(_send, batch), policy, "writing a batch")
         again: list[int] = []
-        for index, status in zip(pending, response.status, strict=True):
+        for index, status, result in zip(pending, response.status, response.write_results,
+                                         strict=True):
             write = writes[index]
             if status.code == 0:
-                results[index] = WriteResult(write, WriteStatus.OK)
+                results[index] = WriteResult(write, WriteStatus.OK,
+                                             server_time=_server_time(result))
             elif status.code == FAILED_PRECONDITION:
                 results[index] = WriteResult(write, WriteStatus.CONFLICT, status.message)
             elif status.code == NOT_FOUND:
@@ -157,6 +162,15 @@ def _commit_request(client: firestore.Client, writes: Sequence[Write], policy: R
             _before_sending(partial(sleep, delay), results)
         pending = again
     return [results[index] for index in range(len(writes))]
+
+
+def _server_time(result: Any) -> int | None:
+    """The server's time a landed write set (its transforms all set the same), in ns."""
+    for value in result.transform_results:
+        stamp = value._pb.timestamp_value if "timestamp_value" in value else None
+        if stamp is not None:
+            return int(stamp.seconds) * 10**9 + int(stamp.nanos)
+    return None
 
 
 def _before_sending(wait: Callable[[], object], results: dict[int, WriteResult]) -> None:

@@ -319,6 +319,8 @@ class WritingRun:
         say(f"📦 Batch size: {plan.options.batch_size}")  # a resumed run's, as recorded
         if plan.field is not None:
             say(f"🏷  Field: {plan.field.path}")
+        elif plan.undone is not None:
+            say(f"🧩 Paths: those run {plan.undone.run_id} journaled ({plan.undone.writes})")
         else:
             say(f"🧩 Task: {plan.options.task}" + (f" (version {plan.options.task_version})"
                                                   if plan.options.task_version else ""))

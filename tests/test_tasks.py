@@ -8,10 +8,12 @@ import json
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from google.cloud import firestore
 
 from backfill import Task
 from backfill.commands.task import run_task
@@ -298,3 +300,174 @@ def test_a_task_runs_from_python_and_returns_its_stats(db: Database,
     assert db.documents("users")["a"]["name"] == "Ann Lee"
     with pytest.raises(ConfigurationError, match="is not MODULE:CLASS"):
         run_task("no-colon", output_dir=db.output_dir)
+
+
+EDGE_TASKS = '''
+import datetime
+from backfill import DELETE_FIELD, SERVER_TIMESTAMP, Task
+from google.cloud.firestore_v1 import Increment
+
+class DeleteUnread(Task):
+    collection = "things"
+    reads = ("name",)
+    def changes(self, doc_id, data):
+        return {"legacy": DELETE_FIELD, "meta.old": DELETE_FIELD}
+
+class Stamp(Task):
+    collection = "things"
+    reads = ("title",)
+    def changes(self, doc_id, data):
+        return {"updatedAt": SERVER_TIMESTAMP} if doc_id == "a" else None
+
+class Typed(Task):
+    collection = "things"
+    def changes(self, doc_id, data):
+        return {"since": datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc),
+                "owner": self.client.collection("users").document(doc_id)}
+
+class Unstorable(Task):
+    collection = "things"
+    def changes(self, doc_id, data):
+        return {"v": {"a": object(), "b": {1: "x"}, "c": [[1]], "d": {"e": DELETE_FIELD},
+                      "f": Increment(1)}[doc_id]} if doc_id != "ok" else {"v": 1}
+
+class Exits(Task):
+    collection = "things"
+    def changes(self, doc_id, data):
+        raise SystemExit(0)
+
+class DeepParent(Task):
+    collection = "things"
+    def changes(self, doc_id, data):
+        return {"x.y.z": 1}
+
+class NeedsArguments(Task):
+    collection = "things"
+    def __init__(self, region):
+        self.region = region
+    def changes(self, doc_id, data):
+        return None
+
+class NoChanges(Task):
+    collection = "things"
+'''
+
+
+def _edge(db: Database, tmp_path: Path, args: list[str]) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "edge.py").write_text(EDGE_TASKS)
+    return backfill(db, args, cwd=tmp_path)
+
+
+def _last_run_id(db: Database) -> str:
+    return str(next(stats["run_id"] for stats in map(json.loads, (
+        path.read_text() for path in reversed(db.stats_files("task_stats"))))
+        if not stats["dry_run"]))
+
+
+def test_a_delete_of_fields_the_task_does_not_read_is_written_and_undone(
+        db: Database, tmp_path: Path) -> None:
+    items = {"a": {"name": "n", "legacy": "L", "meta": {"old": 1, "keep": 2}},
+             "b": {"name": "m"}}
+    db.seed(items, collection="things")
+    run = _edge(db, tmp_path, ["run", "edge:DeleteUnread", "--yes"])
+    assert run.returncode == 0, run.stderr
+    assert db.documents("things") == {"a": {"name": "n", "meta": {"keep": 2}},
+                                      "b": {"name": "m"}}
+    assert json.loads(db.stats_files("task_stats")[-1].read_text())["total_updated"] == 1
+    undo = _edge(db, tmp_path, ["rollback", "--run-id", _last_run_id(db), "--yes"])
+    assert undo.returncode == 0, undo.stderr
+    assert db.documents("things") == items
+
+
+def test_a_server_time_is_undone_only_where_it_is_still_the_runs(
+        db: Database, tmp_path: Path) -> None:
+    old = datetime(2019, 1, 1, tzinfo=UTC)
+    db.seed({"a": {"title": "t", "updatedAt": old}}, collection="things")
+    run = _edge(db, tmp_path, ["run", "edge:Stamp", "--yes"])
+    assert run.returncode == 0, run.stderr
+    assert db.documents("things")["a"]["updatedAt"] > old
+    run_id = _last_run_id(db)
+    ref = db.client.collection("things").document("a")
+    ref.update({"title": "edited"})  # another field: the run's time is still there
+    undone = _edge(db, tmp_path, ["rollback", "--run-id", run_id, "--yes"])
+    assert undone.returncode == 0, undone.stderr
+    assert db.documents("things")["a"] == {"title": "edited", "updatedAt": old}
+    again = _edge(db, tmp_path, ["run", "edge:Stamp", "--yes"])
+    assert again.returncode == 0, again.stderr
+    ref.update({"updatedAt": firestore.SERVER_TIMESTAMP})  # the app's own time, later
+    apps = db.documents("things")["a"]["updatedAt"]
+    kept = _edge(db, tmp_path, ["rollback", "--run-id", _last_run_id(db), "--yes"])
+    assert kept.returncode == 1
+    errors = json.loads(db.stats_files("rollback_stats")[-1].read_text())["errors"]
+    assert errors == [{"id": "a", "error": "updatedAt changed after the run; left as is"}]
+    assert db.documents("things")["a"]["updatedAt"] == apps
+
+
+def test_times_and_references_read_back_as_written_so_a_re_run_writes_nothing(
+        db: Database, tmp_path: Path) -> None:
+    db.seed({"a": {"n": 1}}, collection="things")
+    first = _edge(db, tmp_path, ["run", "edge:Typed", "--yes"])
+    assert first.returncode == 0, first.stderr
+    run_id = _last_run_id(db)
+    again = _edge(db, tmp_path, ["run", "edge:Typed", "--yes"])
+    assert again.returncode == 0, again.stderr
+    assert json.loads(db.stats_files("task_stats")[-1].read_text())["total_updated"] == 0
+    undo = _edge(db, tmp_path, ["rollback", "--run-id", run_id, "--yes"])
+    assert undo.returncode == 0, undo.stderr
+    assert db.documents("things") == {"a": {"n": 1}}
+
+
+def test_a_value_firestore_cannot_store_is_an_item_error_and_the_run_goes_on(
+        db: Database, tmp_path: Path) -> None:
+    ids = ["a", "b", "c", "d", "f", "ok"]
+    db.seed({doc_id: {"n": 1} for doc_id in ids}, collection="things")
+    run = _edge(db, tmp_path, ["run", "edge:Unstorable", "--yes"])
+    assert run.returncode == 1, run.stderr
+    stats = json.loads(db.stats_files("task_stats")[-1].read_text())
+    assert sorted(error["id"] for error in stats["errors"]) == ["a", "b", "c", "d", "f"]
+    assert stats["total_updated"] == 1 and stats["status"] == "completed"
+    assert db.documents("things")["ok"] == {"n": 1, "v": 1}
+    assert "Traceback" not in run.stderr
+
+
+def test_a_task_that_exits_is_an_item_error_not_a_silent_end(db: Database,
+                                                             tmp_path: Path) -> None:
+    db.seed({"a": {"n": 1}}, collection="things")
+    run = _edge(db, tmp_path, ["run", "edge:Exits", "--yes"])
+    assert run.returncode == 1, run.stderr
+    errors = json.loads(db.stats_files("task_stats")[-1].read_text())["errors"]
+    assert errors == [{"id": "a", "error": "changes() raised SystemExit: SystemExit(0)"}]
+
+
+def test_the_undo_removes_the_maps_the_run_made_that_hold_nothing_else(
+        db: Database, tmp_path: Path) -> None:
+    db.seed({"a": {"n": 1}}, collection="things")
+    run = _edge(db, tmp_path, ["run", "edge:DeepParent", "--yes"])
+    assert run.returncode == 0, run.stderr
+    db.client.collection("things").document("a").update({"x.other": 2})  # the app's
+    undo = _edge(db, tmp_path, ["rollback", "--run-id", _last_run_id(db), "--yes"])
+    assert undo.returncode == 0, undo.stderr
+    assert db.documents("things") == {"a": {"n": 1, "x": {"other": 2}}}
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("edge:NeedsArguments", "task edge:NeedsArguments: NeedsArguments() failed: TypeError"),
+    ("edge:NoChanges", "task edge:NoChanges: no changes(self, doc_id, data) method"),
+])
+def test_a_task_that_cannot_be_made_is_one_line_and_exit_2(
+        db: Database, tmp_path: Path, spec: str, message: str) -> None:
+    result = _edge(db, tmp_path, ["run", spec, "--dry-run"])
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_validating_nothing_is_refused_and_json_is_a_report(db: Database) -> None:
+    empty = backfill(db, ["validate", "lowercase_emails:LowercaseEmails"])
+    assert empty.returncode == 2
+    assert "empty" in empty.stderr or "no collection" in empty.stderr.lower()
+    db.seed(USERS, collection="users")
+    report = backfill(db, ["validate", "lowercase_emails:LowercaseEmails", "--json"])
+    assert report.returncode == 1
+    shown = json.loads(report.stdout)
+    assert (shown["sampled"], shown["need_work"]) == (4, 2)
+    assert {item["id"] for item in shown["items"]} == {"u1", "u4"}

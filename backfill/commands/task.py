@@ -15,6 +15,7 @@ run, 130 interrupted.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -41,16 +42,22 @@ from backfill.cli import (
 )
 from backfill.errors import ConfigurationError, ExitCode
 from backfill.estimate import Estimate
+from backfill.fields import without_unchanged
 from backfill.option_specs import GROUP_ROLLBACK, RunOptionFields, TaskValidationChoices
 from backfill.options import RunOptions
-from backfill.pager import count_documents, read_documents, snapshot_data
+from backfill.pager import (
+    count_documents,
+    empty_collection_message,
+    read_documents,
+    snapshot_data,
+)
 from backfill.sampling import describe as describe_sample
 from backfill.sampling import draw_sample
 from backfill.stats import RunStats
 from backfill.target_field import TargetField
 from backfill.task import Task, TaskJob, load_task, task_name
 from backfill.undo import UndoRunJob
-from backfill.where import narrowed
+from backfill.where import empty_subset_message, narrowed
 from backfill.writing_run import WritingRun
 
 SCRIPT = "-m backfill"  # as backfill.invocation types it
@@ -168,6 +175,10 @@ def validate(task: str, **params: Any) -> int:
     console.say(f"🔍 Validating task {task_name(found)} on {target.describe()}")
     collection = client.collection(options.collection)
     total = count_documents(narrowed(collection, options.conditions), options.policy)
+    if total == 0:  # nothing checked is nothing proven
+        raise ConfigurationError(
+            empty_subset_message(options.conditions) if options.where
+            else empty_collection_message(client, target, options.policy))
     sample = draw_sample(narrowed(collection, options.conditions), rest["sample_size"],
                          rest["seed"], options.policy, total=total)
     console.say(describe_sample(sample, rest["sample_size"]))
@@ -176,9 +187,15 @@ def validate(task: str, **params: Any) -> int:
     for doc_id, why in needing[:10]:
         console.say(f"   ❌ {doc_id}: {why}")
     estimate = Estimate(invalid=len(needing), sampled=len(sample.ids), total=total)
-    click.echo(f"{len(needing)} of {len(sample.ids):,} sampled items still need work: "
-               f"at most {100 * estimate.upper_share:.1f}% of the {total:,} items do "
-               f"({100 * estimate.confidence:.0f}% confidence)")
+    if options.as_json:
+        click.echo(json.dumps({"task": task, "collection": options.collection,
+                               "sampled": len(sample.ids), "need_work": len(needing),
+                               "items": [{"id": i, "why": why} for i, why in needing],
+                               "estimate": estimate.to_dict()}, ensure_ascii=False))
+    else:
+        click.echo(f"{len(needing)} of {len(sample.ids):,} sampled items still need work: "
+                   f"at most {100 * estimate.upper_share:.1f}% of the {total:,} items do "
+                   f"({100 * estimate.confidence:.0f}% confidence)")
     return ExitCode.ITEM_ERRORS if needing else ExitCode.OK
 
 
@@ -191,9 +208,11 @@ def still_needing_work(job: Job, client: firestore.Client, collection: Any, ids:
         for snap in read_documents(client, refs, None, options.policy, "reading the sample"):
             if not snap.exists:
                 continue
-            decision = job.decide(snap.id, snapshot_data(snap))
+            data = snapshot_data(snap)
+            decision = job.decide(snap.id, data)
+            changing = without_unchanged(decision.fields or {}, data)
             if decision.problem:
                 needing.append((snap.id, decision.problem))
-            elif decision.fields:
-                needing.append((snap.id, "would write " + ", ".join(sorted(decision.fields))))
+            elif changing:
+                needing.append((snap.id, "would write " + ", ".join(sorted(changing))))
     return needing
