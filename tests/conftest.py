@@ -24,6 +24,7 @@ from click.testing import CliRunner, Result
 from google.cloud import firestore
 from hypothesis import settings
 
+from backfill.emulator import Emulator, EmulatorError
 from normalizer import FACETS, normalize_item
 from run_backfill_production import main as backfill
 from scripts.backfill_rollback import main as rollback
@@ -40,7 +41,6 @@ from tests.helpers import (
     is_callers,
     kill_leftovers,
 )
-from tools.emulator import Emulator, EmulatorError
 from tools.seed import seed
 from tools.tcp_proxy import TcpProxy
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from google.cloud import firestore
 
-from tools.emulator import Emulator
+from backfill.emulator import Emulator
 from tools.sample_data import make_wardrobe
 from tools.seed import seed
 from tools.tcp_proxy import TcpProxy

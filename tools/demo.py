@@ -16,7 +16,7 @@ from pathlib import Path
 
 from google.cloud import firestore
 
-from tools.emulator import Emulator
+from backfill.emulator import Emulator
 from tools.sample_data import make_wardrobe
 from tools.seed import seed
 

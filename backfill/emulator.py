@@ -1,6 +1,7 @@
 """Start and stop the real Firestore emulator of the Google Cloud SDK.
 
-Used by the test suite, `make demo` and `make bench`; never by the production tools.
+Used by the test suite, `make demo`, `make bench` and a task's own tests (backfill.testing);
+never by the production tools.
 The emulator script starts a `java` child, so it runs in its own process group and the
 whole group is stopped, or the database would outlive its caller.
 """
