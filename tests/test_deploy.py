@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from backfill.cli import RunOptions, _check_options
+from backfill.cli import RunOptions, check_combinations
 from backfill.errors import ConfigurationError
 from backfill.shards import Shard
 from backfill.target import resolve_target
@@ -51,7 +51,7 @@ def parse(args: list[str], env: dict[str, str],
     options = RunOptions(**{k: v for k, v in context.params.items() if k != "log_format"})
     resolve_target(environment=options.environment, project=options.project,
                    database=options.database, collection=options.collection)
-    return _check_options(options)
+    return check_combinations(options)
 
 
 def k8s_expand(value: str, env: dict[str, str]) -> str:
