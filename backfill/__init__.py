@@ -38,11 +38,11 @@ defer_warnings()
 
 # The public API: a task, and what its changes() may write. Loaded when asked for, so
 # that importing a leaf such as backfill.fields loads nothing more.
-__all__ = ["DELETE_FIELD", "SERVER_TIMESTAMP", "Task", "__version__", "run_task"]
+# (run_task, the edge's, is backfill.commands.task's: the package imports no edge.)
+__all__ = ["DELETE_FIELD", "SERVER_TIMESTAMP", "Task", "__version__"]
 if TYPE_CHECKING:
     from google.cloud.firestore_v1 import DELETE_FIELD, SERVER_TIMESTAMP
 
-    from backfill.commands.task import run_task
     from backfill.task import Task
 
 
@@ -50,9 +50,6 @@ def __getattr__(name: str) -> Any:
     if name == "Task":
         from backfill.task import Task
         return Task
-    if name == "run_task":
-        from backfill.commands.task import run_task
-        return run_task
     if name in ("DELETE_FIELD", "SERVER_TIMESTAMP"):
         from google.cloud.firestore_v1 import DELETE_FIELD, SERVER_TIMESTAMP
         return {"DELETE_FIELD": DELETE_FIELD, "SERVER_TIMESTAMP": SERVER_TIMESTAMP}[name]

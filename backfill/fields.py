@@ -6,15 +6,11 @@
 from __future__ import annotations
 
 import calendar
-import hashlib
-import json
 import re
 import reprlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
-
-from google.cloud.firestore_v1 import DELETE_FIELD, SERVER_TIMESTAMP
 
 
 class _Absent:
@@ -66,29 +62,6 @@ def field_path_problem(path: str) -> str | None:
     return None
 
 
-def fingerprint(value: Any) -> str:
-    """A short digest of a value as written, to tell later whether it is still there.
-
-    The journal keeps this instead of the whole new value: half the bytes per batch."""
-    text = json.dumps(value, sort_keys=True, default=_as_read_back, ensure_ascii=False)
-    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
-
-
-def _as_read_back(value: Any) -> str:
-    """A value JSON has no form for, as it reads back from Firestore: a time in UTC
-    (a naive one is stored as UTC), bytes as bytes, a reference by its path; the rest
-    (a geo point, a sentinel) by its repr."""
-    if isinstance(value, datetime):
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        return "time:" + aware.astimezone(UTC).isoformat()
-    if isinstance(value, bytes):
-        return "bytes:" + value.hex()
-    path = getattr(value, "path", None)  # a DocumentReference
-    if isinstance(path, str):
-        return "reference:" + path
-    return repr(value)
-
-
 def nanoseconds(moment: Any) -> int | None:
     """A time read back from Firestore (a DatetimeWithNanoseconds), in ns since the epoch,
     exact; None for none."""
@@ -97,23 +70,3 @@ def nanoseconds(moment: Any) -> int | None:
     whole = calendar.timegm(moment.astimezone(UTC).utctimetuple())
     # A DatetimeWithNanoseconds made from microseconds says 0 nanoseconds.
     return whole * 10**9 + max(getattr(moment, "nanosecond", 0), moment.microsecond * 1000)
-
-
-def unchanged(current: Any, new: Any) -> bool:
-    """Whether writing `new` where the document holds `current` changes nothing: a value
-    it holds already, a delete where it holds nothing."""
-    if new is DELETE_FIELD:
-        return current is ABSENT
-    return current is not ABSENT and fingerprint(current) == fingerprint(new)
-
-
-def without_unchanged(fields: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
-    """The writes of `fields` that change something on a document holding `data` (the
-    whole of each path read): a re-run writes nothing."""
-    return {path: value for path, value in fields.items()
-            if not unchanged(stored_value(data, tuple(path.split("."))), value)}
-
-
-# What the journal keeps as a write's value when it deleted the field, or set the
-# server's time (whose value only its commit tells).
-DELETED, SERVER_TIME = fingerprint(DELETE_FIELD), fingerprint(SERVER_TIMESTAMP)

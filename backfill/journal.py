@@ -24,7 +24,7 @@ from google.cloud.firestore_v1.batch import WriteBatch
 from google.cloud.firestore_v1.types import document
 
 from backfill.fence import Fence
-from backfill.fields import ABSENT, fingerprint
+from backfill.fields import ABSENT
 from backfill.pager import iter_pages
 from backfill.retry import (
     CALL_SECONDS,
@@ -35,6 +35,7 @@ from backfill.retry import (
 )
 from backfill.sizes import within_budget
 from backfill.target_field import Parent, TargetField
+from backfill.values import written_as
 
 JOURNAL = "journal"
 FORMAT = 2  # previous values encoded (see encode)
@@ -42,6 +43,9 @@ FORMAT = 2  # previous values encoded (see encode)
 # value larger than MAX_JOURNALED_BYTES cannot be journaled, so it is never overwritten.
 JOURNAL_DOCUMENT_BUDGET = 800_000
 MAX_JOURNALED_BYTES = 700_000
+# Each entry's earlier value, and its server time, is a field of the document's maps: a
+# document has at most 40,000 index entries (a task's batch has one entry per path).
+MAX_ENTRIES_PER_DOCUMENT = 10_000
 _ENTRY_OVERHEAD = 80  # its ID's quotes, the fingerprint, the position key
 
 
@@ -73,7 +77,7 @@ def journal_entry(doc_id: str, target: TargetField, data: dict[str, Any],
     `recorded_path`: the entry names its path (a task's; a backfill's is its run's)."""
     before = target.value(data)
     entry: dict[str, Any] = {"id": doc_id, "had_field": before is not ABSENT,
-                             "after": fingerprint(new)}
+                             "after": written_as(new)}
     if recorded_path:
         entry["path"] = target.path
     if before is not ABSENT:  # nothing to keep for an absent field but the fact
@@ -86,7 +90,8 @@ def journal_entry(doc_id: str, target: TargetField, data: dict[str, Any],
 
 
 def entry_bytes(entry: dict[str, Any]) -> int:
-    return len(entry["id"].encode()) + _ENTRY_OVERHEAD + len(entry.get("encoded", b""))
+    return (len(entry["id"].encode()) + len(entry.get("path", "").encode()) + _ENTRY_OVERHEAD
+            + len(entry.get("encoded", b"")))
 
 
 def too_large_to_journal(entry: dict[str, Any]) -> bool:
@@ -117,7 +122,8 @@ class Journal:
         an array of maps once per element); previous values are encoded Firestore
         values (see encode), keyed by their position in that string."""
         keys = []
-        for chunk in within_budget(entries, entry_bytes, JOURNAL_DOCUMENT_BUDGET):
+        for chunk in within_budget(entries, entry_bytes, JOURNAL_DOCUMENT_BUDGET,
+                                   MAX_ENTRIES_PER_DOCUMENT):
             key = f"{2**63 - time.time_ns():020d}-{self.shard_key}-{secrets.token_hex(3)}"
             ref = self.collection.document(key)
             document_ = {

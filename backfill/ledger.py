@@ -388,6 +388,10 @@ class Ledger:
             if getattr(run, name) != mine:
                 raise ConfigurationError(f"run {stats.run_id} has {name} "
                                          f"{getattr(run, name)!r}, this task {mine!r}")
+        if run.settings.get("task") != settings.get("task"):  # a task's run: the same task
+            raise ConfigurationError(f"run {stats.run_id} runs the task "
+                                     f"{run.settings.get('task')}, this task "
+                                     f"{settings.get('task')}")
         theirs = run.where
         if theirs != list(settings.get("where") or []):
             raise ConfigurationError(f"run {stats.run_id} has --where {theirs!r}, this task "

@@ -22,7 +22,7 @@ from google.cloud.firestore_v1.document import DocumentReference, DocumentSnapsh
 from backfill.batch import SAMPLES_PER_BATCH, BatchOutcome, Decision, Job
 from backfill.errors import STOPPED_ON_REQUEST, RunInterrupted
 from backfill.fence import Fence
-from backfill.fields import ABSENT, SERVER_TIME, without_unchanged
+from backfill.fields import ABSENT
 from backfill.journal import Journal, journal_entry, too_large_to_journal
 from backfill.limits import DEFAULT_PARALLEL_BATCHES, MAX_PARALLEL_BATCHES
 from backfill.pager import (
@@ -38,6 +38,7 @@ from backfill.ratelimit import WriteRateLimiter
 from backfill.retry import RetryPolicy
 from backfill.stats import RunStats
 from backfill.target_field import Parent, TargetField
+from backfill.values import SERVER_TIME, without_unchanged
 from backfill.volume import WriteVolume, index_entries, storage_bytes
 from backfill.where import Condition, holds, narrowed
 from backfill.writer import Write, WriteResult, WritesStopped, WriteStatus, commit_writes
@@ -246,38 +247,32 @@ class Runner:
                 fields: Sequence[str] | None) -> list[Decision]:
         """The job's decision on each existing document. Where it writes a path the mask
         hid (or hid a parent of), the document's top-level fields of those paths are read
-        too (one read for all), and it decides again on what it then sees: the journal
-        keeps what each write replaces, and no write goes through a non-map."""
-        decisions = [self.job.decide(snap.id, data)
-                     for snap, data in zip(snaps, datas, strict=True) if snap.exists]
-        if fields is None:
-            return self._changing(decisions, datas, snaps)
-        existing = [(i, snap) for i, snap in enumerate(snaps) if snap.exists]
-        hidden = {i: tops for (i, snap), decision in zip(existing, decisions, strict=True)
-                  if (tops := hidden_tops(decision, datas[i], fields))}
-        if not hidden:
-            return decisions
-        wanted = sorted({top for tops in hidden.values() for top in tops})
-        fresh = {snap.id: snap for snap in read_documents(
-            self.client, [snaps[i].reference for i in hidden], wanted, self.settings.policy,
-            "reading the fields a task writes")}
-        for i in hidden:
-            snap = fresh.get(snaps[i].id)
-            whole = snapshot_data(snap) if snap is not None and snap.exists else {}
-            datas[i] = {**datas[i], **{top: whole[top] for top in wanted if top in whole}}
-        return self._changing([self.job.decide(snap.id, datas[i]) for i, snap in existing],
-                              datas, snaps)
+        too (one read for all; `datas` completed in place), and it decides again on what
+        it then sees: the journal keeps what each write replaces, and no write goes
+        through a non-map."""
+        existing = [i for i, snap in enumerate(snaps) if snap.exists]
+        decisions = {i: self.job.decide(snaps[i].id, datas[i]) for i in existing}
+        hidden = {} if fields is None else {
+            i: tops for i in existing if (tops := hidden_tops(decisions[i], datas[i], fields))}
+        if hidden:
+            wanted = sorted({top for tops in hidden.values() for top in tops})
+            fresh = {snap.id: snap for snap in read_documents(
+                self.client, [snaps[i].reference for i in hidden], wanted,
+                self.settings.policy, "reading the fields a task writes")}
+            for i in hidden:
+                snap = fresh.get(snaps[i].id)
+                whole = snapshot_data(snap) if snap is not None and snap.exists else {}
+                datas[i] = {**datas[i], **{top: whole[top] for top in wanted if top in whole}}
+                decisions[i] = self.job.decide(snaps[i].id, datas[i])
+        return [self._changing(decisions[i], datas[i]) for i in existing]
 
-    def _changing(self, decisions: list[Decision], datas: list[dict[str, Any]],
-                  snaps: Sequence[DocumentSnapshot]) -> list[Decision]:
-        """A task's decisions without the writes that change nothing (every path they
-        write read by now): a re-run writes nothing. A job with one target decides that
+    def _changing(self, decision: Decision, data: dict[str, Any]) -> Decision:
+        """A task's decision without the writes that change nothing (every path it writes
+        read by now): a re-run writes nothing. A job with one target decides that
         itself."""
-        if self.job.target is not None:
-            return decisions
-        existing = [data for snap, data in zip(snaps, datas, strict=True) if snap.exists]
-        return [replace(d, fields=without_unchanged(d.fields, data) or None) if d.fields
-                else d for d, data in zip(decisions, existing, strict=True)]
+        if self.job.target is not None or not decision.fields:
+            return decision
+        return replace(decision, fields=without_unchanged(decision.fields, data) or None)
 
     def _settle(self, number: int, page: Sequence[DocumentSnapshot], checkpoint: str,
                 datas: list[dict[str, Any]], decisions: list[Decision],
@@ -350,7 +345,7 @@ class Runner:
                                  self.settings.policy, self.settings.limiter)
         except WritesStopped as stopped:  # journaled, and then not all sent
             if journaled is not None:
-                journaled.landed(stopped.landed, [None] * len(stopped.landed))
+                journaled.landed(stopped.landed, stopped.server_times)
             raise
         if journaled is not None:
             # Which of the journaled writes landed: an undo restores exactly those (and,
@@ -408,9 +403,10 @@ class Runner:
         for snap in fresh:
             if snap.exists and snap.id not in kept:
                 outcome.decisions.pop(snap.id, None)
-        decided = self._decide([s for s, _ in subset], [d for _, d in subset],
-                               self.reread_fields)
-        for (snap, data), decision in zip(subset, decided, strict=True):
+        # Completed by _decide where the mask hid what a write replaces: what is journaled.
+        seen = [data for _, data in subset]
+        decided = self._decide([snap for snap, _ in subset], seen, self.reread_fields)
+        for (snap, _), data, decision in zip(subset, seen, decided, strict=True):
             outcome.decisions[snap.id] = decision
             if decision.problem:
                 outcome.errors.append((snap.id, decision.problem))

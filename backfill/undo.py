@@ -5,6 +5,7 @@ changed since is left alone and reported."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any
@@ -13,11 +14,12 @@ from google.cloud import firestore
 from google.cloud.firestore_v1 import DELETE_FIELD
 
 from backfill.batch import Decision, PageSource
-from backfill.fields import ABSENT, DELETED, SERVER_TIME, fingerprint, nanoseconds, stored_value
+from backfill.fields import ABSENT, nanoseconds, stored_value
 from backfill.journal import LANDING_WINDOW_SECONDS, Journal, written_at_ns
 from backfill.pager import read_documents, snapshot_data
 from backfill.retry import RetryPolicy
 from backfill.target_field import TargetField
+from backfill.values import DELETED, SERVER_TIME, fingerprint
 from backfill.where import Condition, holds
 
 
@@ -77,7 +79,6 @@ class UndoRunJob:
         """An entry whose outcome was never recorded (a kill between the write and its
         record) landed when the item holds exactly what the run wrote and has not changed
         since the batch was written; `changed_since`: it holds it, but changed later."""
-        entry = {**entry, "written_ns": written_at_ns(key)}
         if entry["landed"] is not None or snap is None or not snap.exists:
             return entry
         if not self._holds_written(entry, snapshot_data(snap)):
@@ -107,6 +108,7 @@ class UndoRunJob:
         decisions = [self._undo_again(entry, data) if again else self._undo(entry, data)
                      for entry in self.entries[doc_id]]
         fields = {path: value for d in decisions for path, value in (d.fields or {}).items()}
+        fields = self._with_made_maps(fields, self.entries[doc_id], data)
         problems = [d.problem for d in decisions if d.problem]
         decision = Decision(doc_id, fields or None,
                             problem="; ".join(problems) if problems else None)
@@ -133,6 +135,10 @@ class UndoRunJob:
         if has_field == entry["had_field"] and (
                 not has_field or fingerprint(current) == fingerprint(entry.get("before"))):
             return Decision(doc_id, None)  # as before the run already (undone, or unwritten)
+        if entry["after"] == SERVER_TIME and "committed_ns" not in entry:
+            return Decision(doc_id, None, problem=(
+                f"the server's time the run set on {field.path} was never recorded (the run "
+                "ended before it could record it); left as is"))
         if entry.get("changed_since") and ours:
             return Decision(doc_id, None, problem=(
                 f"the run's write of {field.path} was never recorded as landed; the "
@@ -148,19 +154,52 @@ class UndoRunJob:
         field = self._field(entry)
         if entry["had_field"]:
             return {field.path: entry.get("before")}
-        created = entry.get("created")
-        # The outermost map the run made that still holds nothing else goes with it.
-        for depth in range(len(field.segments) - 1)[created:] if created is not None else ():
-            if _holds_only(stored_value(data, field.segments[:depth + 1]),
-                           field.segments[depth + 1:]):
-                return {field.prefix(depth): DELETE_FIELD}
         return {field.path: DELETE_FIELD}
 
+    def _with_made_maps(self, fields: dict[str, Any], entries: list[dict[str, Any]],
+                        data: dict[str, Any]) -> dict[str, Any]:
+        """`fields`, where a map the run made (a parent absent before it) holds, once the
+        item's paths are given back, nothing but what the run made in it: that map deleted
+        instead, the outermost one (the item's paths taken together)."""
+        removed = [self._field(e) for e in entries if e.get("created") is not None
+                   and fields.get(self._field(e).path) is DELETE_FIELD]
+        after = _applied(data, fields)
+        for field in removed:
+            created = next(e["created"] for e in entries if self._field(e) == field)
+            for depth in range(created, len(field.segments) - 1):
+                made = _skeleton([f.segments[depth + 1:] for f in removed
+                                  if f.segments[:depth + 1] == field.segments[:depth + 1]])
+                if stored_value(after, field.segments[:depth + 1]) == made:
+                    prefix = field.prefix(depth)
+                    fields = {path: value for path, value in fields.items()
+                              if not path.startswith(prefix + ".")}
+                    fields[prefix] = DELETE_FIELD
+                    after = _applied(data, fields)
+                    break
+        return fields
 
-def _holds_only(value: Any, path: tuple[str, ...]) -> bool:
-    """Whether `value` is a chain of one-key maps down `path` and nothing else."""
-    for key in path:
-        if not isinstance(value, Mapping) or list(value) != [key]:
-            return False
-        value = value[key]
-    return True
+
+def _skeleton(paths: list[tuple[str, ...]]) -> dict[str, Any]:
+    """The maps a run made on the way to `paths` (their leaves gone): nested, empty."""
+    tree: dict[str, Any] = {}
+    for segments in paths:
+        node = tree
+        for key in segments[:-1]:
+            node = node.setdefault(key, {})
+    return tree
+
+
+def _applied(data: Mapping[str, Any], fields: Mapping[str, Any]) -> dict[str, Any]:
+    """`data` as it would be after an update of `fields` (DELETE_FIELD deletes)."""
+    result = copy.deepcopy(dict(data))
+    for path, value in fields.items():
+        *parents, leaf = path.split(".")
+        node = result
+        for key in parents:
+            node = node.setdefault(key, {}) if isinstance(node.get(key), dict) or \
+                key not in node else {}
+        if value is DELETE_FIELD:
+            node.pop(leaf, None)
+        else:
+            node[leaf] = value
+    return result

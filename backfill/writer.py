@@ -70,11 +70,13 @@ class WriteResult:
 class WritesStopped(RunInterrupted):
     """The run's stop came while writes waited to be sent (their rate slot, a pause
     before sending again those that failed transiently): `landed` says, per write, in
-    order, whether it landed. Those not sent did not; the journal records it."""
+    order, whether it landed (and the server's time it set). Those not sent did not;
+    the journal records it."""
 
-    def __init__(self, reason: str, landed: list[bool]) -> None:
+    def __init__(self, reason: str, results: list[WriteResult | None]) -> None:
         super().__init__(reason)
-        self.landed = landed
+        self.landed = [r is not None and r.status is WriteStatus.OK for r in results]
+        self.server_times = [None if r is None else r.server_time for r in results]
 
 
 class _NotSent(Exception):
@@ -114,8 +116,7 @@ def commit_writes(client: firestore.Client, writes: Sequence[Write], policy: Ret
         except _NotSent as unsent:
             results.update((chunk[i], result) for i, result in unsent.results.items())
             raise WritesStopped(str(unsent.stop), [
-                index in results and results[index].status is WriteStatus.OK
-                for index in range(len(writes))]) from unsent.stop
+                results.get(index) for index in range(len(writes))]) from unsent.stop
         results.update(zip(chunk, answers, strict=True))
     return [results[index] for index in range(len(writes))]
 

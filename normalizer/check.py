@@ -11,10 +11,8 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
-from backfill.fields import ABSENT as ABSENT
-from backfill.fields import stored_value as stored_at
 from normalizer.item import FACETS, NORMALIZED_VERSION, Facets, normalize_item
 
 DEFAULT_PATH: tuple[str, ...] = ("normalized",)
@@ -29,6 +27,12 @@ WRONG_VERSION = "wrong_version"
 STALE = "stale"  # well-formed, but not what the rules give for the item as it is now
 
 
+class _Absent:
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT: Final = _Absent()
 
 # ISO 8601 date and time, with or without fraction and zone. A naive time means UTC: the
 # previous script wrote datetime.utcnow().isoformat() (spec, "Output").
@@ -38,7 +42,12 @@ _TIMESTAMP = re.compile(
 
 def stored_value(item: Any, path: Sequence[str] = DEFAULT_PATH) -> Any:
     """What the item holds at `path` (a tuple of map keys), or ABSENT."""
-    return stored_at(item, path)
+    value = item
+    for key in path:
+        if not isinstance(value, Mapping) or key not in value:
+            return ABSENT
+        value = value[key]
+    return value
 
 
 def is_valid_timestamp(value: Any) -> bool:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from backfill.fields import describe as describe
 from normalizer.terms import KEPT, Status, pieces_of
 
 NORMALIZED_VERSION = "1.0"
@@ -24,6 +24,18 @@ SOURCE_FIELD_PATHS: tuple[str, ...] = (
 
 Facets = dict[str, list[str]]
 
+_short_repr = reprlib.Repr()
+_short_repr.maxlevel = 2
+_short_repr.maxstring = 60
+_short_repr.maxother = 60
+
+
+def describe(value: Any) -> str:
+    """A short, never-raising description of a value, for reports and logs."""
+    try:
+        return _short_repr.repr(value)
+    except Exception:  # a foreign object whose repr fails must not stop a run
+        return f"<{type(value).__name__}>"
 
 
 @dataclass(frozen=True)

@@ -350,6 +350,28 @@ class NeedsArguments(Task):
 
 class NoChanges(Task):
     collection = "things"
+
+class RacingOutside(Task):
+    """Reads only email, writes emailLower; the app changes u1's email first, once."""
+    collection = "things"
+    reads = ("email",)
+    raced = set()
+    def changes(self, doc_id, data):
+        if doc_id == "u1" and not RacingOutside.raced:
+            RacingOutside.raced.add(doc_id)
+            self.client.collection("things").document("u1").update({"email": "New@Mail.io"})
+        return {"emailLower": data["email"].lower()}
+
+class Same(Task):
+    collection = "things"
+    reads = ("name",)
+    def changes(self, doc_id, data):
+        return {"name": data["name"]}
+
+class Siblings(Task):
+    collection = "things"
+    def changes(self, doc_id, data):
+        return {"made.b": 1, "made.c": 2}
 '''
 
 
@@ -491,3 +513,49 @@ def test_the_guides_own_test_of_its_task_passes_with_the_plugin(tmp_path: Path) 
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
+
+
+def test_a_conflict_retry_journals_what_the_write_replaces_outside_reads(
+        db: Database, tmp_path: Path) -> None:
+    db.seed({"u1": {"email": "Ann@X.io", "emailLower": "old-value"}}, collection="things")
+    run = _edge(db, tmp_path, ["run", "edge:RacingOutside", "--yes"])
+    assert run.returncode == 0, run.stderr
+    assert db.documents("things")["u1"] == {"email": "New@Mail.io", "emailLower": "new@mail.io"}
+    assert json.loads(db.stats_files("task_stats")[-1].read_text())["conflicts_retried"] == 1
+    undo = _edge(db, tmp_path, ["rollback", "--run-id", _last_run_id(db), "--yes"])
+    assert undo.returncode == 0, undo.stderr
+    assert db.documents("things")["u1"] == {"email": "New@Mail.io", "emailLower": "old-value"}
+
+
+def test_a_value_a_task_returns_that_is_there_already_is_not_written(
+        db: Database, tmp_path: Path) -> None:
+    db.seed({"a": {"name": "n"}}, collection="things")
+    before = db.update_times("things")
+    run = _edge(db, tmp_path, ["run", "edge:Same", "--yes"])
+    assert run.returncode == 0, run.stderr
+    stats = json.loads(db.stats_files("task_stats")[-1].read_text())
+    assert (stats["total_updated"], stats["total_skipped"]) == (0, 1)
+    assert db.update_times("things") == before
+
+
+def test_an_undo_removes_a_map_the_run_made_for_several_paths(db: Database,
+                                                              tmp_path: Path) -> None:
+    db.seed({"a": {"n": 1}}, collection="things")
+    run = _edge(db, tmp_path, ["run", "edge:Siblings", "--yes"])
+    assert run.returncode == 0 and db.documents("things")["a"]["made"] == {"b": 1, "c": 2}
+    undo = _edge(db, tmp_path, ["rollback", "--run-id", _last_run_id(db), "--yes"])
+    assert undo.returncode == 0, undo.stderr
+    assert db.documents("things") == {"a": {"n": 1}}
+
+
+def test_a_shard_never_joins_a_sharded_run_of_another_task(db: Database,
+                                                           tmp_path: Path) -> None:
+    db.seed({f"d{i}": {"name": "n"} for i in range(10)}, collection="things")
+    first = _edge(db, tmp_path, ["run", "edge:Siblings", "--yes", "--job-id", "job-1",
+                                 "--shard", "0/2"])
+    assert first.returncode == 0, first.stderr
+    other = _edge(db, tmp_path, ["run", "edge:Same", "--yes", "--job-id", "job-1",
+                                 "--shard", "1/2"])
+    assert other.returncode == 2
+    assert "❌ run job-1 runs the task edge:Siblings, this task edge:Same" in other.stderr
+

@@ -12,10 +12,10 @@ from google.cloud.firestore_v1 import DELETE_FIELD
 
 from backfill.batch import Decision, PageSource
 from backfill.clock import utc_now
+from backfill.fields import ABSENT
 from backfill.retry import RetryPolicy
 from backfill.target_field import Parent, TargetField
 from normalizer import (
-    ABSENT,
     SOURCE_FIELD_PATHS,
     analyze_item,
     build_normalized,
@@ -31,7 +31,7 @@ def hostile_parent(target: TargetField, data: Mapping[str, Any]) -> str | None:
     if state is not Parent.HOSTILE:
         return None
     prefix = target.prefix(depth)
-    value = stored_value(data, target.segments[:depth + 1])
+    value = stored_value(data, target.segments[:depth + 1])  # the normalizer's: describe only
     return (f"{prefix} holds {describe(value)}, not a map: {target.path} not written "
             "(the app's value is left as it is)")
 

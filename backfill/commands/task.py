@@ -40,10 +40,14 @@ from backfill.cli import (
     where_option,
     writing_tool_options,
 )
-from backfill.errors import ConfigurationError, ExitCode
+from backfill.errors import ConfigurationError, ExitCode, RunInterrupted
 from backfill.estimate import Estimate
-from backfill.fields import without_unchanged
-from backfill.option_specs import GROUP_ROLLBACK, RunOptionFields, TaskValidationChoices
+from backfill.option_specs import (
+    GROUP_ROLLBACK,
+    RunOptionFields,
+    TaskValidationChoices,
+    option_name,
+)
 from backfill.options import RunOptions
 from backfill.pager import (
     count_documents,
@@ -57,6 +61,7 @@ from backfill.stats import RunStats
 from backfill.target_field import TargetField
 from backfill.task import Task, TaskJob, load_task, task_name
 from backfill.undo import UndoRunJob
+from backfill.values import without_unchanged
 from backfill.where import empty_subset_message, narrowed
 from backfill.writing_run import WritingRun
 
@@ -94,25 +99,45 @@ def for_task(found: type[Task], spec: str, options: RunOptions) -> RunOptions:
 
 
 def run_task(task: type[Task] | str, **options: Any) -> RunStats:
-    """Run a task from Python (a scheduled job, a test), as `python3 -m backfill run`
-    would with --yes and --quiet, and return its stats. `options`: the run's options by
-    their names (dry_run=True, environment="production", limit=100, output_dir=...).
+    """Run a task from Python (a scheduled job, a test) as `python3 -m backfill run`
+    runs it with --yes and --quiet, and return its stats. `options`: the run's options by
+    their names (dry_run=True, environment="production", limit=100, output_dir=...); the
+    rest as the command reads them, from the same variables (BACKFILL_THROTTLE_URL, ...).
     Raises the engine's typed errors: ConfigurationError before anything is read,
     RunInterrupted, DatabaseError, LeaseLost, ... after the run's end is recorded."""
     found = load_task(task) if isinstance(task, str) else task
     spec = task if isinstance(task, str) else f"{found.__module__}:{found.__qualname__}"
-    wanted = replace(RunOptions(), yes=True, quiet=True, explicit=frozenset(options),
-                     **options)
-    options_checked, shard = check_combinations(for_task(found, spec, wanted))
-    target, client = connect(options_checked)
+    arguments = [spec, "--yes", "--quiet", *(word for name, value in options.items()
+                                             for word in typed_option(name, value))]
+    try:  # click's own parsing: types, defaults, variables, as the command has them
+        context = click.Command.make_context(run, "run", arguments)
+    except click.UsageError as error:
+        raise ConfigurationError(error.format_message()) from error
+    with context:
+        params = {k: v for k, v in context.params.items() if k not in ("task", "log_format")}
+        chosen, shard = check_combinations(for_task(found, spec, run_options(params)))
+    target, client = connect(chosen)
     labels = task_labels(found, spec)
-    run = WritingRun("task", TaskMaker(found), options_checked, shard, target, client,
-                     console.ConsoleReporter(labels, quiet=True, as_json=False),
-                     labels.resume_command, "task_stats")
-    run.open()
-    run.execute()
-    assert run.stats is not None
-    return run.stats
+    writing = WritingRun("task", TaskMaker(found), chosen, shard, target, client,
+                         console.ConsoleReporter(labels, quiet=True, as_json=False),
+                         labels.resume_command, "task_stats")
+    writing.open()
+    outcome = writing.execute()
+    if writing.stats is None:  # a stop stands on the run: it did not begin
+        raise RunInterrupted(outcome.reason or "the run did not begin")
+    return writing.stats
+
+
+def typed_option(name: str, value: Any) -> list[str]:
+    """An option of `run` by its name, as it is typed on a command line."""
+    flag = option_name(name)
+    if value is True:
+        return [flag]
+    if value is False or value is None:
+        return []
+    if isinstance(value, list | tuple):
+        return [word for item in value for word in (flag, str(item))]
+    return [flag, str(value)]
 
 
 def task_labels(found: type[Task], spec: str) -> console.Labels:
