@@ -16,7 +16,7 @@ from enum import Enum
 from typing import Any
 
 from backfill.errors import ConfigurationError
-from backfill.fields import MAX_DEPTH, PLAIN_SEGMENT, stored_value
+from backfill.fields import MAX_DEPTH, PLAIN_SEGMENT, describe, stored_value
 from backfill.limits import TARGET_FIELD_VARIABLE as TARGET_FIELD_VARIABLE
 
 
@@ -62,6 +62,15 @@ class TargetField:
 
     def prefix(self, depth: int) -> str:
         return ".".join(self.segments[:depth + 1])
+
+    def blocked_by(self, data: Mapping[str, Any]) -> str | None:
+        """What on the way to the field is not a map (a write there would replace it), as
+        said: `metadata holds 'legacy', not a map`; None when nothing is."""
+        state, depth = self.parent(data, masked=False)
+        if state is not Parent.HOSTILE:
+            return None
+        value = stored_value(data, self.segments[:depth + 1])
+        return f"{self.prefix(depth)} holds {describe(value)}, not a map"
 
 
 @dataclass(frozen=True)

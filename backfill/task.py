@@ -45,7 +45,7 @@ from backfill.errors import ConfigurationError
 from backfill.fields import describe, field_path_problem
 from backfill.limits import TASK_TOOL
 from backfill.retry import RetryPolicy
-from backfill.target_field import Parent, TargetField
+from backfill.target_field import TargetField
 
 
 class Task:
@@ -169,11 +169,9 @@ class TaskJob:
                           if ".".join(segments[:k]) in given), None)
             if outer is not None:
                 return f"changes() returned {outer!r} and a path inside it, {path!r}"
-            state, depth = TargetField(path).parent(data, masked=False)
-            if state is Parent.HOSTILE:
-                prefix = TargetField(path).prefix(depth)
-                return (f"{prefix} holds {describe(TargetField(prefix).value(data))}, not a "
-                        f"map: {path} cannot be written without replacing it")
+            blocked = TargetField(path).blocked_by(data)
+            if blocked is not None:
+                return f"{blocked}: {path} cannot be written without replacing it"
         return None
 
     def page_source(self, client: firestore.Client, collection: str,

@@ -14,26 +14,20 @@ from backfill.batch import Decision, PageSource
 from backfill.clock import utc_now
 from backfill.fields import ABSENT
 from backfill.retry import RetryPolicy
-from backfill.target_field import Parent, TargetField
+from backfill.target_field import TargetField
 from normalizer import (
     SOURCE_FIELD_PATHS,
     analyze_item,
     build_normalized,
-    describe,
     is_up_to_date,
-    stored_value,
 )
 
 
 def hostile_parent(target: TargetField, data: Mapping[str, Any]) -> str | None:
     """Why the target cannot be written on this document, if it cannot."""
-    state, depth = target.parent(data, masked=False)
-    if state is not Parent.HOSTILE:
-        return None
-    prefix = target.prefix(depth)
-    value = stored_value(data, target.segments[:depth + 1])  # the normalizer's: describe only
-    return (f"{prefix} holds {describe(value)}, not a map: {target.path} not written "
-            "(the app's value is left as it is)")
+    blocked = target.blocked_by(data)
+    return None if blocked is None else (f"{blocked}: {target.path} not written (the "
+                                         "app's value is left as it is)")
 
 
 class BackfillJob:

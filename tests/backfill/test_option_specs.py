@@ -10,17 +10,19 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from backfill.commands import control
+from backfill.commands import control, task
 from backfill.console import Labels
 from backfill.option_specs import SECTION_OF
 from backfill.options import RunOptions
 from wardrobe.commands import backfill, rollback, validate, vocabulary
 
-TOOLS = [backfill.main, rollback.main, validate.main, vocabulary.main, control.main]
+TOOLS = [backfill.main, rollback.main, validate.main, vocabulary.main, control.main,
+         task.run, task.validate, task.rollback]
 
 
 def tool_id(tool: click.Command) -> str:
-    return str(tool.callback.__module__).rsplit(".", 1)[-1]  # every tool's command is `main`
+    module = str(tool.callback.__module__).rsplit(".", 1)[-1]  # a wardrobe tool's is `main`
+    return module if tool.name == "main" else f"{module}-{tool.name}"
 
 
 @pytest.mark.parametrize("tool", TOOLS, ids=tool_id)
