@@ -286,7 +286,7 @@ class ToolCommand(click.Command):
                  and (getattr(param, "first", False) or param.name in ways or param in ways)]
         order = {title: place for place, title in enumerate(SECTIONS)}
         shown.sort(key=lambda param: order.get(SECTION_OF.get(str(param.name), ""), 99))
-        with formatter.section("Options (the runbook's; every option: --help-all)"):
+        with formatter.section("Options (the ones a run needs first; every option: --help-all)"):
             formatter.write_dl([record for param in shown
                                 if (record := param.get_help_record(ctx)) is not None],
                                col_max=FIRST_SCREEN_COLUMN)

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
+from itertools import groupby
 from typing import Any
 
 from google.cloud import firestore
@@ -46,6 +47,7 @@ MAX_JOURNALED_BYTES = 700_000
 # Each entry's earlier value, and its server time, is a field of the document's maps: a
 # document has at most 40,000 index entries (a task's batch has one entry per path).
 MAX_ENTRIES_PER_DOCUMENT = 10_000
+MAX_PATHS_PER_ITEM = 500  # what one write of a task may change, journaled
 _ENTRY_OVERHEAD = 80  # its ID's quotes, the fingerprint, the position key
 
 
@@ -94,8 +96,20 @@ def entry_bytes(entry: dict[str, Any]) -> int:
             + len(entry.get("encoded", b"")))
 
 
-def too_large_to_journal(entry: dict[str, Any]) -> bool:
-    return len(entry.get("encoded", b"")) > MAX_JOURNALED_BYTES
+def too_large_to_journal(entries: list[dict[str, Any]]) -> bool:
+    """Whether one write's earlier values (a task's: of every path) are too large to keep
+    in one journal document beside others."""
+    return len(entries) > MAX_PATHS_PER_ITEM or \
+        sum(len(e.get("encoded", b"")) for e in entries) > MAX_JOURNALED_BYTES
+
+
+def _documents(entries: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """The entries in journal documents within the size and count limits, an item's
+    entries always in one document (an undo meets each item once per document)."""
+    groups = [list(group) for _, group in groupby(entries, key=lambda entry: entry["id"])]
+    for chunk in within_budget(groups, lambda group: sum(map(entry_bytes, group)),
+                               JOURNAL_DOCUMENT_BUDGET, MAX_ENTRIES_PER_DOCUMENT, count=len):
+        yield [entry for group in chunk for entry in group]
 
 
 class Journal:
@@ -122,8 +136,7 @@ class Journal:
         an array of maps once per element); previous values are encoded Firestore
         values (see encode), keyed by their position in that string."""
         keys = []
-        for chunk in within_budget(entries, entry_bytes, JOURNAL_DOCUMENT_BUDGET,
-                                   MAX_ENTRIES_PER_DOCUMENT):
+        for chunk in _documents(entries):
             key = f"{2**63 - time.time_ns():020d}-{self.shard_key}-{secrets.token_hex(3)}"
             ref = self.collection.document(key)
             document_ = {

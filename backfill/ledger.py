@@ -458,14 +458,15 @@ class Ledger:
         return sorted(entries, key=lambda e: str(e.started_at), reverse=True)
 
     @overload
-    def find_resumable(self, tool: str, collection: str, run_id: str | None) -> LedgerEntry: ...
+    def find_resumable(self, tool: str, collection: str, run_id: str | None, *,
+                       task: str | None = None) -> LedgerEntry: ...
 
     @overload
     def find_resumable(self, tool: str, collection: str, run_id: str, *,
-                       named: bool) -> LedgerEntry | None: ...
+                       named: bool, task: str | None = None) -> LedgerEntry | None: ...
 
     def find_resumable(self, tool: str, collection: str, run_id: str | None, *,
-                       named: bool = False) -> LedgerEntry | None:
+                       named: bool = False, task: str | None = None) -> LedgerEntry | None:
         """The run to resume: the given one, or the newest unfinished one of this tool.
 
         `named`: run_id names a run (--job-id) that may not exist yet (None) or may be
@@ -483,9 +484,11 @@ class Ledger:
                 raise ConfigurationError(f"run {run_id} is already completed")
             return entry
         for entry in self.runs(tool):
-            if entry.collection == collection and entry.status in UNFINISHED:
+            if entry.collection == collection and entry.status in UNFINISHED and \
+                    entry.settings.get("task") == task:  # a task's: its own runs only
                 return entry
-        raise ConfigurationError(f"no unfinished {tool} run of collection {collection!r} "
+        what = f"{tool} run" if task is None else f"run of the task {task}"
+        raise ConfigurationError(f"no unfinished {what} of collection {collection!r} "
                                  "to resume")
 
 

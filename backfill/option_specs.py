@@ -138,7 +138,7 @@ class RunOptionFields:
         section=TARGET, group=GROUP_TARGET, retyped="changed")
     database: str = option(DEFAULT_DATABASE, "Firestore database ID.", show_default=True,
                            section=TARGET, group=GROUP_TARGET, retyped="changed")
-    collection: str = option(DEFAULT_COLLECTION, "The collection of wardrobe items.",
+    collection: str = option(DEFAULT_COLLECTION, "The collection the tool goes through.",
                              show_default=True, section=TARGET, group=GROUP_TARGET,
                              recorded=1)
     batch_size: int = option(500, "Documents per page read and per batch write.",

@@ -116,7 +116,7 @@ def _resume(tool: str, options: RunOptions, ledger: Ledger) -> RunPlan:
     """--resume [RUN_ID]: the given run, or the newest unfinished one of this tool and
     collection, with the settings it recorded."""
     wanted = None if options.resume == RESUME_LATEST else options.resume
-    entry = ledger.find_resumable(tool, options.collection, wanted)
+    entry = ledger.find_resumable(tool, options.collection, wanted, task=options.task)
     if entry.sharded:
         raise ConfigurationError(f"run {entry.run_id} is sharded: resume each unfinished "
                                  "shard with --resume RUN_ID --shard INDEX/COUNT")

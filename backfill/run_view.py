@@ -34,9 +34,9 @@ def status_of(entry: RunEntry) -> str:
 def headline(entry: RunEntry) -> str:
     where = entry.where
     subset = f" where {' and '.join(where)}" if where else ""  # a canary's, as typed
+    field = f", field {entry.target_field}" if entry.target_field else ""  # a task: its mode
     return (f"Run {entry.run_id}: {entry.mode} of {entry.collection}{subset}, "
-            f"{entry.status}, {entry.writes}, {entry.environment}, started "
-            f"{entry.started_at}")
+            f"{entry.status}{field}, {entry.environment}, started {entry.started_at}")
 
 
 def task_line(part: RunEntry, run_id: str, lease: LeaseState | None) -> str | None:

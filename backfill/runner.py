@@ -364,18 +364,20 @@ class Runner:
             return None
         entries = [self._journal_entries(snap.id, data, decision.fields or {})
                    for snap, data, decision in to_write]
-        refused = {i: f"its previous {self._path_of(e)} ({len(e['encoded']):,} bytes "
-                      "encoded) is too large to journal: not written (an undo could not "
-                      "restore it)"
-                   for i, per_write in enumerate(entries) for e in per_write
-                   if too_large_to_journal(e)}
+        refused = {i: self._too_large(per_write) for i, per_write in enumerate(entries)
+                   if too_large_to_journal(per_write)}
         kept = [per_write for i, per_write in enumerate(entries) if i not in refused]
         recorded = [e for per_write in kept for e in per_write]
         return Journaled(journal, refused, journal.record(recorded), recorded,
                          [len(per_write) for per_write in kept])
 
-    def _path_of(self, entry: dict[str, Any]) -> str:
-        return entry["path"] if self.job.target is None else self.job.target.path
+    def _too_large(self, entries: list[dict[str, Any]]) -> str:
+        """Why a write is not sent: what it replaces is too large to journal."""
+        size = sum(len(e.get("encoded", b"")) for e in entries)
+        what = (f"its previous {self.job.target.path}" if self.job.target is not None
+                else f"the previous values of its {len(entries)} paths")
+        return (f"{what} ({size:,} bytes encoded) is too large to journal: not written (an "
+                "undo could not restore it)")
 
     def _journal_entries(self, doc_id: str, data: dict[str, Any],
                          fields: dict[str, Any]) -> list[dict[str, Any]]:

@@ -23,18 +23,21 @@ def value_bytes(value: Any) -> int:
 
 
 def within_budget(items: Iterable[T], cost: Callable[[T], int], budget: int,
-                  max_count: int | None = None) -> Iterator[list[T]]:
+                  max_count: int | None = None,
+                  count: Callable[[T], int] = lambda item: 1) -> Iterator[list[T]]:
     """Consecutive runs of `items`, each costing at most `budget` (an item costing more
-    than that on its own makes a run of its own) and holding at most `max_count`."""
+    than that on its own makes a run of its own) and counting at most `max_count` (an
+    item counts `count(item)`: a group of entries, its entries)."""
     chunk: list[T] = []
-    size = 0
+    size = counted = 0
     for item in items:
-        weight = cost(item)
-        full = max_count is not None and len(chunk) >= max_count
+        weight, number = cost(item), count(item)
+        full = max_count is not None and counted + number > max_count
         if chunk and (full or size + weight > budget):
             yield chunk
-            chunk, size = [], 0
+            chunk, size, counted = [], 0, 0
         chunk.append(item)
         size += weight
+        counted += number
     if chunk:
         yield chunk

@@ -139,7 +139,9 @@ class TaskJob:
             # A copy: the engine journals what the document held, whatever the task does
             # with what it is given.
             returned = self.task.changes(doc_id, copy.deepcopy(data))
-        except (Exception, SystemExit) as error:  # an item error: the run goes on
+        except KeyboardInterrupt:
+            raise  # the operator's: the run stops, at a clean point
+        except BaseException as error:  # the task's own: an item error, the run goes on
             return Decision(doc_id, None, problem=f"changes() raised {type(error).__name__}: "
                                                   f"{describe(error)}")
         if returned is None:
@@ -170,7 +172,7 @@ class TaskJob:
             if outer is not None:
                 return f"changes() returned {outer!r} and a path inside it, {path!r}"
             blocked = TargetField(path).blocked_by(data)
-            if blocked is not None:
+            if blocked is not None and returned[path] is not DELETE_FIELD:  # absent: a no-op
                 return f"{blocked}: {path} cannot be written without replacing it"
         return None
 

@@ -364,6 +364,17 @@ class Same(Task):
     def changes(self, doc_id, data):
         return {"name": data["name"]}
 
+class DeleteTwoLarge(Task):
+    collection = "things"
+    reads = ("n",)
+    def changes(self, doc_id, data):
+        return {"big1": DELETE_FIELD, "big2": DELETE_FIELD}
+
+class DeleteUnderString(Task):
+    collection = "things"
+    def changes(self, doc_id, data):
+        return {"meta.a.b": DELETE_FIELD}
+
 class Siblings(Task):
     collection = "things"
     def changes(self, doc_id, data):
@@ -556,4 +567,57 @@ def test_a_shard_never_joins_a_sharded_run_of_another_task(db: Database,
                                  "--shard", "1/2"])
     assert other.returncode == 2
     assert "❌ run job-1 runs the task edge:Siblings, this task edge:Same" in other.stderr
+
+
+def test_an_undo_gives_back_every_path_of_items_whose_journal_takes_several_documents(
+        db: Database, tmp_path: Path) -> None:
+    """Earlier values past a journal document's budget: each item's entries stay in one
+    journal document, so the undo meets each item once and gives back both fields."""
+    items = {f"d{i}": {"n": i, "big1": "x" * 250_000, "big2": "y" * 250_000}
+             for i in range(6)}
+    db.seed(items, collection="things")
+    run = _edge(db, tmp_path, ["run", "edge:DeleteTwoLarge", "--yes"])
+    assert run.returncode == 0, run.stderr
+    assert db.documents("things") == {doc_id: {"n": item["n"]} for doc_id, item in items.items()}
+    journal = db.client.collection("_backfill_runs").document(_last_run_id(db)) \
+        .collection("journal")
+    assert len(list(journal.stream())) > 1
+    undo = _edge(db, tmp_path, ["rollback", "--run-id", _last_run_id(db), "--yes"])
+    assert undo.returncode == 0, undo.stderr
+    assert db.documents("things") == items
+
+
+def test_deleting_under_a_value_that_is_no_map_is_nothing_to_do(db: Database,
+                                                                tmp_path: Path) -> None:
+    db.seed({"a": {"meta": "text"}}, collection="things")
+    run = _edge(db, tmp_path, ["run", "edge:DeleteUnderString", "--yes"])
+    assert run.returncode == 0, run.stderr
+    stats = json.loads(db.stats_files("task_stats")[-1].read_text())
+    assert (stats["total_skipped"], stats["total_errors"]) == (1, 0)
+
+
+def test_a_bare_resume_carries_on_only_a_run_of_the_same_task(db: Database,
+                                                              tmp_path: Path) -> None:
+    db.seed({"a": {"name": "n"}}, collection="things")
+    first = _edge(db, tmp_path, ["run", "edge:Siblings", "--yes"])
+    assert first.returncode == 0, first.stderr
+    run_id = _last_run_id(db)
+    db.client.collection("_backfill_runs").document(run_id).update({"status": "interrupted"})
+    other = _edge(db, tmp_path, ["run", "edge:Same", "--yes", "--resume"])
+    assert other.returncode == 2
+    assert other.stderr.strip().splitlines()[-1] == (
+        "❌ no unfinished run of the task edge:Same of collection 'things' to resume")
+    listed = _edge(db, tmp_path, ["rollback", "--list-runs"])
+    assert listed.returncode == 0 and run_id in listed.stdout
+
+
+def test_run_task_refuses_what_the_command_refuses_before_reading(db: Database,
+                                                                  monkeypatch: pytest.MonkeyPatch
+                                                                  ) -> None:
+    for name, value in db.env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError, match="--batch-size"):
+        run_task(TitleNames, batch_size=0, output_dir=str(db.output_dir))
+    with pytest.raises(ConfigurationError, match="No such option .--no-such-option."):
+        run_task(TitleNames, no_such_option=1)
 

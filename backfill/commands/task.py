@@ -42,8 +42,10 @@ from backfill.cli import (
 )
 from backfill.errors import ConfigurationError, ExitCode, RunInterrupted
 from backfill.estimate import Estimate
+from backfill.ledger import Ledger
 from backfill.option_specs import (
     GROUP_ROLLBACK,
+    RollbackChoices,
     RunOptionFields,
     TaskValidationChoices,
     option_name,
@@ -55,9 +57,10 @@ from backfill.pager import (
     read_documents,
     snapshot_data,
 )
+from backfill.run_view import runs_table
 from backfill.sampling import describe as describe_sample
 from backfill.sampling import draw_sample
-from backfill.stats import RunStats
+from backfill.stats import RunStats, ToolExtras
 from backfill.target_field import TargetField
 from backfill.task import Task, TaskJob, load_task, task_name
 from backfill.undo import UndoRunJob
@@ -84,7 +87,8 @@ def run(task: str, **options: Any) -> int:
     found = load_task(task)
     return execute_writing_run("task", TaskMaker(found),
                                for_task(found, task, run_options(options)),
-                               task_labels(found, task), stats_prefix="task_stats")
+                               task_labels(found, task), stats_prefix="task_stats",
+                               extras=task_extras(found, task))
 
 
 def for_task(found: type[Task], spec: str, options: RunOptions) -> RunOptions:
@@ -120,7 +124,8 @@ def run_task(task: type[Task] | str, **options: Any) -> RunStats:
     labels = task_labels(found, spec)
     writing = WritingRun("task", TaskMaker(found), chosen, shard, target, client,
                          console.ConsoleReporter(labels, quiet=True, as_json=False),
-                         labels.resume_command, "task_stats")
+                         labels.resume_command, "task_stats",
+                         extras=task_extras(found, spec))
     writing.open()
     outcome = writing.execute()
     if writing.stats is None:  # a stop stands on the run: it did not begin
@@ -138,6 +143,11 @@ def typed_option(name: str, value: Any) -> list[str]:
     if isinstance(value, list | tuple):
         return [word for item in value for word in (flag, str(item))]
     return [flag, str(value)]
+
+
+def task_extras(found: type[Task], spec: str) -> ToolExtras:
+    """What a task's runs record of it in their stats file and ledger entry."""
+    return ToolExtras(recorded={"task": spec, "task_version": str(found.version) or None})
 
 
 def task_labels(found: type[Task], spec: str) -> console.Labels:
@@ -162,14 +172,17 @@ class TaskMaker:
 @main.command("rollback", cls=ToolCommand, context_settings=COMMAND_SETTINGS)
 @writing_tool_options(None)
 @options_of(RunOptionFields, GROUP_ROLLBACK)
+@options_of(RollbackChoices)
 @run_boundary
-def rollback(**options: Any) -> int:
+def rollback(list_runs: bool, **options: Any) -> int:
     """Undo exactly one run (--run-id RUN_ID): each path it wrote gets back what it held
     before, where it still holds what the run wrote."""
     run = run_options(options)
+    if list_runs:
+        return print_runs(run)
     if run.undo_run_id is None:
         raise ConfigurationError("rollback undoes exactly one run: give --run-id RUN_ID "
-                                 "(python3 -m backfill control status lists the newest)")
+                                 "(--list-runs lists the runs)")
     labels = console.Labels(title="undo", done="rolled back", would="would roll back",
                             sample="Would roll back", show_sample_fields=False,
                             script=SCRIPT, then="rollback")
@@ -241,3 +254,15 @@ def still_needing_work(job: Job, client: firestore.Client, collection: Any, ids:
             elif changing:
                 needing.append((snap.id, "would write " + ", ".join(sorted(changing))))
     return needing
+
+
+def print_runs(run: RunOptions, shown: int = 20) -> int:
+    """The newest runs in the ledger, any tool's (--list-runs)."""
+    target, client = connect(run)
+    runs = Ledger(client, run.ledger_collection, run.policy).runs()
+    click.echo(f"Runs in {run.ledger_collection} of project {target.project}, newest first:")
+    for line in runs_table(runs[:shown]):
+        click.echo(line)
+    if not runs:
+        click.echo("(none)")
+    return 0

@@ -16,17 +16,15 @@ from backfill.batch import Job
 from backfill.cli import (
     COMMAND_SETTINGS,
     ToolCommand,
-    connect,
     execute_writing_run,
     options_of,
     run_boundary,
     run_options,
     writing_tool_options,
 )
-from backfill.ledger import Ledger
+from backfill.commands.task import print_runs
 from backfill.option_specs import GROUP_ROLLBACK, RollbackChoices, RunOptionFields
 from backfill.options import RunOptions
-from backfill.run_view import runs_table
 from backfill.target_field import TargetField
 from backfill.undo import UndoRunJob
 from wardrobe.jobs import RollbackJob
@@ -62,15 +60,3 @@ def make_job(options: RunOptions, field: TargetField | None, client: Any = None)
                           where=options.conditions)
     assert field is not None, "the wardrobe's tools write a field"
     return RollbackJob(field)
-
-
-def print_runs(run: RunOptions, shown: int = 20) -> int:
-    target, client = connect(run)
-    runs = Ledger(client, run.ledger_collection, run.policy).runs()
-    click.echo(f"Runs in {run.ledger_collection} of project {target.project}, newest first:")
-    for line in runs_table(runs[:shown]):
-        click.echo(line)
-    if not runs:
-        click.echo("(none)")
-    return 0
-
