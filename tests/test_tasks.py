@@ -618,6 +618,6 @@ def test_run_task_refuses_what_the_command_refuses_before_reading(db: Database,
         monkeypatch.setenv(name, value)
     with pytest.raises(ConfigurationError, match="--batch-size"):
         run_task(TitleNames, batch_size=0, output_dir=str(db.output_dir))
-    with pytest.raises(ConfigurationError, match=r"No such option .--no-such-option.\."):
+    with pytest.raises(ConfigurationError, match="--no-such-option"):  # click words it by version
         run_task(TitleNames, no_such_option=1)
 
