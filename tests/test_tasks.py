@@ -101,6 +101,9 @@ def test_deleted_nested_fields_come_back_with_their_values_on_undo(db: Database)
 def test_a_task_reads_another_collection_and_sets_several_fields(db: Database) -> None:
     db.seed(USERS, collection="users")
     db.seed({"i1": {"userId": "u1"}, "i2": {"userId": "u1"}, "i3": {"userId": "u2"}})
+    dry = backfill(db, ["run", "fill_plan_defaults:FillPlanDefaults", "--dry-run"])
+    assert dry.returncode == 0 and db.documents("users") == USERS, dry.stderr
+    assert "Not in it: what the task itself reads through self.client" in dry.stderr
     run = backfill(db, ["run", "fill_plan_defaults:FillPlanDefaults", "--yes"])
     assert run.returncode == 0, run.stderr
     users = db.documents("users")
