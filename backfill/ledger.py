@@ -383,19 +383,18 @@ class Ledger:
             call_with_retry(create_unless_there, self.policy, "writing the run ledger")
             run = self._read(run_ref)
             assert run is not None
-        for name, mine in (("tool", stats.tool), ("collection", stats.collection),
-                           ("shard_count", shard.count), ("target_field", stats.target_field)):
-            if getattr(run, name) != mine:
-                raise ConfigurationError(f"run {stats.run_id} has {name} "
-                                         f"{getattr(run, name)!r}, this task {mine!r}")
+        for name, theirs, ours in (
+                ("tool", run.tool, stats.tool), ("collection", run.collection, stats.collection),
+                ("shard_count", run.shard_count, shard.count),
+                ("target_field", run.target_field, stats.target_field),
+                ("--where", run.where, list(settings.get("where") or []))):
+            if theirs != ours:
+                raise ConfigurationError(f"run {stats.run_id} has {name} {theirs!r}, this "
+                                         f"task {ours!r}")
         if run.settings.get("task") != settings.get("task"):  # a task's run: the same task
             raise ConfigurationError(f"run {stats.run_id} runs the task "
                                      f"{run.settings.get('task')}, this task "
                                      f"{settings.get('task')}")
-        theirs = run.where
-        if theirs != list(settings.get("where") or []):
-            raise ConfigurationError(f"run {stats.run_id} has --where {theirs!r}, this task "
-                                     f"{list(settings.get('where') or [])!r}")
         existing = self._read(self._ref(stats))
         if existing is None:
             self._write(self._ref(stats), {"shard": str(shard), **who(),

@@ -282,17 +282,6 @@ class RollbackChoices:
 
 
 @dataclass(frozen=True)
-class TaskValidationChoices:
-    """`python3 -m backfill validate`'s own."""
-
-    sample_size: int = option(
-        100, "How many items to check, drawn at random from the whole collection (or from "
-             "the --where subset).",
-        kind=Whole(1), show_default=True, first=True)
-    seed: int | None = option(None, "Seed of the random sample, to repeat it.", kind=Whole())
-
-
-@dataclass(frozen=True)
 class ValidationChoices:
     """wardrobe-validate's own: what it checks."""
 

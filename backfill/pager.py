@@ -235,14 +235,21 @@ def with_parents(client: firestore.Client, snaps: Sequence[DocumentSnapshot],
         return datas
     unseen = [i for i, (snap, data) in enumerate(zip(snaps, datas, strict=True))
               if snap.exists and target.parent(data)[0] is Parent.UNSEEN]
-    if not unseen:
-        return datas
-    fresh = {snap.id: snap for snap in read_documents(
-        client, [snaps[i].reference for i in unseen], (target.top,), policy,
-        "reading the parent of the target field")}
-    for i in unseen:
-        snap = fresh.get(snaps[i].id)
-        parent = snapshot_data(snap) if snap is not None and snap.exists else {}
-        if target.top in parent:
-            datas[i] = {**datas[i], target.top: parent[target.top]}
+    read_tops(client, snaps, datas, unseen, (target.top,), policy,
+              "reading the parent of the target field")
     return datas
+
+
+def read_tops(client: firestore.Client, snaps: Sequence[DocumentSnapshot],
+              datas: list[dict[str, Any]], indexes: Sequence[int], tops: Sequence[str],
+              policy: RetryPolicy, what: str) -> None:
+    """Complete `datas[i]` (the data of `snaps[i]`, read through a mask), for each of
+    `indexes`, with the document's whole top-level fields `tops`: one read for all."""
+    if not indexes:
+        return
+    fresh = {snap.id: snap for snap in read_documents(
+        client, [snaps[i].reference for i in indexes], tops, policy, what)}
+    for i in indexes:
+        snap = fresh.get(snaps[i].id)
+        whole = snapshot_data(snap) if snap is not None and snap.exists else {}
+        datas[i] = {**datas[i], **{top: whole[top] for top in tops if top in whole}}

@@ -30,6 +30,7 @@ from backfill.pager import (
     part_pages,
     prefetched,
     read_documents,
+    read_tops,
     snapshot_data,
     with_parents,
 )
@@ -254,16 +255,11 @@ class Runner:
         decisions = {i: self.job.decide(snaps[i].id, datas[i]) for i in existing}
         hidden = {} if fields is None else {
             i: tops for i in existing if (tops := hidden_tops(decisions[i], datas[i], fields))}
-        if hidden:
-            wanted = sorted({top for tops in hidden.values() for top in tops})
-            fresh = {snap.id: snap for snap in read_documents(
-                self.client, [snaps[i].reference for i in hidden], wanted,
-                self.settings.policy, "reading the fields a task writes")}
-            for i in hidden:
-                snap = fresh.get(snaps[i].id)
-                whole = snapshot_data(snap) if snap is not None and snap.exists else {}
-                datas[i] = {**datas[i], **{top: whole[top] for top in wanted if top in whole}}
-                decisions[i] = self.job.decide(snaps[i].id, datas[i])
+        read_tops(self.client, snaps, datas, list(hidden),
+                  sorted({top for tops in hidden.values() for top in tops}),
+                  self.settings.policy, "reading the fields a task writes")
+        for i in hidden:
+            decisions[i] = self.job.decide(snaps[i].id, datas[i])
         return [self._changing(decisions[i], datas[i]) for i in existing]
 
     def _changing(self, decision: Decision, data: dict[str, Any]) -> Decision:

@@ -19,7 +19,7 @@ from backfill.journal import LANDING_WINDOW_SECONDS, Journal, written_at_ns
 from backfill.pager import read_documents, snapshot_data
 from backfill.retry import RetryPolicy
 from backfill.target_field import TargetField
-from backfill.values import DELETED, SERVER_TIME, fingerprint
+from backfill.values import DELETED, SERVER_TIME, fingerprint, unchanged
 from backfill.where import Condition, holds
 
 
@@ -127,13 +127,11 @@ class UndoRunJob:
         doc_id, field = entry["id"], self._field(entry)
         if entry["landed"] is False:
             return Decision(doc_id, None)  # the run's write did not land: nothing to undo
-        current = field.value(data)
-        has_field = current is not ABSENT
         ours = self._holds_written(entry, data)
         if ours and entry["landed"]:
             return Decision(doc_id, self._restore(entry, data))
-        if has_field == entry["had_field"] and (
-                not has_field or fingerprint(current) == fingerprint(entry.get("before"))):
+        before = entry.get("before") if entry["had_field"] else DELETE_FIELD
+        if unchanged(field.value(data), before):
             return Decision(doc_id, None)  # as before the run already (undone, or unwritten)
         if entry["after"] == SERVER_TIME and "committed_ns" not in entry:
             return Decision(doc_id, None, problem=(
@@ -163,6 +161,8 @@ class UndoRunJob:
         instead, the outermost one (the item's paths taken together)."""
         removed = [self._field(e) for e in entries if e.get("created") is not None
                    and fields.get(self._field(e).path) is DELETE_FIELD]
+        if not removed:
+            return fields
         after = _applied(data, fields)
         for field in removed:
             created = next(e["created"] for e in entries if self._field(e) == field)

@@ -148,47 +148,70 @@ def sample_cost(host: str, proxy: TcpProxy, project: str, output: Path) -> tuple
     return int(json.loads(done.stdout)["sample_reads"]), proxy.bytes_received - before
 
 
+NAMES = {"a": "bare scan, one cursor", "b": "one document at a time",
+         "c": "sequential batches", "d": "this tool, dry run", "e": "this tool, real run",
+         "f": "this tool, all skipped"}
+
+
+class Contenders:
+    """The contenders measured at one round trip, through one proxy: each one's items
+    and seconds, the CPU it cost (emulator, client), and the tool's stats."""
+
+    def __init__(self, proxy: TcpProxy, emulator: Emulator, args: argparse.Namespace,
+                 start: float) -> None:
+        self.proxy, self.emulator, self.args, self.start = proxy, emulator, args, start
+        self.results: dict[str, tuple[int, float]] = {}
+        self.cpu: dict[str, tuple[float, float]] = {}
+        self.runs: dict[str, dict[str, Any]] = {}
+
+    def other(self, key: str, project: str, kind: str) -> None:
+        self._measure(key, lambda: contender(self.proxy.host, project, kind,
+                                             self.args.batch_size, self.args.one_by_one,
+                                             self.start))
+
+    def tool(self, key: str, project: str, extra: list[str]) -> None:
+        def run() -> tuple[int, float]:
+            self.runs[key] = tool_run(self.proxy.host, project,
+                                      [*extra, "--batch-size", str(self.args.batch_size)],
+                                      self.args.output, self.start)
+            return self.runs[key]["total_processed"], self.runs[key]["seconds"]
+        self._measure(key, run)
+
+    def _measure(self, key: str, action: Callable[[], tuple[int, float]]) -> None:
+        before = cpu_of(self.emulator)
+        self.results[key] = action()
+        after = cpu_of(self.emulator)
+        self.cpu[key] = (after[0] - before[0], after[1] - before[1])
+
+
 def bench_at(delay: float, emulator: Emulator,
              fresh: Callable[..., str], data: list[tuple[str, dict[str, Any]]],
              args: argparse.Namespace, start: float) -> list[tuple[str, bool]]:
     """Contenders (a) to (f) at one round trip, each from its command to its exit; prints
     their table and the real run's timeline, returns the checks."""
     n = len(data)
-    names = {"a": "bare scan, one cursor", "b": "one document at a time",
-             "c": "sequential batches", "d": "this tool, dry run", "e": "this tool, real run",
-             "f": "this tool, all skipped"}
-    results: dict[str, tuple[int, float]] = {}
-    cpu: dict[str, tuple[float, float]] = {}
-    runs: dict[str, dict[str, Any]] = {}
-    common = ["--batch-size", str(args.batch_size)]
     with TcpProxy(emulator.host, delay=delay / 1000) as proxy:
-
-        def measure(key: str, action: Callable[[], tuple[int, float]]) -> None:
-            before = cpu_of(emulator)
-            results[key] = action()
-            after = cpu_of(emulator)
-            cpu[key] = (after[0] - before[0], after[1] - before[1])
-
-        def other(key: str, project: str, kind: str) -> tuple[int, float]:
-            return contender(proxy.host, project, kind, args.batch_size, args.one_by_one,
-                             start)
-
-        def tool(key: str, project: str, extra: list[str]) -> tuple[int, float]:
-            runs[key] = tool_run(proxy.host, project, [*extra, *common], args.output, start)
-            return runs[key]["total_processed"], runs[key]["seconds"]
-
         print(f"Seeding and measuring {n:,} items, {2 * delay:g} ms round trip ...",
               file=sys.stderr)
+        measured = Contenders(proxy, emulator, args, start)
         read_only, one, seq, real = fresh(), fresh(), fresh(), fresh()
-        measure("a", lambda: other("a", read_only, "scan"))
-        measure("b", lambda: other("b", one, "one-by-one"))
-        measure("c", lambda: other("c", seq, "sequential"))
-        measure("d", lambda: tool("d", read_only, ["--dry-run"]))
-        measure("e", lambda: tool("e", real, ["--yes", "--max-writes-per-second", "0"]))
+        measured.other("a", read_only, "scan")
+        measured.other("b", one, "one-by-one")
+        measured.other("c", seq, "sequential")
+        measured.tool("d", read_only, ["--dry-run"])
+        measured.tool("e", real, ["--yes", "--max-writes-per-second", "0"])
+        runs = measured.runs
         assert runs["e"]["total_updated"] + runs["e"]["total_skipped"] == n, runs["e"]
-        measure("f", lambda: tool("f", real, ["--yes", "--max-writes-per-second", "0"]))
+        measured.tool("f", real, ["--yes", "--max-writes-per-second", "0"])
         assert runs["f"]["total_skipped"] == n, runs["f"]
-    speed = {key: count / seconds for key, (count, seconds) in results.items()}
+    speed = {key: count / seconds for key, (count, seconds) in measured.results.items()}
+    print_table(measured, speed, n, delay, args, start)
+    return checks(speed, n, 2 * delay)
+
+
+def print_table(measured: Contenders, speed: dict[str, float], n: int, delay: float,
+                args: argparse.Namespace, start: float) -> None:
+    """The contenders' table, and the timelines of the tool's real runs."""
     for_n = {key: n / s for key, s in speed.items()}
     print(f"\nmake bench: {n:,} items, {2 * delay:g} ms round trip, batch "
           f"{args.batch_size}, on {platform.machine()} with {os.cpu_count()} cores "
@@ -196,19 +219,25 @@ def bench_at(delay: float, emulator: Emulator,
     print(f"{'contender':<28}{'items/s':>10}{'s for N':>10}{'time/(a)':>10}"
           f"{'speed/(c)':>11}{'emulator CPU s':>16}{'client CPU s':>14}")
     for key in "abcdef":
-        print(f"({key}) {names[key]:<24}{speed[key]:>10,.0f}{for_n[key]:>10.2f}"
+        cpu = measured.cpu[key]
+        print(f"({key}) {NAMES[key]:<24}{speed[key]:>10,.0f}{for_n[key]:>10.2f}"
               f"{for_n[key] / for_n['a']:>10.2f}{speed[key] / speed['c']:>11.2f}"
-              f"{cpu[key][0]:>16.2f}{cpu[key][1]:>14.2f}")
+              f"{cpu[0]:>16.2f}{cpu[1]:>14.2f}")
     print(f"    Each contender is timed from its command to its exit, less {start:.2f} s "
           "(an interpreter that starts, imports the client library and exits).\n"
           f"    (b) was timed on its first {args.one_by_one} items; 's for N' "
           "extrapolates. The tool reads with 4 cursors (--parallel-reads 4).")
     for key in "ef":
+        run = measured.runs[key]
         print(f"  timeline of ({key}), seconds since its script began "
-              f"(exit {runs[key]['seconds']:.2f}, as above):")
-        for what, at in timeline(runs[key]):
+              f"(exit {run['seconds']:.2f}, as above):")
+        for what, at in timeline(run):
             print(f"    {'-' if at is None else f'{at:.2f}':>6}  {what}")
-    rt = 2 * delay
+
+
+def checks(speed: dict[str, float], n: int, rt: float) -> list[tuple[str, bool]]:
+    """The bench's targets at the round trip `rt` (ms), met or not."""
+    for_n = {key: n / s for key, s in speed.items()}
     dry, skipped, real_time, over_c = TARGETS[min(TARGETS, key=lambda t: abs(t - rt))]
     ms = f"{rt:g} ms"
     return [

@@ -47,7 +47,7 @@ from backfill.option_specs import (
     GROUP_ROLLBACK,
     RollbackChoices,
     RunOptionFields,
-    TaskValidationChoices,
+    ValidationChoices,
     option_name,
 )
 from backfill.options import RunOptions
@@ -198,7 +198,8 @@ def make_undo(options: RunOptions, field: TargetField | None, client: firestore.
 
 @main.command("validate", cls=ToolCommand, context_settings=COMMAND_SETTINGS)
 @click.argument("task")
-@options_of(TaskValidationChoices)
+@options_of(ValidationChoices, only="sample_size")
+@options_of(ValidationChoices, only="seed")
 @output_options
 @where_option
 @target_options
